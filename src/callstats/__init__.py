@@ -1,0 +1,3 @@
+"""callstats: exact, instant statistics for outbound voice-call campaigns."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,102 @@
+"""create_app(settings): the routers, the error handler, the lifespan and the stats hot path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from anyio.to_thread import run_sync
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import text
+
+from callstats import __version__
+from callstats.calls.routes import router as calls_router
+from callstats.campaigns.routes import router as campaigns_router
+from callstats.config import Settings
+from callstats.db.deps import Db
+from callstats.db.engine import Database
+from callstats.errors import ServiceUnavailable
+from callstats.ratelimit import StatsRateLimiter
+from callstats.stats.openapi import add_stats_path
+from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
+from callstats.web import Dispatcher, install_error_handlers
+
+log = logging.getLogger("callstats")
+BackgroundTask = Callable[[Database], Awaitable[None]]
+
+health_router = APIRouter(tags=["health"])
+
+
+@health_router.get("/health")
+def health() -> dict[str, Any]:
+    """The process is up."""
+    return {"success": True, "data": {"status": "ok", "version": __version__}}
+
+
+@health_router.get("/ready")
+async def ready(db: Db) -> dict[str, Any]:
+    """The database answers."""
+
+    def ping() -> None:
+        with db.read() as conn:
+            conn.execute(text("SELECT 1"))
+
+    try:
+        await run_sync(ping)
+    except Exception:
+        raise ServiceUnavailable("Database unreachable") from None
+    return {"success": True, "data": {"status": "ready"}}
+
+
+class CallstatsApp(Dispatcher):
+    """The ASGI application, with handles on what tests and the CLI need."""
+
+    def __init__(self, api: FastAPI, stats: StatsEndpoint, settings: Settings, db: Database) -> None:
+        super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes)
+        self.settings = settings
+        self.db = db
+        self.limiter = stats.limiter
+
+
+def create_app(
+    settings: Settings, db: Database | None = None, background: Sequence[BackgroundTask] = ()
+) -> CallstatsApp:
+    """The callstats ASGI app for these settings; `background` tasks run while it serves."""
+    database = db or Database(settings.database_url, settings.db_pool_size, settings.counter_slots)
+    limiter = StatsRateLimiter(settings.stats_rate_limit, settings.redis_url)
+    api = FastAPI(
+        title="callstats",
+        version=__version__,
+        description="Exact, instant statistics for outbound voice-call campaigns (VoiceGenie-compatible).",
+        lifespan=_lifespan(database, background),
+    )
+    api.state.db = database
+    api.state.settings = settings
+    install_error_handlers(api)
+    for router in (health_router, campaigns_router, calls_router):
+        api.include_router(router)
+    add_stats_path(api)
+    return CallstatsApp(api, StatsEndpoint(database, limiter), settings, database)
+
+
+def _lifespan(db: Database, background: Sequence[BackgroundTask]) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(task(db)) for task in background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            db.dispose()
+
+    return lifespan
+
+
+def app_from_env() -> CallstatsApp:
+    """Factory for `uvicorn --factory`: settings read from the environment at call time."""
+    return create_app(Settings())

@@ -1,0 +1,1 @@
+"""Calls: the lifecycle core and event ingestion."""

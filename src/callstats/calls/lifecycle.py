@@ -1,0 +1,187 @@
+"""The pure lifecycle core: every call and contact state change goes through `apply`.
+
+No I/O here. Given a contact, its call (or None when the call is unseen), an
+event and the campaign's retry rules, `apply` returns the new states and the
+counter deltas that move with them; the storage layer writes both in one
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal
+
+OUTCOMES: Final = ("answered", "busy", "no_answer", "failed", "voicemail")
+EVENT_TYPES: Final = ("call.started", "call.answered", "call.ended")
+DEFAULT_RETRY_ON: Final = ("busy", "no_answer", "voicemail", "failed")
+DEFAULT_MAX_ATTEMPTS: Final = 3
+
+PENDING: Final = "pending"
+IN_PROGRESS: Final = "in_progress"
+COMPLETED: Final = "completed"
+FAILED: Final = "failed"
+FINAL_STATES: Final = frozenset({COMPLETED, FAILED})
+
+LIVE: Final = "live"
+ENDED: Final = "ended"
+
+Effect = Literal["applied", "no_change", "rejected"]
+
+
+@dataclass(frozen=True)
+class RetryRules:
+    """A campaign's retry settings."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry_on: frozenset[str] = frozenset(DEFAULT_RETRY_ON)
+
+
+@dataclass(frozen=True)
+class ContactState:
+    """What the lifecycle needs to know of a contact."""
+
+    contact_id: int
+    state: str = PENDING
+    attempts: int = 0
+    live_call_id: str | None = None
+    last_outcome: str | None = None
+    finalized_at: int | None = None
+
+
+@dataclass(frozen=True)
+class CallState:
+    """One dial of one contact."""
+
+    call_id: str
+    contact_id: int
+    attempt: int
+    started_at: int
+    status: str = LIVE
+    answered_at: int | None = None
+    ended_at: int | None = None
+    outcome: str | None = None
+    duration_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """A validated call event; times are epoch milliseconds."""
+
+    type: str
+    call_id: str
+    occurred_at: int
+    outcome: str | None = None
+    duration_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The outcome of applying one event."""
+
+    effect: Effect
+    contact: ContactState
+    call: CallState | None
+    deltas: Mapping[str, int] = field(default_factory=dict)
+    reason: str | None = None
+    started_call: bool = False
+
+    @property
+    def started_at(self) -> int | None:
+        """When the call this event started began, if it started one."""
+        return self.call.started_at if self.started_call and self.call else None
+
+    @property
+    def finalized_at(self) -> int | None:
+        """When the contact became final by this event, if it did."""
+        return self.contact.finalized_at if self.deltas.get(COMPLETED, 0) + self.deltas.get(FAILED, 0) else None
+
+
+def apply(contact: ContactState, call: CallState | None, event: CallEvent, rules: RetryRules) -> Transition:
+    """The states after `event` and the counter deltas that move with them."""
+    if call is None:
+        return _start_unseen(contact, event, rules)
+    if call.contact_id != contact.contact_id:
+        return _reject(contact, call, "call_id belongs to another contact")
+    if call.status == ENDED:
+        return Transition("no_change", contact, call, reason="call already ended")
+    if contact.live_call_id != call.call_id:
+        return _reject(contact, call, "call is not the contact's live call")
+    if event.type == "call.started":
+        return Transition("no_change", contact, call, reason="call already started")
+    if event.type == "call.answered":
+        if call.answered_at is not None:
+            return Transition("no_change", contact, call, reason="call already answered")
+        return Transition("applied", contact, replace(call, answered_at=event.occurred_at))
+    return _finish(contact, call, event, rules, {})
+
+
+def _reject(contact: ContactState, call: CallState | None, reason: str) -> Transition:
+    return Transition("rejected", contact, call, reason=reason)
+
+
+def _start_unseen(contact: ContactState, event: CallEvent, rules: RetryRules) -> Transition:
+    """Start a call never seen before; answered and ended events start it first."""
+    if contact.state == IN_PROGRESS:
+        return _reject(contact, None, "contact already has a live call")
+    if contact.state in FINAL_STATES:
+        return _reject(contact, None, f"contact is already {contact.state}")
+    if contact.attempts >= rules.max_attempts:
+        return _reject(contact, None, "contact has used all its attempts")
+    started = replace(
+        contact, state=IN_PROGRESS, attempts=contact.attempts + 1, live_call_id=event.call_id
+    )
+    call = CallState(
+        call_id=event.call_id,
+        contact_id=contact.contact_id,
+        attempt=started.attempts,
+        started_at=event.occurred_at,
+        answered_at=event.occurred_at if event.type == "call.answered" else None,
+    )
+    deltas = {PENDING: -1, IN_PROGRESS: 1}
+    if event.type == "call.ended":
+        return replace(_finish(started, call, event, rules, deltas), started_call=True)
+    return Transition("applied", started, call, deltas, started_call=True)
+
+
+def _finish(
+    contact: ContactState, call: CallState, event: CallEvent, rules: RetryRules, deltas: dict[str, int]
+) -> Transition:
+    """End the contact's live call with the event's outcome."""
+    outcome = event.outcome or "failed"
+    ended = replace(
+        call,
+        status=ENDED,
+        outcome=outcome,
+        ended_at=event.occurred_at,
+        duration_seconds=event.duration_seconds,
+    )
+    state = _state_after(outcome, contact.attempts, rules)
+    finished = replace(
+        contact,
+        state=state,
+        live_call_id=None,
+        last_outcome=outcome,
+        finalized_at=event.occurred_at if state in FINAL_STATES else None,
+    )
+    moved = dict(deltas)
+    _add(moved, IN_PROGRESS, -1)
+    _add(moved, state, 1)
+    if contact.last_outcome is not None:
+        _add(moved, "bd_" + contact.last_outcome, -1)
+    _add(moved, "bd_" + outcome, 1)
+    if outcome == "answered":
+        _add(moved, "talk_seconds", event.duration_seconds)
+    return Transition("applied", finished, ended, {k: v for k, v in moved.items() if v})
+
+
+def _state_after(outcome: str, attempts: int, rules: RetryRules) -> str:
+    if outcome == "answered":
+        return COMPLETED
+    if outcome in rules.retry_on and attempts < rules.max_attempts:
+        return PENDING
+    return FAILED
+
+
+def _add(deltas: dict[str, int], column: str, amount: int) -> None:
+    deltas[column] = deltas.get(column, 0) + amount

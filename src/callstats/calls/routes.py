@@ -1,0 +1,20 @@
+"""HTTP route of the calls domain: recordCallEvents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from callstats.accounts.deps import WriteKey
+from callstats.calls import service
+from callstats.calls.schemas import RecordEventsEnvelope, event_items
+from callstats.db.deps import Db
+from callstats.web import RawBody
+
+router = APIRouter(tags=["calls"])
+
+
+@router.post("/recordCallEvents")
+def record_call_events(key: WriteKey, db: Db, request: Request, body: RawBody) -> RecordEventsEnvelope:
+    """Record up to 1,000 call events; each is applied, a duplicate, or rejected with a reason."""
+    region = request.app.state.settings.default_region
+    return RecordEventsEnvelope(data=service.record_events(db, key.account_id, event_items(body), region))

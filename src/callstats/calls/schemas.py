@@ -1,0 +1,136 @@
+"""Request and response shapes of recordCallEvents."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from callstats.calls.lifecycle import CallEvent
+from callstats.errors import ValidationFailed
+
+MAX_EVENTS_PER_REQUEST = 1_000
+
+EventType = Literal["call.started", "call.answered", "call.ended"]
+Outcome = Literal["answered", "busy", "no_answer", "failed", "voicemail"]
+
+
+class CallEventIn(BaseModel):
+    """One call event as a carrier or dialer sends it."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    event_id: str = Field(min_length=1, max_length=128)
+    campaign_id: str
+    contact_id: int | None = Field(default=None, ge=1)
+    phone: str | None = None
+    call_id: str = Field(min_length=1, max_length=128)
+    type: EventType
+    outcome: Outcome | None = None
+    duration_seconds: int = Field(default=0, ge=0, le=86_400 * 7)
+    occurred_at: datetime
+
+    @field_validator("campaign_id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        return str(uuid.UUID(value))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CallEventIn:
+        if self.contact_id is None and not self.phone:
+            raise ValueError("one of contact_id or phone is required")
+        if self.type == "call.ended" and self.outcome is None:
+            raise ValueError("outcome is required for call.ended")
+        if self.type != "call.ended" and self.outcome is not None:
+            raise ValueError(f"outcome is only allowed on call.ended, not {self.type}")
+        return self
+
+    def occurred_ms(self) -> int:
+        """When it happened, in epoch milliseconds (a time without offset is UTC)."""
+        moment = self.occurred_at if self.occurred_at.tzinfo else self.occurred_at.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+
+    def body_hash(self) -> str:
+        """A fingerprint of what the event says, to tell a redelivery from a reused id."""
+        canonical = self.model_dump(mode="json", exclude={"occurred_at"})
+        canonical["occurred_at"] = self.occurred_ms()
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+    def lifecycle_event(self) -> CallEvent:
+        """The event as the lifecycle core sees it."""
+        return CallEvent(
+            type=self.type,
+            call_id=self.call_id,
+            occurred_at=self.occurred_ms(),
+            outcome=self.outcome,
+            duration_seconds=self.duration_seconds,
+        )
+
+
+class EventResult(BaseModel):
+    """What became of one event: applied, duplicate or rejected (with why)."""
+
+    index: int
+    event_id: str | None
+    status: Literal["applied", "duplicate", "rejected"]
+    error: str | None = None
+    reason: str | None = None
+
+
+class RecordEventsResult(BaseModel):
+    """Counts and per-event results of one recordCallEvents request."""
+
+    received: int
+    applied: int
+    duplicate: int
+    rejected: int
+    results: list[EventResult]
+
+
+class RecordEventsEnvelope(BaseModel):
+    """recordCallEvents' answer in the seed's envelope."""
+
+    success: bool = True
+    data: RecordEventsResult
+
+
+def event_items(body: bytes) -> list[Any]:
+    """The raw items of a recordCallEvents body; a 400 when the body as a whole is unusable."""
+    try:
+        parsed: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("body: not valid JSON") from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("events"), list):
+        raise ValidationFailed('body: expected {"events": [...]}')
+    items: list[Any] = parsed["events"]
+    if not 1 <= len(items) <= MAX_EVENTS_PER_REQUEST:
+        raise ValidationFailed(f"events: between 1 and {MAX_EVENTS_PER_REQUEST} per request, got {len(items)}")
+    return items
+
+
+def parse_event(item: Any) -> CallEventIn | str:
+    """A validated event, or the sentence saying what is wrong with it."""
+    try:
+        return CallEventIn.model_validate(item)
+    except ValidationError as exc:
+        return validation_message(exc)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One readable sentence from a pydantic error: the field and why."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def raw_event_id(item: Any) -> str | None:
+    """The event_id of an item that may not be a valid event."""
+    value = item.get("event_id") if isinstance(item, dict) else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,153 @@
+"""Request and response shapes of the campaign routes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from callstats.calls.lifecycle import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_ON, OUTCOMES
+from callstats.errors import ValidationFailed
+
+MAX_CONTACTS_PER_REQUEST = 10_000
+RETRYABLE = tuple(o for o in OUTCOMES if o != "answered")
+
+
+class CreateCampaign(BaseModel):
+    """Body of createCampaign."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
+    retry_on: list[str] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("retry_on")
+    @classmethod
+    def _known_outcomes(cls, value: list[str]) -> list[str]:
+        unknown = [o for o in value if o not in RETRYABLE]
+        if unknown:
+            raise ValueError(f"unknown or non-retryable outcome(s) {unknown}; allowed: {list(RETRYABLE)}")
+        return [o for o in RETRYABLE if o in value]
+
+
+class Campaign(BaseModel):
+    """A campaign as the API shows it."""
+
+    campaign_id: str
+    name: str
+    max_attempts: int
+    retry_on: list[str]
+    total_contacts: int
+    created_at: str
+
+
+class CampaignEnvelope(BaseModel):
+    """One campaign in the seed's envelope."""
+
+    success: bool = True
+    data: Campaign
+
+
+class Pagination(BaseModel):
+    """Where the next page starts."""
+
+    next_cursor: str | None
+    limit: int
+
+
+class CampaignPage(BaseModel):
+    """A page of campaigns in the seed's envelope."""
+
+    success: bool = True
+    data: list[Campaign]
+    pagination: Pagination
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """One submitted contact, before validation of its phone; `row` is 1-based."""
+
+    row: int
+    phone: object
+    name: object = None
+    metadata: object = None
+    problem: str | None = None
+
+
+class InvalidRow(BaseModel):
+    """Why one submitted row was not added."""
+
+    row: int
+    phone: str | None
+    reason: str
+
+
+class AddContactsResult(BaseModel):
+    """What addContacts did with each row."""
+
+    received: int
+    accepted: int
+    duplicate: int
+    invalid: int
+    errors: list[InvalidRow]
+
+
+class AddContactsEnvelope(BaseModel):
+    """addContacts' answer in the seed's envelope."""
+
+    success: bool = True
+    data: AddContactsResult
+
+
+def contact_rows(body: bytes, content_type: str) -> list[ContactRow]:
+    """The rows of an addContacts body, JSON or CSV; a 400 when the body as a whole is unusable."""
+    media = content_type.split(";")[0].strip().lower()
+    rows = _csv_rows(body) if media in ("text/csv", "application/csv") else _json_rows(body)
+    if len(rows) > MAX_CONTACTS_PER_REQUEST:
+        raise ValidationFailed(f"contacts: at most {MAX_CONTACTS_PER_REQUEST} per request, got {len(rows)}")
+    return rows
+
+
+def _json_rows(body: bytes) -> list[ContactRow]:
+    try:
+        parsed: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("body: not valid JSON (send JSON or Content-Type: text/csv)") from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("contacts"), list):
+        raise ValidationFailed('body: expected {"contacts": [{"phone": ..., "name"?: ..., "metadata"?: ...}]}')
+    rows = []
+    for index, item in enumerate(parsed["contacts"], start=1):
+        if isinstance(item, dict):
+            rows.append(ContactRow(index, item.get("phone"), item.get("name"), item.get("metadata")))
+        else:
+            rows.append(ContactRow(index, None, problem="contact must be an object"))
+    return rows
+
+
+def _csv_rows(body: bytes) -> list[ContactRow]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValidationFailed("body: CSV must be UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    if "phone" not in fields:
+        raise ValidationFailed("body: the CSV header row must name a 'phone' column")
+    reader.fieldnames = fields
+    rows = []
+    for index, record in enumerate(reader, start=1):
+        extra = {k: v for k, v in record.items() if k not in ("phone", "name") and k and v not in (None, "")}
+        rows.append(ContactRow(index, record.get("phone") or "", record.get("name") or None, extra or None))
+    return rows

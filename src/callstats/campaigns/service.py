@@ -1,0 +1,161 @@
+"""Campaign use cases: create, read, list, add contacts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping
+
+from callstats.campaigns import queries
+from callstats.campaigns.phones import InvalidPhone, normalize
+from callstats.campaigns.schemas import (
+    AddContactsResult,
+    Campaign,
+    ContactRow,
+    CreateCampaign,
+    InvalidRow,
+)
+from callstats.clock import now_ms
+from callstats.db.engine import Database
+from callstats.errors import CampaignNotFound, ValidationFailed
+from callstats.stats import counters
+from callstats.stats.counters import CounterDelta
+from callstats.stats.response import iso_utc
+
+
+def _campaign(row: RowMapping) -> Campaign:
+    return Campaign(
+        campaign_id=row["id"],
+        name=row["name"],
+        max_attempts=row["max_attempts"],
+        retry_on=[o for o in row["retry_on"].split(",") if o],
+        total_contacts=int(row["total_contacts"]),
+        created_at=iso_utc(row["created_at"]) or "",
+    )
+
+
+def create_campaign(db: Database, account_id: str, body: CreateCampaign) -> Campaign:
+    """Store a new campaign for the account."""
+    campaign_id = str(uuid.uuid4())
+    values = {
+        "id": campaign_id,
+        "account_id": account_id,
+        "name": body.name,
+        "max_attempts": body.max_attempts,
+        "retry_on": ",".join(body.retry_on),
+        "created_at": now_ms(),
+    }
+
+    def work(conn: Connection) -> None:
+        queries.insert_campaign(conn, values)
+        counters.write(conn, account_id, campaign_id, 0, CounterDelta({"total": 0}, None, None), force=True)
+
+    db.write(work)
+    return get_campaign(db, account_id, campaign_id)
+
+
+def get_campaign(db: Database, account_id: str, campaign_id: str) -> Campaign:
+    """One campaign of the account, or 404."""
+    with db.read() as conn:
+        row = queries.campaign_row(conn, account_id, campaign_id)
+    if row is None:
+        raise CampaignNotFound()
+    return _campaign(row)
+
+
+def encode_cursor(created_at: int, campaign_id: str) -> str:
+    """An opaque cursor for the page after this campaign."""
+    return base64.urlsafe_b64encode(json.dumps([created_at, campaign_id]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The position a cursor stands for, or a 400."""
+    try:
+        created_at, campaign_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return int(created_at), str(campaign_id)
+    except (ValueError, TypeError):
+        raise ValidationFailed("cursor: not a cursor this API returned") from None
+
+
+def list_campaigns(
+    db: Database, account_id: str, cursor: str | None, limit: int
+) -> tuple[list[Campaign], str | None]:
+    """A page of the account's campaigns, newest first, and the cursor of the next page."""
+    after = decode_cursor(cursor) if cursor else None
+    with db.read() as conn:
+        rows = queries.campaign_page(conn, account_id, after, limit + 1)
+    page = [_campaign(row) for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return page, encode_cursor(last["created_at"], last["id"]) if last is not None else None
+
+
+def _checked_rows(rows: list[ContactRow], region: str) -> tuple[list[tuple[ContactRow, str]], list[InvalidRow]]:
+    """Valid rows with their E.164 phone, and the invalid ones with reasons."""
+    valid: list[tuple[ContactRow, str]] = []
+    invalid: list[InvalidRow] = []
+    for row in rows:
+        shown = row.phone if isinstance(row.phone, str) else None
+        try:
+            if row.problem:
+                raise InvalidPhone(row.problem)
+            phone = normalize(row.phone, region)
+            _check_extras(row)
+        except InvalidPhone as exc:
+            invalid.append(InvalidRow(row=row.row, phone=shown, reason=str(exc)))
+            continue
+        valid.append((row, phone))
+    return valid, invalid
+
+
+def _check_extras(row: ContactRow) -> None:
+    if row.name is not None and (not isinstance(row.name, str) or len(row.name) > 200):
+        raise InvalidPhone("name must be a string of at most 200 characters")
+    if row.metadata is not None and not isinstance(row.metadata, dict):
+        raise InvalidPhone("metadata must be an object")
+
+
+def add_contacts(
+    db: Database, account_id: str, campaign_id: str, rows: list[ContactRow], region: str
+) -> AddContactsResult:
+    """Validate, normalize and add contacts; duplicates (in the request or the campaign) are skipped."""
+    valid, invalid = _checked_rows(rows, region)
+    unique: dict[str, dict[str, Any]] = {}
+    created = now_ms()
+    for row, phone in valid:
+        unique.setdefault(phone, _contact_values(row, phone, campaign_id, account_id, created))
+
+    def work(conn: Connection) -> int:
+        if queries.campaign_row(conn, account_id, campaign_id) is None:
+            raise CampaignNotFound()
+        inserted = queries.insert_contacts(conn, list(unique.values()))
+        delta = CounterDelta({"total": inserted, "pending": inserted})
+        counters.write(conn, account_id, campaign_id, db.pick_slot(), delta)
+        return inserted
+
+    accepted = db.write(work)
+    return AddContactsResult(
+        received=len(rows),
+        accepted=accepted,
+        duplicate=len(valid) - accepted,
+        invalid=len(invalid),
+        errors=invalid,
+    )
+
+
+def _contact_values(row: ContactRow, phone: str, campaign_id: str, account_id: str, created: int) -> dict[str, Any]:
+    return {
+        "campaign_id": campaign_id,
+        "account_id": account_id,
+        "phone": phone,
+        "name": row.name,
+        "metadata": json.dumps(row.metadata) if row.metadata is not None else None,
+        "state": "pending",
+        "attempts": 0,
+        "live_call_id": None,
+        "last_outcome": None,
+        "finalized_at": None,
+        "created_at": created,
+    }

@@ -1,0 +1,36 @@
+"""Settings, read from CALLSTATS_* environment variables once and passed in explicitly."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./callstats.db"
+
+
+class Settings(BaseSettings):
+    """Everything the service can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLSTATS_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    stats_rate_limit: str = "200/minute"
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    default_region: str = "US"
+    counter_slots: int = Field(default=16, ge=1, le=256)
+    db_pool_size: int = Field(default=20, ge=1)
+    log_level: str = "info"
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Map a plain postgresql:// or sqlite:/// URL onto the driver callstats uses."""
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix) :]
+    return database_url
+
+
+def is_sqlite(database_url: str) -> bool:
+    """Whether the URL names an SQLite database."""
+    return database_url.startswith("sqlite")

@@ -1,0 +1,149 @@
+"""The tables, as SQLAlchemy Core; one schema for SQLite and PostgreSQL.
+
+Every table carries `account_id` or `campaign_id` so the schema can be
+distributed by account on a sharded PostgreSQL. Times are epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scope", String(8), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("retry_on", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_campaigns_account_created", "account_id", "created_at", "id"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(36), ForeignKey("campaigns.id"), nullable=False),
+    Column("account_id", String(36), nullable=False),
+    Column("phone", String(20), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("metadata", Text, nullable=True),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("live_call_id", String(128), nullable=True),
+    Column("last_outcome", String(12), nullable=True),
+    Column("finalized_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("campaign_id", "phone"),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("account_id", String(36), primary_key=True),
+    Column("call_id", String(128), primary_key=True),
+    Column("campaign_id", String(36), nullable=False),
+    Column("contact_id", BigId, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("outcome", String(12), nullable=True),
+    Column("duration_seconds", Integer, nullable=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("answered_at", BigInteger, nullable=True),
+    Column("ended_at", BigInteger, nullable=True),
+    Index("ix_calls_campaign_contact", "campaign_id", "contact_id", "attempt"),
+)
+
+call_events = Table(
+    "call_events",
+    metadata,
+    Column("account_id", String(36), primary_key=True),
+    Column("event_id", String(128), primary_key=True),
+    Column("body_hash", String(64), nullable=False),
+    Column("campaign_id", String(36), nullable=False),
+    Column("call_id", String(128), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("occurred_at", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Column("effect", String(16), nullable=False),
+)
+
+# Per-campaign counters, split into slots so concurrent writers rarely share a row;
+# a read sums a campaign's slots (a fixed, small number of rows).
+campaign_counters = Table(
+    "campaign_counters",
+    metadata,
+    Column("campaign_id", String(36), primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("account_id", String(36), nullable=False),
+    Column("total", BigInteger, nullable=False, default=0),
+    Column("pending", BigInteger, nullable=False, default=0),
+    Column("in_progress", BigInteger, nullable=False, default=0),
+    Column("completed", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("talk_seconds", BigInteger, nullable=False, default=0),
+    Column("bd_answered", BigInteger, nullable=False, default=0),
+    Column("bd_busy", BigInteger, nullable=False, default=0),
+    Column("bd_no_answer", BigInteger, nullable=False, default=0),
+    Column("bd_failed", BigInteger, nullable=False, default=0),
+    Column("bd_voicemail", BigInteger, nullable=False, default=0),
+    Column("first_call_at", BigInteger, nullable=True),
+    Column("last_final_at", BigInteger, nullable=True),
+)
+
+COUNTER_COLUMNS: tuple[str, ...] = (
+    "total",
+    "pending",
+    "in_progress",
+    "completed",
+    "failed",
+    "talk_seconds",
+    "bd_answered",
+    "bd_busy",
+    "bd_no_answer",
+    "bd_failed",
+    "bd_voicemail",
+)

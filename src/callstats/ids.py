@@ -1,0 +1,25 @@
+"""Public identifiers: campaign ids are UUIDs, validated before any lookup."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Path
+
+from callstats.errors import ValidationFailed
+
+
+def campaign_uuid(raw: str) -> str:
+    """The canonical form of a campaign id, or a 400 naming the field."""
+    try:
+        return str(uuid.UUID(raw))
+    except (ValueError, AttributeError, TypeError):
+        raise ValidationFailed(f"campaignId must be a UUID, got {raw[:64]!r}") from None
+
+
+def _campaign_id_param(campaign_id: Annotated[str, Path(alias="campaignId")]) -> str:
+    return campaign_uuid(campaign_id)
+
+
+CampaignId = Annotated[str, Depends(_campaign_id_param)]

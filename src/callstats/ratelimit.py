@@ -1,0 +1,69 @@
+"""The stats route's rate limit: a sliding (moving) window per campaign, in memory or in Redis."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+log = logging.getLogger("callstats.ratelimit")
+POLICY_NAME = "stats"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a request may go on, and the figures the RateLimit headers carry."""
+
+    allowed: bool
+    limit: int
+    window_seconds: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> list[tuple[str, str]]:
+        """RateLimit-Policy and RateLimit (IETF httpapi draft), plus Retry-After when refused."""
+        headers = [
+            ("RateLimit-Policy", f'"{POLICY_NAME}";q={self.limit};w={self.window_seconds}'),
+            ("RateLimit", f'"{POLICY_NAME}";r={self.remaining};t={self.reset_seconds}'),
+        ]
+        if not self.allowed:
+            headers.append(("Retry-After", str(max(self.reset_seconds, 1))))
+        return headers
+
+
+class StatsRateLimiter:
+    """Counts stats reads per campaign; shared across processes when Redis is configured."""
+
+    def __init__(self, limit: str, redis_url: str | None) -> None:
+        self.item: RateLimitItem = parse(limit)
+        self.storage: Storage = (
+            RedisStorage(_async_uri(redis_url), implementation="redispy", key_prefix="callstats")
+            if redis_url
+            else MemoryStorage()
+        )
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.window_seconds = int(self.item.get_expiry())
+
+    async def hit(self, campaign_id: str) -> Decision | None:
+        """Count one read of the campaign; None when the limiter's backend is unreachable (fail open)."""
+        try:
+            allowed = await self.limiter.hit(self.item, campaign_id)
+            stats = await self.limiter.get_window_stats(self.item, campaign_id)
+        except Exception as exc:  # the limiter must not take stats reads down with it
+            log.warning("rate limiter unavailable, request let through: %s", type(exc).__name__)
+            return None
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        return Decision(allowed, self.item.amount, self.window_seconds, max(stats.remaining, 0), reset)
+
+    async def reset(self) -> None:
+        """Forget every count (tests and operators)."""
+        await self.storage.reset()
+
+
+def _async_uri(redis_url: str) -> str:
+    return redis_url if redis_url.startswith("async+") else "async+" + redis_url

@@ -1,0 +1,1 @@
+"""Campaign statistics: counters, the seed's response, reconciliation."""

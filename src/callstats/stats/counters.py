@@ -1,0 +1,141 @@
+"""Per-campaign counters: kept in the same transaction as the rows they summarize."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from callstats.calls.lifecycle import OUTCOMES
+from callstats.db.schema import COUNTER_COLUMNS, api_keys, campaign_counters, campaigns
+
+
+@dataclass(frozen=True)
+class Counters:
+    """A campaign's numbers, summed over its counter slots."""
+
+    campaign_id: str
+    campaign_name: str
+    total: int = 0
+    pending: int = 0
+    in_progress: int = 0
+    completed: int = 0
+    failed: int = 0
+    talk_seconds: int = 0
+    breakdown: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    first_call_at: int | None = None
+    last_final_at: int | None = None
+
+
+def summed_columns() -> list[Any]:
+    """The aggregate expressions that turn a campaign's slots into one row."""
+    cc = campaign_counters.c
+    sums = [func.coalesce(func.sum(cc[name]), 0).label(name) for name in COUNTER_COLUMNS]
+    return [*sums, func.min(cc.first_call_at).label("first_call_at"), func.max(cc.last_final_at).label("last_final_at")]
+
+
+def counters_select(campaign_id: str) -> Select[Any]:
+    """One row of summed counters for a campaign (NULL sums when it has no slots)."""
+    cc = campaign_counters.c
+    return select(*summed_columns()).where(cc.campaign_id == campaign_id)
+
+
+def from_row(campaign_id: str, campaign_name: str, row: Mapping[str, Any]) -> Counters:
+    """Counters from a row holding the summed columns."""
+    return Counters(
+        campaign_id=campaign_id,
+        campaign_name=campaign_name,
+        total=int(row["total"] or 0),
+        pending=int(row["pending"] or 0),
+        in_progress=int(row["in_progress"] or 0),
+        completed=int(row["completed"] or 0),
+        failed=int(row["failed"] or 0),
+        talk_seconds=int(row["talk_seconds"] or 0),
+        breakdown={o: int(row["bd_" + o] or 0) for o in OUTCOMES},
+        first_call_at=row["first_call_at"],
+        last_final_at=row["last_final_at"],
+    )
+
+
+def read(conn: Connection, account_id: str, campaign_id: str) -> Counters | None:
+    """A campaign's counters, or None when the account has no such campaign."""
+    name = conn.execute(
+        select(campaigns.c.name).where(campaigns.c.id == campaign_id, campaigns.c.account_id == account_id)
+    ).scalar()
+    if name is None:
+        return None
+    row = conn.execute(counters_select(campaign_id)).mappings().one()
+    return from_row(campaign_id, name, row)
+
+
+@dataclass
+class CounterDelta:
+    """Deltas gathered over one transaction, written to one slot at its end."""
+
+    columns: dict[str, int] = field(default_factory=dict)
+    first_call_at: int | None = None
+    last_final_at: int | None = None
+
+    def add(self, deltas: Mapping[str, int], started_at: int | None, finalized_at: int | None) -> None:
+        """Fold one transition's deltas in."""
+        for name, amount in deltas.items():
+            self.columns[name] = self.columns.get(name, 0) + amount
+        if started_at is not None:
+            self.first_call_at = started_at if self.first_call_at is None else min(self.first_call_at, started_at)
+        if finalized_at is not None:
+            self.last_final_at = finalized_at if self.last_final_at is None else max(self.last_final_at, finalized_at)
+
+    def __bool__(self) -> bool:
+        changed = any(self.columns.values())
+        return changed or self.first_call_at is not None or self.last_final_at is not None
+
+
+def write(
+    conn: Connection, account_id: str, campaign_id: str, slot: int, delta: CounterDelta, force: bool = False
+) -> None:
+    """Add `delta` to one counter slot of a campaign, creating the slot if needed."""
+    if not delta and not force:
+        return
+    values: dict[str, Any] = dict.fromkeys(COUNTER_COLUMNS, 0)
+    values.update(delta.columns)
+    values.update(
+        campaign_id=campaign_id,
+        slot=slot,
+        account_id=account_id,
+        first_call_at=delta.first_call_at,
+        last_final_at=delta.last_final_at,
+    )
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(campaign_counters).values(**values)
+    cc = campaign_counters.c
+    updates: dict[str, Any] = {name: cc[name] + stmt.excluded[name] for name in delta.columns or {"total": 0}}
+    if delta.first_call_at is not None:
+        updates["first_call_at"] = func.coalesce(_least(conn, cc.first_call_at, stmt.excluded.first_call_at), stmt.excluded.first_call_at)
+    if delta.last_final_at is not None:
+        updates["last_final_at"] = func.coalesce(_greatest(conn, cc.last_final_at, stmt.excluded.last_final_at), stmt.excluded.last_final_at)
+    conn.execute(stmt.on_conflict_do_update(index_elements=[cc.campaign_id, cc.slot], set_=updates))
+
+
+def _least(conn: Connection, a: Any, b: Any) -> Any:
+    return func.least(a, b) if conn.dialect.name == "postgresql" else func.min(a, b)
+
+
+def _greatest(conn: Connection, a: Any, b: Any) -> Any:
+    return func.greatest(a, b) if conn.dialect.name == "postgresql" else func.max(a, b)
+
+
+def key_and_counters_select(key_id: str, campaign_id: str) -> Select[Any]:
+    """One round trip for a stats read: the key, the campaign if the key's account owns it, its counters."""
+    k, c, cc = api_keys.c, campaigns.c, campaign_counters.c
+    joined = api_keys.outerjoin(campaigns, and_(c.id == campaign_id, c.account_id == k.account_id)).outerjoin(
+        campaign_counters, cc.campaign_id == c.id
+    )
+    return (
+        select(k.account_id, k.secret_hash, k.scope, k.revoked_at, c.name.label("campaign_name"), *summed_columns())
+        .select_from(joined)
+        .where(k.id == key_id)
+        .group_by(k.account_id, k.secret_hash, k.scope, k.revoked_at, c.name)
+    )

@@ -1,0 +1,66 @@
+"""The seed's stats response, computed from counters. Pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from callstats.calls.lifecycle import OUTCOMES
+from callstats.stats.counters import Counters
+
+
+def round_half_up(value: Decimal, places: int) -> Decimal:
+    """Round half away from zero (values here are never negative) to `places` decimals."""
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def success_rate(completed: int, failed: int) -> float:
+    """100 * completed / (completed + failed), half-up to 2 decimals; 0 when none is final."""
+    final = completed + failed
+    if final == 0:
+        return 0.0
+    return float(round_half_up(Decimal(100 * completed) / Decimal(final), 2))
+
+
+def average_duration(talk_seconds: int, answered_calls: int) -> int:
+    """Talk time per answered call, half-up to an integer; 0 when none."""
+    if answered_calls == 0:
+        return 0
+    return int(round_half_up(Decimal(talk_seconds) / Decimal(answered_calls), 0))
+
+
+def iso_utc(epoch_ms: int | None) -> str | None:
+    """ISO 8601 UTC with a Z; milliseconds only when there are some."""
+    if epoch_ms is None:
+        return None
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    if epoch_ms % 1000:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def completed_at(counters: Counters) -> int | None:
+    """When the last contact became final, once nothing is pending or in progress."""
+    if counters.total > 0 and counters.pending == 0 and counters.in_progress == 0:
+        return counters.last_final_at
+    return None
+
+
+def stats_response(counters: Counters) -> dict[str, Any]:
+    """The `data` object of getCampaignStats, field for field as the seed shows it."""
+    return {
+        "campaign_id": counters.campaign_id,
+        "campaign_name": counters.campaign_name,
+        "total_contacts": counters.total,
+        "calls_completed": counters.completed,
+        "calls_failed": counters.failed,
+        "calls_in_progress": counters.in_progress,
+        "calls_pending": counters.pending,
+        "success_rate": success_rate(counters.completed, counters.failed),
+        "average_call_duration": average_duration(counters.talk_seconds, counters.completed),
+        "total_call_duration": counters.talk_seconds,
+        "call_status_breakdown": {o: counters.breakdown.get(o, 0) for o in OUTCOMES},
+        "started_at": iso_utc(counters.first_call_at),
+        "completed_at": iso_utc(completed_at(counters)),
+    }

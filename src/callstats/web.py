@@ -1,0 +1,140 @@
+"""HTTP plumbing shared by every route: the error handler, the body limit, raw bodies, the dispatcher."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from callstats.errors import (
+    ApiError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    ValidationFailed,
+    rendered,
+)
+
+log = logging.getLogger("callstats.web")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def error_json(error: ApiError) -> JSONResponse:
+    """The response for an ApiError."""
+    status, headers, body = rendered(error)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_json(exc)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for error in exc.errors()[:3]:
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"] or ["body"]
+        parts.append(f"{'.'.join(loc)}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}")
+    return error_json(ValidationFailed("; ".join(parts)))
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_json(NotFound("No such route"))
+    if exc.status_code == 405:
+        return error_json(MethodNotAllowed())
+    error = ApiError(str(exc.detail))
+    error.status = exc.status_code
+    return error_json(error)
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.warning("request failed: database error %s", type(exc).__name__)
+    if getattr(exc, "connection_invalidated", False) or _is_unreachable(exc):
+        return error_json(ServiceUnavailable())
+    return error_json(InternalError())
+
+
+def _is_unreachable(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", "")).lower()
+    return any(word in text for word in ("connection", "could not connect", "server closed", "terminating"))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+    return error_json(InternalError())
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error, expected or not, in the seed's envelope."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(_raw_body)]
+
+
+class Dispatcher:
+    """The ASGI entry point: the stats hot path first, then the framework, with a body-size limit."""
+
+    def __init__(self, api: FastAPI, stats: AsgiApp, stats_prefix: str, max_body_bytes: int) -> None:
+        self.api = api
+        self.stats = stats
+        self.stats_prefix = stats_prefix
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route one ASGI connection."""
+        if scope["type"] == "http" and scope["path"].startswith(self.stats_prefix):
+            await self.stats(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            if self._declared_length(scope) > self.max_body_bytes:
+                await error_json(PayloadTooLarge(self._too_large()))(scope, receive, send)
+                return
+            receive = self._limited(receive)
+        await self.api(scope, receive, send)
+
+    def _too_large(self) -> str:
+        return f"Request body over the limit of {self.max_body_bytes} bytes"
+
+    @staticmethod
+    def _declared_length(scope: Scope) -> int:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                return int(value) if value.isdigit() else 0
+        return 0
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body_bytes:
+                raise PayloadTooLarge(self._too_large())
+            return message
+
+        return limited
