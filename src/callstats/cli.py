@@ -1,0 +1,153 @@
+"""The `callstats` command: serve, migrate, demo, keys, reconcile."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from callstats.accounts import service as accounts
+from callstats.config import Settings
+from callstats.db import migrate as migrations
+from callstats.db.engine import Database
+
+app = typer.Typer(help="callstats: exact, instant statistics for outbound call campaigns.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys (only their hashes are stored).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _database(settings: Settings) -> Database:
+    db = Database(settings.database_url, pool_size=2, counter_slots=settings.counter_slots)
+    status = migrations.status(db.engine, settings.database_url)
+    if not status.up_to_date:
+        db.dispose()
+        _fail(_behind_message(status))
+    return db
+
+
+def _behind_message(status: migrations.SchemaStatus) -> str:
+    return (
+        f"The database schema is at revision {status.current or 'none (empty database)'}, "
+        f"this callstats needs {status.head}: run `callstats migrate` first."
+    )
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the schema of the database CALLSTATS_DATABASE_URL names."""
+    settings = _settings()
+    migrations.upgrade(settings.database_url)
+    typer.echo("Database schema is up to date.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the API (SQLite by default, PostgreSQL via CALLSTATS_DATABASE_URL)."""
+    import uvicorn
+
+    settings = _settings()
+    _database(settings).dispose()
+    uvicorn.run(
+        "callstats.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+        server_header=False,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[str, typer.Option(help="Account name (created if new).")],
+    scope: Annotated[str, typer.Option(help="read or write (write can do everything read can).")] = "write",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")] = False,
+) -> None:
+    """Create a key; it is printed once and never stored."""
+    if scope not in ("read", "write"):
+        _fail("--scope must be read or write", code=2)
+    db = _database(_settings())
+    created = accounts.create_key(db, account, scope)
+    db.dispose()
+    if as_json:
+        typer.echo(json.dumps({"key": created.plaintext, "key_id": created.key_id, "account_id": created.account_id, "scope": scope}))
+        return
+    typer.echo(f"API key ({scope}) for account {account!r}, shown only this once:\n\n  {created.plaintext}\n")
+    typer.echo(f"key id: {created.key_id}   account id: {created.account_id}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (ids, accounts, scopes; never secrets)."""
+    db = _database(_settings())
+    listing = accounts.list_keys(db)
+    db.dispose()
+    typer.echo(f"{'KEY ID':<14}{'ACCOUNT':<24}{'SCOPE':<7}{'CREATED':<22}STATUS")
+    for key in listing:
+        status = "revoked " + _when(key.revoked_at) if key.revoked_at else "active"
+        typer.echo(f"{key.key_id:<14}{key.account_name[:22]:<24}{key.scope:<7}{_when(key.created_at):<22}{status}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id `keys list` shows.")]) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    db = _database(_settings())
+    revoked = accounts.revoke_key(db, key_id)
+    db.dispose()
+    if not revoked:
+        _fail(f"No active key with id {key_id!r}.")
+    typer.echo(f"Key {key_id} revoked.")
+
+
+@app.command()
+def reconcile(campaign_id: Annotated[str, typer.Argument(help="The campaign to check.")]) -> None:
+    """Recompute a campaign's numbers from raw rows and report any difference from its counters."""
+    from callstats.stats.reconcile import differences
+
+    db = _database(_settings())
+    with db.read() as conn:
+        found = differences(conn, campaign_id)
+    db.dispose()
+    if found is None:
+        _fail(f"Campaign {campaign_id} not found.")
+        return
+    if not found:
+        typer.echo(f"Campaign {campaign_id}: counters match the raw rows exactly.")
+        return
+    typer.echo(f"Campaign {campaign_id}: {len(found)} difference(s) between counters and raw rows:")
+    for diff in found:
+        typer.echo(f"  {diff.field}: counters={diff.counters!r} recomputed={diff.recomputed!r}")
+    raise typer.Exit(1)
+
+
+def _when(epoch_ms: int | None) -> str:
+    if epoch_ms is None:
+        return "-"
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def main() -> None:
+    """Entry point of the `callstats` script."""
+    app(prog_name="callstats")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
