@@ -75,6 +75,20 @@ def serve(
     )
 
 
+@app.command()
+def demo(
+    contacts: Annotated[int, typer.Option(min=1, help="Contacts in the demo campaign.")] = 2000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    database: Annotated[str, typer.Option(help="SQLite file, created afresh.")] = "callstats-demo.db",
+    speed: Annotated[float, typer.Option(min=0.1, help="Time acceleration of the simulated dialer.")] = 60.0,
+) -> None:
+    """Fresh SQLite database, a key, a campaign and a simulated dialer, served live; Ctrl-C stops it."""
+    from callstats.demo.runner import run_demo
+
+    run_demo(contacts=contacts, host=host, port=port, database=database, speed=speed)
+
+
 @keys_app.command("create")
 def keys_create(
     account: Annotated[str, typer.Option(help="Account name (created if new).")],

@@ -1,0 +1,1 @@
+"""The demo: a simulated dialer feeding a live campaign."""
