@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +25,7 @@ from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
 from callstats.web import Dispatcher, install_error_handlers
 
 log = logging.getLogger("callstats")
-BackgroundTask = Callable[[Database], Awaitable[None]]
+BackgroundTask = Callable[[Database], Coroutine[Any, Any, None]]
 
 health_router = APIRouter(tags=["health"])
 

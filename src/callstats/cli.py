@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -14,7 +13,9 @@ from callstats.config import Settings
 from callstats.db import migrate as migrations
 from callstats.db.engine import Database
 
-app = typer.Typer(help="callstats: exact, instant statistics for outbound call campaigns.", no_args_is_help=True)
+app = typer.Typer(
+    help="callstats: exact, instant statistics for outbound call campaigns.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Manage API keys (only their hashes are stored).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -102,7 +103,16 @@ def keys_create(
     created = accounts.create_key(db, account, scope)
     db.dispose()
     if as_json:
-        typer.echo(json.dumps({"key": created.plaintext, "key_id": created.key_id, "account_id": created.account_id, "scope": scope}))
+        typer.echo(
+            json.dumps(
+                {
+                    "key": created.plaintext,
+                    "key_id": created.key_id,
+                    "account_id": created.account_id,
+                    "scope": scope,
+                }
+            )
+        )
         return
     typer.echo(f"API key ({scope}) for account {account!r}, shown only this once:\n\n  {created.plaintext}\n")
     typer.echo(f"key id: {created.key_id}   account id: {created.account_id}")
@@ -117,7 +127,9 @@ def keys_list() -> None:
     typer.echo(f"{'KEY ID':<14}{'ACCOUNT':<24}{'SCOPE':<7}{'CREATED':<22}STATUS")
     for key in listing:
         status = "revoked " + _when(key.revoked_at) if key.revoked_at else "active"
-        typer.echo(f"{key.key_id:<14}{key.account_name[:22]:<24}{key.scope:<7}{_when(key.created_at):<22}{status}")
+        typer.echo(
+            f"{key.key_id:<14}{key.account_name[:22]:<24}{key.scope:<7}{_when(key.created_at):<22}{status}"
+        )
 
 
 @keys_app.command("revoke")
@@ -164,4 +176,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

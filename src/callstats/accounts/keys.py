@@ -66,7 +66,7 @@ def parse_key_id(plaintext: str) -> str | None:
     match = _KEY_RE.match(plaintext)
     if match is None:
         return None
-    body = plaintext[: -CHECKSUM_LENGTH]
+    body = plaintext[:-CHECKSUM_LENGTH]
     if not hmac.compare_digest(_checksum(body), match.group(3)):
         return None
     return match.group(1)

@@ -69,8 +69,11 @@ def create_key(db: Database, account_name: str, scope: str = "write") -> Created
         account_id = _account_id(conn, account_name)
         conn.execute(
             insert(api_keys).values(
-                id=issued.key_id, account_id=account_id, secret_hash=issued.secret_hash,
-                scope=scope, created_at=now_ms(),
+                id=issued.key_id,
+                account_id=account_id,
+                secret_hash=issued.secret_hash,
+                scope=scope,
+                created_at=now_ms(),
             )
         )
         return account_id
@@ -113,17 +116,21 @@ def authenticate(db: Database, plaintext: str | None) -> ApiKey:
         raise Unauthorized("Invalid API key")
     with db.read() as conn:
         row = conn.execute(
-            select(api_keys.c.account_id, api_keys.c.secret_hash, api_keys.c.scope, api_keys.c.revoked_at)
-            .where(api_keys.c.id == key_id)
+            select(
+                api_keys.c.account_id, api_keys.c.secret_hash, api_keys.c.scope, api_keys.c.revoked_at
+            ).where(api_keys.c.id == key_id)
         ).first()
-    return checked_key(plaintext, key_id, row)
+    return checked_key(plaintext, key_id, (row[0], row[1], row[2], row[3]) if row is not None else None)
 
 
-def checked_key(plaintext: str, key_id: str, row: object | None) -> ApiKey:
+StoredKey = tuple[str, str, str, int | None]
+
+
+def checked_key(plaintext: str, key_id: str, row: StoredKey | None) -> ApiKey:
     """Turn a stored key row (account_id, secret_hash, scope, revoked_at) into an ApiKey, or 401."""
     if row is None:
         raise Unauthorized("Invalid API key")
-    account_id, secret_hash, scope, revoked_at = row  # type: ignore[misc]
+    account_id, secret_hash, scope, revoked_at = row
     if not keys.matches(plaintext, secret_hash):
         raise Unauthorized("Invalid API key")
     if revoked_at is not None:

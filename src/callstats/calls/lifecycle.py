@@ -94,7 +94,9 @@ class Transition:
     @property
     def finalized_at(self) -> int | None:
         """When the contact became final by this event, if it did."""
-        return self.contact.finalized_at if self.deltas.get(COMPLETED, 0) + self.deltas.get(FAILED, 0) else None
+        return (
+            self.contact.finalized_at if self.deltas.get(COMPLETED, 0) + self.deltas.get(FAILED, 0) else None
+        )
 
 
 def apply(contact: ContactState, call: CallState | None, event: CallEvent, rules: RetryRules) -> Transition:
@@ -128,9 +130,7 @@ def _start_unseen(contact: ContactState, event: CallEvent, rules: RetryRules) ->
         return _reject(contact, None, f"contact is already {contact.state}")
     if contact.attempts >= rules.max_attempts:
         return _reject(contact, None, "contact has used all its attempts")
-    started = replace(
-        contact, state=IN_PROGRESS, attempts=contact.attempts + 1, live_call_id=event.call_id
-    )
+    started = replace(contact, state=IN_PROGRESS, attempts=contact.attempts + 1, live_call_id=event.call_id)
     call = CallState(
         call_id=event.call_id,
         contact_id=contact.contact_id,

@@ -54,7 +54,11 @@ def locked_contact(
 ) -> ContactState | None:
     """The contact (by id or E.164 phone) of the campaign, locked for this transaction."""
     query = select(*_CONTACT_FIELDS).where(contacts.c.campaign_id == campaign_id)
-    query = query.where(contacts.c.id == contact_id) if contact_id is not None else query.where(contacts.c.phone == phone)
+    query = (
+        query.where(contacts.c.id == contact_id)
+        if contact_id is not None
+        else query.where(contacts.c.phone == phone)
+    )
     row = conn.execute(query.with_for_update()).first()
     return ContactState(*row) if row is not None else None
 
@@ -63,8 +67,15 @@ def locked_call(conn: Connection, account_id: str, call_id: str) -> CallState | 
     """The call with this id, locked for this transaction."""
     row = conn.execute(
         select(
-            calls.c.call_id, calls.c.contact_id, calls.c.attempt, calls.c.started_at, calls.c.status,
-            calls.c.answered_at, calls.c.ended_at, calls.c.outcome, calls.c.duration_seconds,
+            calls.c.call_id,
+            calls.c.contact_id,
+            calls.c.attempt,
+            calls.c.started_at,
+            calls.c.status,
+            calls.c.answered_at,
+            calls.c.ended_at,
+            calls.c.outcome,
+            calls.c.duration_seconds,
         )
         .where(calls.c.account_id == account_id, calls.c.call_id == call_id)
         .with_for_update()
@@ -99,9 +110,18 @@ def save_call(conn: Connection, account_id: str, campaign_id: str, call: CallSta
     if is_new:
         conn.execute(
             insert(calls).values(
-                account_id=account_id, call_id=call.call_id, campaign_id=campaign_id,
-                contact_id=call.contact_id, attempt=call.attempt, started_at=call.started_at, **values,
+                account_id=account_id,
+                call_id=call.call_id,
+                campaign_id=campaign_id,
+                contact_id=call.contact_id,
+                attempt=call.attempt,
+                started_at=call.started_at,
+                **values,
             )
         )
         return
-    conn.execute(update(calls).where(calls.c.account_id == account_id, calls.c.call_id == call.call_id).values(**values))
+    conn.execute(
+        update(calls)
+        .where(calls.c.account_id == account_id, calls.c.call_id == call.call_id)
+        .values(**values)
+    )

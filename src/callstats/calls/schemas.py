@@ -108,7 +108,9 @@ def event_items(body: bytes) -> list[Any]:
         raise ValidationFailed('body: expected {"events": [...]}')
     items: list[Any] = parsed["events"]
     if not 1 <= len(items) <= MAX_EVENTS_PER_REQUEST:
-        raise ValidationFailed(f"events: between 1 and {MAX_EVENTS_PER_REQUEST} per request, got {len(items)}")
+        raise ValidationFailed(
+            f"events: between 1 and {MAX_EVENTS_PER_REQUEST} per request, got {len(items)}"
+        )
     return items
 
 

@@ -34,8 +34,10 @@ class Batch:
         return self.rules[campaign_id]
 
 
-def _result(index: int, event_id: str | None, status: str, error: str | None = None, reason: str | None = None) -> EventResult:
-    return EventResult(index=index, event_id=event_id, status=status, error=error, reason=reason)  # type: ignore[arg-type]
+def _result(
+    index: int, event_id: str | None, status: str, error: str | None = None, reason: str | None = None
+) -> EventResult:
+    return EventResult(index=index, event_id=event_id, status=status, error=error, reason=reason)
 
 
 def record_events(db: Database, account_id: str, items: list[Any], region: str) -> RecordEventsResult:
@@ -44,14 +46,20 @@ def record_events(db: Database, account_id: str, items: list[Any], region: str) 
 
     def work(conn: Connection) -> list[EventResult]:
         batch = Batch(account_id=account_id, region=region)
-        results = [_one(conn, batch, index, item, event) for index, (item, event) in enumerate(zip(items, parsed, strict=True))]
+        results = [
+            _one(conn, batch, index, item, event)
+            for index, (item, event) in enumerate(zip(items, parsed, strict=True))
+        ]
         slot = db.pick_slot()
         for campaign_id, delta in batch.deltas.items():
             counters.write(conn, account_id, campaign_id, slot, delta)
         return results
 
     results = db.write(work)
-    tally = {status: sum(1 for r in results if r.status == status) for status in ("applied", "duplicate", "rejected")}
+    tally = {
+        status: sum(1 for r in results if r.status == status)
+        for status in ("applied", "duplicate", "rejected")
+    }
     return RecordEventsResult(received=len(items), results=results, **tally)
 
 
@@ -105,7 +113,9 @@ def _event_row(account_id: str, event: CallEventIn, transition: Transition) -> d
     }
 
 
-def _store(conn: Connection, batch: Batch, event: CallEventIn, transition: Transition, is_new_call: bool) -> None:
+def _store(
+    conn: Connection, batch: Batch, event: CallEventIn, transition: Transition, is_new_call: bool
+) -> None:
     if transition.effect != "applied":
         return
     if transition.deltas:

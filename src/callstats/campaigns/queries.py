@@ -41,7 +41,10 @@ def campaign_page(
     if after is not None:
         created, last_id = after
         query = query.where(
-            or_(campaigns.c.created_at < created, and_(campaigns.c.created_at == created, campaigns.c.id < last_id))
+            or_(
+                campaigns.c.created_at < created,
+                and_(campaigns.c.created_at == created, campaigns.c.id < last_id),
+            )
         )
     query = query.order_by(campaigns.c.created_at.desc(), campaigns.c.id.desc()).limit(limit)
     return conn.execute(query).mappings().all()
@@ -58,4 +61,3 @@ def insert_contacts(conn: Connection, rows: list[dict[str, Any]]) -> int:
         result = conn.execute(stmt.returning(contacts.c.id), rows[start : start + 2000])
         inserted += len(result.all())
     return inserted
-

@@ -126,7 +126,9 @@ def _json_rows(body: bytes) -> list[ContactRow]:
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("body: not valid JSON (send JSON or Content-Type: text/csv)") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("contacts"), list):
-        raise ValidationFailed('body: expected {"contacts": [{"phone": ..., "name"?: ..., "metadata"?: ...}]}')
+        raise ValidationFailed(
+            'body: expected {"contacts": [{"phone": ..., "name"?: ..., "metadata"?: ...}]}'
+        )
     rows = []
     for index, item in enumerate(parsed["contacts"], start=1):
         if isinstance(item, dict):

@@ -92,7 +92,9 @@ def list_campaigns(
     return page, encode_cursor(last["created_at"], last["id"]) if last is not None else None
 
 
-def _checked_rows(rows: list[ContactRow], region: str) -> tuple[list[tuple[ContactRow, str]], list[InvalidRow]]:
+def _checked_rows(
+    rows: list[ContactRow], region: str
+) -> tuple[list[tuple[ContactRow, str]], list[InvalidRow]]:
     """Valid rows with their E.164 phone, and the invalid ones with reasons."""
     valid: list[tuple[ContactRow, str]] = []
     invalid: list[InvalidRow] = []
@@ -145,7 +147,9 @@ def add_contacts(
     )
 
 
-def _contact_values(row: ContactRow, phone: str, campaign_id: str, account_id: str, created: int) -> dict[str, Any]:
+def _contact_values(
+    row: ContactRow, phone: str, campaign_id: str, account_id: str, created: int
+) -> dict[str, Any]:
     return {
         "campaign_id": campaign_id,
         "account_id": account_id,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, func, select
+from sqlalchemy import Connection, RowMapping, Select, and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callstats.calls.lifecycle import OUTCOMES
@@ -34,7 +34,11 @@ def summed_columns() -> list[Any]:
     """The aggregate expressions that turn a campaign's slots into one row."""
     cc = campaign_counters.c
     sums = [func.coalesce(func.sum(cc[name]), 0).label(name) for name in COUNTER_COLUMNS]
-    return [*sums, func.min(cc.first_call_at).label("first_call_at"), func.max(cc.last_final_at).label("last_final_at")]
+    return [
+        *sums,
+        func.min(cc.first_call_at).label("first_call_at"),
+        func.max(cc.last_final_at).label("last_final_at"),
+    ]
 
 
 def counters_select(campaign_id: str) -> Select[Any]:
@@ -43,7 +47,7 @@ def counters_select(campaign_id: str) -> Select[Any]:
     return select(*summed_columns()).where(cc.campaign_id == campaign_id)
 
 
-def from_row(campaign_id: str, campaign_name: str, row: Mapping[str, Any]) -> Counters:
+def from_row(campaign_id: str, campaign_name: str, row: Mapping[str, Any] | RowMapping) -> Counters:
     """Counters from a row holding the summed columns."""
     return Counters(
         campaign_id=campaign_id,
@@ -84,9 +88,13 @@ class CounterDelta:
         for name, amount in deltas.items():
             self.columns[name] = self.columns.get(name, 0) + amount
         if started_at is not None:
-            self.first_call_at = started_at if self.first_call_at is None else min(self.first_call_at, started_at)
+            self.first_call_at = (
+                started_at if self.first_call_at is None else min(self.first_call_at, started_at)
+            )
         if finalized_at is not None:
-            self.last_final_at = finalized_at if self.last_final_at is None else max(self.last_final_at, finalized_at)
+            self.last_final_at = (
+                finalized_at if self.last_final_at is None else max(self.last_final_at, finalized_at)
+            )
 
     def __bool__(self) -> bool:
         changed = any(self.columns.values())
@@ -113,9 +121,13 @@ def write(
     cc = campaign_counters.c
     updates: dict[str, Any] = {name: cc[name] + stmt.excluded[name] for name in delta.columns or {"total": 0}}
     if delta.first_call_at is not None:
-        updates["first_call_at"] = func.coalesce(_least(conn, cc.first_call_at, stmt.excluded.first_call_at), stmt.excluded.first_call_at)
+        updates["first_call_at"] = func.coalesce(
+            _least(conn, cc.first_call_at, stmt.excluded.first_call_at), stmt.excluded.first_call_at
+        )
     if delta.last_final_at is not None:
-        updates["last_final_at"] = func.coalesce(_greatest(conn, cc.last_final_at, stmt.excluded.last_final_at), stmt.excluded.last_final_at)
+        updates["last_final_at"] = func.coalesce(
+            _greatest(conn, cc.last_final_at, stmt.excluded.last_final_at), stmt.excluded.last_final_at
+        )
     conn.execute(stmt.on_conflict_do_update(index_elements=[cc.campaign_id, cc.slot], set_=updates))
 
 
@@ -134,7 +146,14 @@ def key_and_counters_select(key_id: str, campaign_id: str) -> Select[Any]:
         campaign_counters, cc.campaign_id == c.id
     )
     return (
-        select(k.account_id, k.secret_hash, k.scope, k.revoked_at, c.name.label("campaign_name"), *summed_columns())
+        select(
+            k.account_id,
+            k.secret_hash,
+            k.scope,
+            k.revoked_at,
+            c.name.label("campaign_name"),
+            *summed_columns(),
+        )
         .select_from(joined)
         .where(k.id == key_id)
         .group_by(k.account_id, k.secret_hash, k.scope, k.revoked_at, c.name)

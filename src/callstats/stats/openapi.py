@@ -23,12 +23,20 @@ def _stats_operation() -> dict[str, Any]:
             "description": "Current statistics of one campaign, exactly as VoiceGenie's getCampaignStats.",
             "operationId": "getCampaignStats",
             "parameters": [
-                {"name": "campaignId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
+                {
+                    "name": "campaignId",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"},
+                },
                 {"name": "x-api-key", "in": "header", "required": True, "schema": {"type": "string"}},
                 {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
             ],
             "responses": {
-                "200": {"description": "Campaign statistics", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "200": {
+                    "description": "Campaign statistics",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
                 "304": {"description": "Not modified since the ETag given"},
                 "400": error("Malformed campaign id"),
                 "401": error("Missing, unknown or revoked key"),
@@ -46,11 +54,17 @@ def add_stats_path(api: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
-            schema = get_openapi(title=api.title, version=api.version, description=api.description, routes=api.routes)
+            schema = get_openapi(
+                title=api.title, version=api.version, description=api.description, routes=api.routes
+            )
             schema["paths"][PATH_PREFIX + "{campaignId}"] = _stats_operation()
             schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = {
                 "type": "object",
-                "properties": {"success": {"type": "boolean"}, "message": {"type": "string"}, "error": {"type": "string"}},
+                "properties": {
+                    "success": {"type": "boolean"},
+                    "message": {"type": "string"},
+                    "error": {"type": "string"},
+                },
                 "required": ["success", "message", "error"],
             }
             api.openapi_schema = schema

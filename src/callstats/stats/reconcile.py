@@ -51,8 +51,12 @@ def contact_state(history: list[CallRow], max_attempts: int, retry_on: frozenset
 
 
 def recompute_from(
-    campaign_id: str, name: str, contact_ids: Iterable[int], histories: Iterator[tuple[int, list[CallRow]]],
-    max_attempts: int, retry_on: frozenset[str],
+    campaign_id: str,
+    name: str,
+    contact_ids: Iterable[int],
+    histories: Iterator[tuple[int, list[CallRow]]],
+    max_attempts: int,
+    retry_on: frozenset[str],
 ) -> Counters:
     """Counters built from raw rows: every contact id and each contact's calls."""
     states = {"pending": 0, "in_progress": 0, "completed": 0, "failed": 0}
@@ -71,12 +75,22 @@ def recompute_from(
             breakdown[ended[-1].outcome or "failed"] += 1
         talk += sum(c.duration_seconds or 0 for c in ended if c.outcome == "answered")
         if history:
-            first = min(c.started_at for c in history) if first is None else min(first, *(c.started_at for c in history))
+            first = (
+                min(c.started_at for c in history)
+                if first is None
+                else min(first, *(c.started_at for c in history))
+            )
         if state in ("completed", "failed") and ended[-1].ended_at is not None:
             last_final = ended[-1].ended_at if last_final is None else max(last_final, ended[-1].ended_at)
     return Counters(
-        campaign_id=campaign_id, campaign_name=name, total=total, talk_seconds=talk,
-        breakdown=breakdown, first_call_at=first, last_final_at=last_final, **states,
+        campaign_id=campaign_id,
+        campaign_name=name,
+        total=total,
+        talk_seconds=talk,
+        breakdown=breakdown,
+        first_call_at=first,
+        last_final_at=last_final,
+        **states,
     )
 
 
@@ -88,8 +102,15 @@ def recompute(conn: Connection, campaign_id: str) -> Counters | None:
     retry_on = frozenset(o for o in campaign["retry_on"].split(",") if o)
     contact_ids = conn.execute(select(contacts.c.id).where(contacts.c.campaign_id == campaign_id)).scalars()
     call_rows = conn.execute(
-        select(calls.c.contact_id, calls.c.attempt, calls.c.status, calls.c.outcome, calls.c.duration_seconds,
-               calls.c.started_at, calls.c.ended_at)
+        select(
+            calls.c.contact_id,
+            calls.c.attempt,
+            calls.c.status,
+            calls.c.outcome,
+            calls.c.duration_seconds,
+            calls.c.started_at,
+            calls.c.ended_at,
+        )
         .where(calls.c.campaign_id == campaign_id)
         .order_by(calls.c.contact_id, calls.c.attempt)
     ).all()
@@ -97,7 +118,9 @@ def recompute(conn: Connection, campaign_id: str) -> Counters | None:
         (contact_id, [CallRow(*row[1:]) for row in rows])
         for contact_id, rows in groupby(call_rows, key=lambda row: row[0])
     )
-    return recompute_from(campaign_id, campaign["name"], list(contact_ids), histories, campaign["max_attempts"], retry_on)
+    return recompute_from(
+        campaign_id, campaign["name"], list(contact_ids), histories, campaign["max_attempts"], retry_on
+    )
 
 
 def differences(conn: Connection, campaign_id: str) -> list[Difference] | None:
@@ -105,7 +128,9 @@ def differences(conn: Connection, campaign_id: str) -> list[Difference] | None:
     recomputed = recompute(conn, campaign_id)
     if recomputed is None:
         return None
-    account_id = conn.execute(select(campaigns.c.account_id).where(campaigns.c.id == campaign_id)).scalar_one()
+    account_id = conn.execute(
+        select(campaigns.c.account_id).where(campaigns.c.id == campaign_id)
+    ).scalar_one()
     stored = counters_store.read(conn, account_id, campaign_id)
     assert stored is not None
     stored_fields, fresh_fields = asdict(stored), asdict(recomputed)

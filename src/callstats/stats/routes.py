@@ -84,7 +84,9 @@ class StatsEndpoint:
         if row["campaign_name"] is None:
             raise CampaignNotFound()
         limit_headers = await self._limit(campaign_id)
-        body = orjson.dumps({"success": True, "data": stats_response(from_row(campaign_id, row["campaign_name"], row))})
+        body = orjson.dumps(
+            {"success": True, "data": stats_response(from_row(campaign_id, row["campaign_name"], row))}
+        )
         etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
         headers = [*limit_headers, ("ETag", etag), ("Cache-Control", "no-cache")]
         if _etag_matches(request_headers.get(b"if-none-match"), etag):
