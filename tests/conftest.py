@@ -21,7 +21,10 @@ from callstats.db.schema import metadata
 
 PG_URL = os.environ.get("CALLSTATS_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("CALLSTATS_TEST_REDIS_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no CALLSTATS_TEST_DATABASE_URL"))]
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason="no CALLSTATS_TEST_DATABASE_URL")),
+]
 
 
 @pytest.fixture(scope="session")
@@ -77,13 +80,15 @@ def app(settings: Settings) -> Iterator[CallstatsApp]:
     """The app under test."""
     application = create_app(settings)
     yield application
-    application.db.dispose()
+    application.close()
 
 
 @pytest.fixture
 async def client(app: CallstatsApp) -> AsyncIterator[httpx.AsyncClient]:
     """An in-process HTTP client talking to the app."""
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://callstats.test") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://callstats.test"
+    ) as http:
         yield http
 
 

@@ -59,6 +59,12 @@ class CallstatsApp(Dispatcher):
         self.settings = settings
         self.db = db
         self.limiter = stats.limiter
+        self._stats_endpoint = stats
+
+    def close(self) -> None:
+        """Release every database connection (what the lifespan does at shutdown)."""
+        self._stats_endpoint.close()
+        self.db.dispose()
 
 
 def create_app(
@@ -66,12 +72,12 @@ def create_app(
 ) -> CallstatsApp:
     """The callstats ASGI app for these settings; `background` tasks run while it serves."""
     database = db or Database(settings.database_url, settings.db_pool_size, settings.counter_slots)
-    limiter = StatsRateLimiter(settings.stats_rate_limit, settings.redis_url)
+    stats = StatsEndpoint(database, StatsRateLimiter(settings.stats_rate_limit, settings.redis_url))
     api = FastAPI(
         title="callstats",
         version=__version__,
         description="Exact, instant statistics for outbound voice-call campaigns (VoiceGenie-compatible).",
-        lifespan=_lifespan(database, background),
+        lifespan=_lifespan(database, stats, background),
     )
     api.state.db = database
     api.state.settings = settings
@@ -79,10 +85,12 @@ def create_app(
     for router in (health_router, campaigns_router, calls_router):
         api.include_router(router)
     add_stats_path(api)
-    return CallstatsApp(api, StatsEndpoint(database, limiter), settings, database)
+    return CallstatsApp(api, stats, settings, database)
 
 
-def _lifespan(db: Database, background: Sequence[BackgroundTask]) -> Callable[[FastAPI], Any]:
+def _lifespan(
+    db: Database, stats: StatsEndpoint, background: Sequence[BackgroundTask]
+) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(task(db)) for task in background]
@@ -92,6 +100,7 @@ def _lifespan(db: Database, background: Sequence[BackgroundTask]) -> Callable[[F
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            stats.close()
             db.dispose()
 
     return lifespan

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, and_, func, select
+from sqlalchemy import Connection, RowMapping, Select, and_, bindparam, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callstats.calls.lifecycle import OUTCOMES
+from callstats.db.engine import Database
 from callstats.db.schema import COUNTER_COLUMNS, api_keys, campaign_counters, campaigns
 
 
@@ -33,7 +34,7 @@ class Counters:
 def summed_columns() -> list[Any]:
     """The aggregate expressions that turn a campaign's slots into one row."""
     cc = campaign_counters.c
-    sums = [func.coalesce(func.sum(cc[name]), 0).label(name) for name in COUNTER_COLUMNS]
+    sums = [func.coalesce(func.sum(cc[name]), literal_column("0")).label(name) for name in COUNTER_COLUMNS]
     return [
         *sums,
         func.min(cc.first_call_at).label("first_call_at"),
@@ -139,9 +140,10 @@ def _greatest(conn: Connection, a: Any, b: Any) -> Any:
     return func.greatest(a, b) if conn.dialect.name == "postgresql" else func.max(a, b)
 
 
-def key_and_counters_select(key_id: str, campaign_id: str) -> Select[Any]:
+def key_and_counters_select() -> Select[Any]:
     """One round trip for a stats read: the key, the campaign if the key's account owns it, its counters."""
     k, c, cc = api_keys.c, campaigns.c, campaign_counters.c
+    campaign_id: Any = bindparam("campaign_id")
     joined = api_keys.outerjoin(campaigns, and_(c.id == campaign_id, c.account_id == k.account_id)).outerjoin(
         campaign_counters, cc.campaign_id == c.id
     )
@@ -155,6 +157,59 @@ def key_and_counters_select(key_id: str, campaign_id: str) -> Select[Any]:
             *summed_columns(),
         )
         .select_from(joined)
-        .where(k.id == key_id)
+        .where(k.id == bindparam("key_id"))
         .group_by(k.account_id, k.secret_hash, k.scope, k.revoked_at, c.name)
     )
+
+
+class HotReader:
+    """Runs the stats query on the raw driver connection: SQLAlchemy compiles it once, not per request."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        compiled = key_and_counters_select().compile(dialect=db.engine.dialect)
+        self.sql = compiled.string
+        self.positional = compiled.positiontup
+        self._sqlite: Any = None
+
+    def _params(self, key_id: str, campaign_id: str) -> Any:
+        values = {"key_id": key_id, "campaign_id": campaign_id}
+        if self.positional is not None:
+            return tuple(values[name] for name in self.positional)
+        return values
+
+    def read(self, key_id: str, campaign_id: str) -> tuple[Any, ...] | None:
+        """(account_id, secret_hash, scope, revoked_at, campaign_name, *summed counters) or None."""
+        params = self._params(key_id, campaign_id)
+        if self.db.is_sqlite:
+            # One long-lived autocommit connection: every read sees the latest commit.
+            if self._sqlite is None:
+                self._sqlite = self.db.engine.raw_connection()
+            row = self._sqlite.driver_connection.execute(self.sql, params).fetchone()
+            return tuple(row) if row is not None else None
+        raw = self.db.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(self.sql, params)
+            found = cursor.fetchone()
+            return tuple(found) if found is not None else None
+        finally:
+            raw.close()
+
+    def close(self) -> None:
+        """Give the long-lived connection back."""
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
+
+HOT_COLUMNS = (
+    "account_id",
+    "secret_hash",
+    "scope",
+    "revoked_at",
+    "campaign_name",
+    *COUNTER_COLUMNS,
+    "first_call_at",
+    "last_final_at",
+)
