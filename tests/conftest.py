@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from callstats.accounts.service import create_key
@@ -36,17 +36,21 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_migrated() -> str:
-    """The test PostgreSQL database, migrated once per session."""
+def pg_migrated() -> Iterator[str]:
+    """A private PostgreSQL database for this test run (so parallel runs never collide), migrated once."""
     assert PG_URL
-    engine = create_engine(sqlalchemy_url(PG_URL), poolclass=NullPool)
-    with engine.begin() as conn:
-        for table in reversed(metadata.sorted_tables):
-            conn.execute(text(f"DROP TABLE IF EXISTS {table.name} CASCADE"))
-        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    engine.dispose()
-    migrate.upgrade(PG_URL)
-    return PG_URL
+    server = make_url(sqlalchemy_url(PG_URL))
+    name = f"{server.database}_callstats_{os.getpid()}"
+    admin = create_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _truncate(url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from fastapi import Depends, Path
 from callstats.errors import ValidationFailed
 
 
+@functools.lru_cache(maxsize=4096)
 def campaign_uuid(raw: str) -> str:
     """The canonical form of a campaign id, or a 400 naming the field."""
     try:

@@ -7,6 +7,7 @@ whole key is stored, and it is compared in constant time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -61,6 +62,7 @@ def generate() -> IssuedKey:
     return IssuedKey(key_id=key_id, plaintext=plaintext, secret_hash=hash_key(plaintext))
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_key_id(plaintext: str) -> str | None:
     """The key id of a well-formed key whose checksum matches, else None."""
     match = _KEY_RE.match(plaintext)

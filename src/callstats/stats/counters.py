@@ -170,7 +170,10 @@ class HotReader:
         compiled = key_and_counters_select().compile(dialect=db.engine.dialect)
         self.sql = compiled.string
         self.positional = compiled.positiontup
+        self._proxy: Any = None
         self._sqlite: Any = None
+        self._seen: dict[Any, tuple[Any, ...] | None] = {}
+        self._version = -1
 
     def _params(self, key_id: str, campaign_id: str) -> Any:
         values = {"key_id": key_id, "campaign_id": campaign_id}
@@ -182,11 +185,7 @@ class HotReader:
         """(account_id, secret_hash, scope, revoked_at, campaign_name, *summed counters) or None."""
         params = self._params(key_id, campaign_id)
         if self.db.is_sqlite:
-            # One long-lived autocommit connection: every read sees the latest commit.
-            if self._sqlite is None:
-                self._sqlite = self.db.engine.raw_connection()
-            row = self._sqlite.driver_connection.execute(self.sql, params).fetchone()
-            return tuple(row) if row is not None else None
+            return self._read_sqlite(params)
         raw = self.db.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -196,11 +195,26 @@ class HotReader:
         finally:
             raw.close()
 
+    def _read_sqlite(self, params: Any) -> tuple[Any, ...] | None:
+        # One long-lived autocommit connection that never writes: `PRAGMA data_version` changes exactly
+        # when another connection commits, so a row read since then is still the latest committed one.
+        if self._sqlite is None:
+            self._proxy = self.db.engine.raw_connection()
+            self._sqlite = self._proxy.driver_connection
+        version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version or len(self._seen) > 10_000:
+            self._seen.clear()
+            self._version = version
+        if params not in self._seen:
+            row = self._sqlite.execute(self.sql, params).fetchone()
+            self._seen[params] = tuple(row) if row is not None else None
+        return self._seen[params]
+
     def close(self) -> None:
         """Give the long-lived connection back."""
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = self._sqlite = None
 
 
 HOT_COLUMNS = (
