@@ -1,127 +1,170 @@
-"""SQL of the calls domain: events, contacts and calls as the lifecycle reads and writes them."""
+"""SQL of the calls domain: a batch's events, contacts and calls, read and written set-wise."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from callstats.calls.lifecycle import CallState, ContactState, RetryRules
 from callstats.db.schema import call_events, calls, campaigns, contacts
 
-
-def retry_rules(conn: Connection, account_id: str, campaign_id: str) -> RetryRules | None:
-    """The campaign's retry rules, or None when the account has no such campaign."""
-    row = conn.execute(
-        select(campaigns.c.max_attempts, campaigns.c.retry_on).where(
-            campaigns.c.id == campaign_id, campaigns.c.account_id == account_id
-        )
-    ).first()
-    if row is None:
-        return None
-    return RetryRules(max_attempts=row[0], retry_on=frozenset(o for o in row[1].split(",") if o))
+_CHUNK = 500
 
 
-def stored_event_hash(conn: Connection, account_id: str, event_id: str) -> str | None:
-    """The body hash of an event already stored under this id, if any."""
-    return conn.execute(
-        select(call_events.c.body_hash).where(
-            call_events.c.account_id == account_id, call_events.c.event_id == event_id
-        )
-    ).scalar()
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
 
 
-def insert_event(conn: Connection, values: dict[str, Any]) -> bool:
-    """Store an event; False when its id is already taken (a concurrent redelivery)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(call_events).values(**values).on_conflict_do_nothing()
-    return conn.execute(stmt.returning(call_events.c.event_id)).first() is not None
-
-
-_CONTACT_FIELDS = (
-    contacts.c.id,
-    contacts.c.state,
-    contacts.c.attempts,
-    contacts.c.live_call_id,
-    contacts.c.last_outcome,
-    contacts.c.finalized_at,
-)
-
-
-def locked_contact(
-    conn: Connection, campaign_id: str, contact_id: int | None, phone: str | None
-) -> ContactState | None:
-    """The contact (by id or E.164 phone) of the campaign, locked for this transaction."""
-    query = select(*_CONTACT_FIELDS).where(contacts.c.campaign_id == campaign_id)
-    query = (
-        query.where(contacts.c.id == contact_id)
-        if contact_id is not None
-        else query.where(contacts.c.phone == phone)
-    )
-    row = conn.execute(query.with_for_update()).first()
-    return ContactState(*row) if row is not None else None
-
-
-def locked_call(conn: Connection, account_id: str, call_id: str) -> CallState | None:
-    """The call with this id, locked for this transaction."""
-    row = conn.execute(
-        select(
-            calls.c.call_id,
-            calls.c.contact_id,
-            calls.c.attempt,
-            calls.c.started_at,
-            calls.c.status,
-            calls.c.answered_at,
-            calls.c.ended_at,
-            calls.c.outcome,
-            calls.c.duration_seconds,
-        )
-        .where(calls.c.account_id == account_id, calls.c.call_id == call_id)
-        .with_for_update()
-    ).first()
-    return CallState(*row) if row is not None else None
-
-
-def save_contact(conn: Connection, contact: ContactState) -> None:
-    """Write a contact's lifecycle fields."""
-    conn.execute(
-        update(contacts)
-        .where(contacts.c.id == contact.contact_id)
-        .values(
-            state=contact.state,
-            attempts=contact.attempts,
-            live_call_id=contact.live_call_id,
-            last_outcome=contact.last_outcome,
-            finalized_at=contact.finalized_at,
+def retry_rules(conn: Connection, account_id: str, campaign_ids: set[str]) -> dict[str, RetryRules]:
+    """The retry rules of those campaigns the account owns."""
+    rows = conn.execute(
+        select(campaigns.c.id, campaigns.c.max_attempts, campaigns.c.retry_on).where(
+            campaigns.c.id.in_(sorted(campaign_ids)), campaigns.c.account_id == account_id
         )
     )
+    return {
+        cid: RetryRules(max_attempts=max_attempts, retry_on=frozenset(o for o in retry_on.split(",") if o))
+        for cid, max_attempts, retry_on in rows
+    }
 
 
-def save_call(conn: Connection, account_id: str, campaign_id: str, call: CallState, is_new: bool) -> None:
-    """Insert a new call or write an existing one's fields."""
-    values = {
+def contact_ids_by_phone(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Contact ids for (campaign_id, E.164 phone) pairs that exist."""
+    phones_by_campaign: dict[str, list[str]] = {}
+    for campaign_id, phone in sorted(pairs):
+        phones_by_campaign.setdefault(campaign_id, []).append(phone)
+    found: dict[tuple[str, str], int] = {}
+    for campaign_id, phones in phones_by_campaign.items():
+        for chunk in _chunks(phones):
+            rows = conn.execute(
+                select(contacts.c.phone, contacts.c.id).where(
+                    contacts.c.campaign_id == campaign_id, contacts.c.phone.in_(chunk)
+                )
+            )
+            found.update({(campaign_id, phone): contact_id for phone, contact_id in rows})
+    return found
+
+
+def locked_contacts(conn: Connection, account_id: str, ids: set[int]) -> dict[int, tuple[str, ContactState]]:
+    """The account's contacts with these ids and their campaign, locked in id order (no deadlock cycles)."""
+    found: dict[int, tuple[str, ContactState]] = {}
+    for chunk in _chunks(sorted(ids)):
+        rows = conn.execute(
+            select(
+                contacts.c.campaign_id,
+                contacts.c.id,
+                contacts.c.state,
+                contacts.c.attempts,
+                contacts.c.live_call_id,
+                contacts.c.last_outcome,
+                contacts.c.finalized_at,
+            )
+            .where(contacts.c.id.in_(chunk), contacts.c.account_id == account_id)
+            .order_by(contacts.c.id)
+            .with_for_update()
+        )
+        found.update({row[1]: (row[0], ContactState(*row[1:])) for row in rows})
+    return found
+
+
+def stored_event_hashes(conn: Connection, account_id: str, event_ids: set[str]) -> dict[str, str]:
+    """Body hashes of the events already stored under these ids."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(sorted(event_ids)):
+        rows = conn.execute(
+            select(call_events.c.event_id, call_events.c.body_hash).where(
+                call_events.c.account_id == account_id, call_events.c.event_id.in_(chunk)
+            )
+        )
+        found.update({event_id: body_hash for event_id, body_hash in rows})
+    return found
+
+
+def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> dict[str, CallState]:
+    """The account's calls with these ids, locked."""
+    found: dict[str, CallState] = {}
+    for chunk in _chunks(sorted(call_ids)):
+        rows = conn.execute(
+            select(
+                calls.c.call_id,
+                calls.c.contact_id,
+                calls.c.attempt,
+                calls.c.started_at,
+                calls.c.status,
+                calls.c.answered_at,
+                calls.c.ended_at,
+                calls.c.outcome,
+                calls.c.duration_seconds,
+            )
+            .where(calls.c.account_id == account_id, calls.c.call_id.in_(chunk))
+            .order_by(calls.c.call_id)
+            .with_for_update()
+        )
+        found.update({row[0]: CallState(*row) for row in rows})
+    return found
+
+
+def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Store applied events (a concurrent redelivery makes this fail, and the batch is retried)."""
+    if rows:
+        conn.execute(insert(call_events), rows)
+
+
+def save_contacts(conn: Connection, states: Iterable[ContactState]) -> None:
+    """Write contacts' lifecycle fields."""
+    rows = [
+        {
+            "b_id": c.contact_id,
+            "state": c.state,
+            "attempts": c.attempts,
+            "live_call_id": c.live_call_id,
+            "last_outcome": c.last_outcome,
+            "finalized_at": c.finalized_at,
+        }
+        for c in states
+    ]
+    if rows:
+        conn.execute(update(contacts).where(contacts.c.id == bindparam("b_id")), rows)
+
+
+def _call_values(call: CallState) -> dict[str, Any]:
+    return {
         "status": call.status,
         "answered_at": call.answered_at,
         "ended_at": call.ended_at,
         "outcome": call.outcome,
         "duration_seconds": call.duration_seconds,
     }
-    if is_new:
+
+
+def insert_calls(conn: Connection, account_id: str, new_calls: Iterable[tuple[str, CallState]]) -> None:
+    """Store new calls, given with their campaign id."""
+    rows = [
+        {
+            "account_id": account_id,
+            "call_id": call.call_id,
+            "campaign_id": campaign_id,
+            "contact_id": call.contact_id,
+            "attempt": call.attempt,
+            "started_at": call.started_at,
+            **_call_values(call),
+        }
+        for campaign_id, call in new_calls
+    ]
+    if rows:
+        conn.execute(insert(calls), rows)
+
+
+def save_calls(conn: Connection, account_id: str, changed: Iterable[CallState]) -> None:
+    """Write existing calls' fields."""
+    rows = [{"b_account": account_id, "b_call": call.call_id, **_call_values(call)} for call in changed]
+    if rows:
         conn.execute(
-            insert(calls).values(
-                account_id=account_id,
-                call_id=call.call_id,
-                campaign_id=campaign_id,
-                contact_id=call.contact_id,
-                attempt=call.attempt,
-                started_at=call.started_at,
-                **values,
-            )
+            update(calls).where(
+                calls.c.account_id == bindparam("b_account"), calls.c.call_id == bindparam("b_call")
+            ),
+            rows,
         )
-        return
-    conn.execute(
-        update(calls)
-        .where(calls.c.account_id == account_id, calls.c.call_id == call.call_id)
-        .values(**values)
-    )

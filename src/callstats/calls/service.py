@@ -1,14 +1,21 @@
-"""Event ingestion: every event goes through the lifecycle core, atomically and on its own."""
+"""Event ingestion: every event goes through the lifecycle core, atomically and on its own.
+
+A request's events share one transaction: the contacts and calls they touch are
+read and locked set-wise, each event is applied in order in memory through
+`lifecycle.apply` (a rejected event changes nothing), and the resulting rows and
+counter deltas are written together before the commit.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection
 
 from callstats.calls import lifecycle, queries
-from callstats.calls.lifecycle import RetryRules, Transition
+from callstats.calls.lifecycle import CallState, ContactState, RetryRules
 from callstats.calls.schemas import CallEventIn, EventResult, RecordEventsResult, parse_event, raw_event_id
 from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.clock import now_ms
@@ -16,43 +23,44 @@ from callstats.db.engine import Database
 from callstats.stats import counters
 from callstats.stats.counters import CounterDelta
 
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+Status = Literal["applied", "duplicate", "rejected"]
+
 
 @dataclass
 class Batch:
-    """State shared by the events of one request's transaction."""
+    """What one request's transaction has read, and what it will write."""
 
     account_id: str
-    region: str
-    rules: dict[str, RetryRules | None] = field(default_factory=dict)
+    rules: dict[str, RetryRules]
+    contacts: dict[int, tuple[str, ContactState]]
+    calls: dict[str, CallState]
+    stored_hashes: dict[str, str]
+    new_calls: dict[str, str] = field(default_factory=dict)  # call id -> campaign id
+    changed_contacts: set[int] = field(default_factory=set)
+    changed_calls: set[str] = field(default_factory=set)
+    events: list[dict[str, Any]] = field(default_factory=list)
     deltas: dict[str, CounterDelta] = field(default_factory=dict)
-    touched: set[str] = field(default_factory=set)
-
-    def campaign_rules(self, conn: Connection, campaign_id: str) -> RetryRules | None:
-        """The campaign's rules, looked up once per batch."""
-        if campaign_id not in self.rules:
-            self.rules[campaign_id] = queries.retry_rules(conn, self.account_id, campaign_id)
-        return self.rules[campaign_id]
 
 
-def _result(
-    index: int, event_id: str | None, status: str, error: str | None = None, reason: str | None = None
-) -> EventResult:
-    return EventResult(index=index, event_id=event_id, status=status, error=error, reason=reason)
+@dataclass(frozen=True)
+class Resolved:
+    """A valid event and the contact id it names (None when its phone names no contact)."""
+
+    event: CallEventIn
+    contact_id: int | None
+    problem: str | None = None
 
 
 def record_events(db: Database, account_id: str, items: list[Any], region: str) -> RecordEventsResult:
     """Apply a batch of raw events; each is applied, a duplicate, or rejected with a reason."""
     parsed = [parse_event(item) for item in items]
+    phones = {ev.phone: _e164(ev.phone, region) for ev in parsed if isinstance(ev, CallEventIn) and ev.phone}
 
     def work(conn: Connection) -> list[EventResult]:
-        batch = Batch(account_id=account_id, region=region)
-        results = [
-            _one(conn, batch, index, item, event)
-            for index, (item, event) in enumerate(zip(items, parsed, strict=True))
-        ]
-        slot = db.pick_slot()
-        for campaign_id, delta in batch.deltas.items():
-            counters.write(conn, account_id, campaign_id, slot, delta)
+        batch, resolved = _load(conn, account_id, parsed, phones)
+        results = [_one(batch, index, items[index], entry) for index, entry in enumerate(resolved)]
+        _write(conn, batch, db.pick_slot())
         return results
 
     results = db.write(work)
@@ -63,64 +71,121 @@ def record_events(db: Database, account_id: str, items: list[Any], region: str) 
     return RecordEventsResult(received=len(items), results=results, **tally)
 
 
-def _one(conn: Connection, batch: Batch, index: int, item: Any, event: CallEventIn | str) -> EventResult:
-    if isinstance(event, str):
-        return _result(index, raw_event_id(item), "rejected", "VALIDATION_ERROR", event)
-    known = _known(conn, batch.account_id, event)
-    if known is not None:
-        return _result(index, event.event_id, *known)
-    rules = batch.campaign_rules(conn, event.campaign_id)
-    if rules is None:
-        return _result(index, event.event_id, "rejected", "NOT_FOUND", "campaign not found")
+def _e164(phone: str, region: str) -> str | InvalidPhone:
+    """The phone in E.164 (cheaply when it already is), or why it is not one."""
+    if _E164.match(phone):
+        return phone
     try:
-        phone = normalize(event.phone, batch.region) if event.contact_id is None else None
+        return normalize(phone, region)
     except InvalidPhone as exc:
-        return _result(index, event.event_id, "rejected", "VALIDATION_ERROR", f"phone: {exc}")
-    contact = queries.locked_contact(conn, event.campaign_id, event.contact_id, phone)
-    if contact is None:
+        return exc
+
+
+def _load(
+    conn: Connection, account_id: str, parsed: list[CallEventIn | str], phones: dict[str, str | InvalidPhone]
+) -> tuple[Batch, list[Resolved | str]]:
+    """Read (and lock) everything the batch's events touch, in an order that cannot deadlock."""
+    valid = [ev for ev in parsed if isinstance(ev, CallEventIn)]
+    by_phone = queries.contact_ids_by_phone(
+        conn, {(ev.campaign_id, p) for ev in valid if ev.phone and isinstance(p := phones[ev.phone], str)}
+    )
+    resolved = [ev if isinstance(ev, str) else _resolve(ev, phones, by_phone) for ev in parsed]
+    wanted = {r.contact_id for r in resolved if isinstance(r, Resolved) and r.contact_id is not None}
+    batch = Batch(
+        account_id=account_id,
+        rules=queries.retry_rules(conn, account_id, {ev.campaign_id for ev in valid}),
+        contacts=queries.locked_contacts(conn, account_id, wanted),
+        stored_hashes=queries.stored_event_hashes(conn, account_id, {ev.event_id for ev in valid}),
+        calls=queries.locked_calls(conn, account_id, {ev.call_id for ev in valid}),
+    )
+    return batch, resolved
+
+
+def _resolve(
+    event: CallEventIn, phones: dict[str, str | InvalidPhone], by_phone: dict[tuple[str, str], int]
+) -> Resolved:
+    if event.contact_id is not None:
+        return Resolved(event, event.contact_id)
+    phone = phones[event.phone or ""]
+    if isinstance(phone, InvalidPhone):
+        return Resolved(event, None, f"phone: {phone}")
+    return Resolved(event, by_phone.get((event.campaign_id, phone)))
+
+
+def _result(
+    index: int, event_id: str | None, status: Status, error: str | None = None, reason: str | None = None
+) -> EventResult:
+    return EventResult(index=index, event_id=event_id, status=status, error=error, reason=reason)
+
+
+def _one(batch: Batch, index: int, item: Any, entry: Resolved | str) -> EventResult:
+    """Apply one event to the batch's in-memory state, or say why not."""
+    if isinstance(entry, str):
+        return _result(index, raw_event_id(item), "rejected", "VALIDATION_ERROR", entry)
+    event = entry.event
+    stored = batch.stored_hashes.get(event.event_id)
+    if stored is not None:
+        if stored == event.body_hash():
+            return _result(index, event.event_id, "duplicate")
+        return _result(
+            index, event.event_id, "rejected", "CONFLICT", "event_id already used with a different body"
+        )
+    if event.campaign_id not in batch.rules:
+        return _result(index, event.event_id, "rejected", "NOT_FOUND", "campaign not found")
+    if entry.problem:
+        return _result(index, event.event_id, "rejected", "VALIDATION_ERROR", entry.problem)
+    owner = batch.contacts.get(entry.contact_id) if entry.contact_id is not None else None
+    if owner is None or owner[0] != event.campaign_id:
         return _result(index, event.event_id, "rejected", "NOT_FOUND", "contact not found in this campaign")
-    call = queries.locked_call(conn, batch.account_id, event.call_id)
-    transition = lifecycle.apply(contact, call, event.lifecycle_event(), rules)
+    call = batch.calls.get(event.call_id)
+    transition = lifecycle.apply(owner[1], call, event.lifecycle_event(), batch.rules[event.campaign_id])
     if transition.effect == "rejected":
         return _result(index, event.event_id, "rejected", "CONFLICT", transition.reason)
-    if not queries.insert_event(conn, _event_row(batch.account_id, event, transition)):
-        return _result(index, event.event_id, *(_known(conn, batch.account_id, event) or ("duplicate",)))
-    _store(conn, batch, event, transition, is_new_call=call is None)
+    _keep(batch, event, transition, is_new_call=call is None)
     return _result(index, event.event_id, "applied", reason=transition.reason)
 
 
-def _known(conn: Connection, account_id: str, event: CallEventIn) -> tuple[str, ...] | None:
-    """('duplicate',) or a conflict when the event id is already stored, else None."""
-    stored = queries.stored_event_hash(conn, account_id, event.event_id)
-    if stored is None:
-        return None
-    if stored == event.body_hash():
-        return ("duplicate",)
-    return ("rejected", "CONFLICT", "event_id already used with a different body")
-
-
-def _event_row(account_id: str, event: CallEventIn, transition: Transition) -> dict[str, Any]:
-    return {
-        "account_id": account_id,
-        "event_id": event.event_id,
-        "body_hash": event.body_hash(),
-        "campaign_id": event.campaign_id,
-        "call_id": event.call_id,
-        "type": event.type,
-        "occurred_at": event.occurred_ms(),
-        "received_at": now_ms(),
-        "effect": transition.effect,
-    }
-
-
-def _store(
-    conn: Connection, batch: Batch, event: CallEventIn, transition: Transition, is_new_call: bool
-) -> None:
+def _keep(batch: Batch, event: CallEventIn, transition: lifecycle.Transition, is_new_call: bool) -> None:
+    """Record an accepted event's effects in the batch."""
+    body_hash = event.body_hash()
+    batch.stored_hashes[event.event_id] = body_hash
+    batch.events.append(
+        {
+            "account_id": batch.account_id,
+            "event_id": event.event_id,
+            "body_hash": body_hash,
+            "campaign_id": event.campaign_id,
+            "call_id": event.call_id,
+            "type": event.type,
+            "occurred_at": event.occurred_ms(),
+            "received_at": now_ms(),
+            "effect": transition.effect,
+        }
+    )
     if transition.effect != "applied":
         return
-    if transition.deltas:
-        queries.save_contact(conn, transition.contact)
+    if transition.contact != batch.contacts[transition.contact.contact_id][1]:
+        batch.contacts[transition.contact.contact_id] = (event.campaign_id, transition.contact)
+        batch.changed_contacts.add(transition.contact.contact_id)
     if transition.call is not None:
-        queries.save_call(conn, batch.account_id, event.campaign_id, transition.call, is_new_call)
+        batch.calls[event.call_id] = transition.call
+        if is_new_call:
+            batch.new_calls[event.call_id] = event.campaign_id
+        else:
+            batch.changed_calls.add(event.call_id)
     delta = batch.deltas.setdefault(event.campaign_id, CounterDelta())
     delta.add(transition.deltas, transition.started_at, transition.finalized_at)
+
+
+def _write(conn: Connection, batch: Batch, slot: int) -> None:
+    """Write the batch's rows and counter deltas."""
+    queries.insert_events(conn, batch.events)
+    queries.save_contacts(conn, (batch.contacts[cid][1] for cid in sorted(batch.changed_contacts)))
+    queries.insert_calls(
+        conn, batch.account_id, ((cid, batch.calls[call_id]) for call_id, cid in batch.new_calls.items())
+    )
+    queries.save_calls(
+        conn, batch.account_id, (batch.calls[c] for c in sorted(batch.changed_calls - set(batch.new_calls)))
+    )
+    for campaign_id, delta in batch.deltas.items():
+        counters.write(conn, batch.account_id, campaign_id, slot, delta)

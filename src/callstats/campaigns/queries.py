@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from callstats.db.schema import campaign_counters, campaigns, contacts
 
@@ -50,14 +49,22 @@ def campaign_page(
     return conn.execute(query).mappings().all()
 
 
-def insert_contacts(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    """Insert contacts, skipping phones the campaign already has; the number inserted."""
-    if not rows:
-        return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(contacts).on_conflict_do_nothing(index_elements=["campaign_id", "phone"])
-    inserted = 0
-    for start in range(0, len(rows), 2000):
-        result = conn.execute(stmt.returning(contacts.c.id), rows[start : start + 2000])
-        inserted += len(result.all())
-    return inserted
+def existing_phones(conn: Connection, campaign_id: str, phones: Sequence[str]) -> set[str]:
+    """Which of `phones` the campaign already holds."""
+    found: set[str] = set()
+    for start in range(0, len(phones), 500):
+        chunk = phones[start : start + 500]
+        found.update(
+            conn.execute(
+                select(contacts.c.phone).where(
+                    contacts.c.campaign_id == campaign_id, contacts.c.phone.in_(chunk)
+                )
+            ).scalars()
+        )
+    return found
+
+
+def insert_contacts(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert contacts; a phone taken meanwhile by a concurrent request fails (and reruns) the transaction."""
+    if rows:
+        conn.execute(insert(contacts), rows)

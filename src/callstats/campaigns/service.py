@@ -132,10 +132,12 @@ def add_contacts(
     def work(conn: Connection) -> int:
         if queries.campaign_row(conn, account_id, campaign_id) is None:
             raise CampaignNotFound()
-        inserted = queries.insert_contacts(conn, list(unique.values()))
-        delta = CounterDelta({"total": inserted, "pending": inserted})
+        known = queries.existing_phones(conn, campaign_id, list(unique))
+        fresh = [row for phone, row in unique.items() if phone not in known]
+        queries.insert_contacts(conn, fresh)
+        delta = CounterDelta({"total": len(fresh), "pending": len(fresh)})
         counters.write(conn, account_id, campaign_id, db.pick_slot(), delta)
-        return inserted
+        return len(fresh)
 
     accepted = db.write(work)
     return AddContactsResult(

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from callstats.config import is_sqlite, sqlalchemy_url
@@ -63,6 +63,9 @@ class Database:
 
 
 def _retryable(exc: DBAPIError) -> bool:
+    # A unique key taken by a concurrent transaction (a redelivered event, a call id): rerun, then see it.
+    if isinstance(exc, IntegrityError):
+        return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate in _RETRYABLE_SQLSTATES:
         return True
@@ -72,7 +75,15 @@ def _retryable(exc: DBAPIError) -> bool:
 def _make_engine(database_url: str, pool_size: int) -> Engine:
     url = sqlalchemy_url(database_url)
     if not is_sqlite(url):
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        return create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            # Bulk writes go through psycopg's pipelined executemany (one parse, one round trip) rather
+            # than giant multi-row statements that psycopg re-parses on every call.
+            use_insertmanyvalues=False,
+        )
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = create_engine(
         url,
