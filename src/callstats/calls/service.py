@@ -22,6 +22,7 @@ from callstats.clock import now_ms
 from callstats.db.engine import Database
 from callstats.stats import counters
 from callstats.stats.counters import CounterDelta
+from callstats.stats.extras import ExtraDeltas, extra_deltas
 
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 Status = Literal["applied", "duplicate", "rejected"]
@@ -142,6 +143,7 @@ def _one(batch: Batch, index: int, item: Any, entry: Resolved | str) -> EventRes
     if transition.effect == "rejected":
         return _result(index, event.event_id, "rejected", "CONFLICT", transition.reason)
     _keep(batch, event, transition, is_new_call=call is None)
+    _count(batch, event.campaign_id, extra_deltas(owner[1], call, transition))
     return _result(index, event.event_id, "applied", reason=transition.reason)
 
 
@@ -175,6 +177,10 @@ def _keep(batch: Batch, event: CallEventIn, transition: lifecycle.Transition, is
             batch.changed_calls.add(event.call_id)
     delta = batch.deltas.setdefault(event.campaign_id, CounterDelta())
     delta.add(transition.deltas, transition.started_at, transition.finalized_at)
+
+
+def _count(batch: Batch, campaign_id: str, extras: ExtraDeltas) -> None:
+    batch.deltas.setdefault(campaign_id, CounterDelta()).extras.merge(extras)
 
 
 def _write(conn: Connection, batch: Batch, slot: int) -> None:

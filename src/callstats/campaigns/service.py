@@ -136,6 +136,7 @@ def add_contacts(
         fresh = [row for phone, row in unique.items() if phone not in known]
         queries.insert_contacts(conn, fresh)
         delta = CounterDelta({"total": len(fresh), "pending": len(fresh)})
+        delta.extras.histogram[("a", 0)] += len(fresh)
         counters.write(conn, account_id, campaign_id, db.pick_slot(), delta)
         return len(fresh)
 

@@ -132,6 +132,55 @@ campaign_counters = Table(
     Column("bd_voicemail", BigInteger, nullable=False, default=0),
     Column("first_call_at", BigInteger, nullable=True),
     Column("last_final_at", BigInteger, nullable=True),
+    Column("attempts", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("att_answered", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("att_busy", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("att_no_answer", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("att_failed", BigInteger, nullable=False, default=0, server_default="0"),
+    Column("att_voicemail", BigInteger, nullable=False, default=0, server_default="0"),
+)
+
+# Fixed-bucket histograms per campaign: kind "a" = contacts by attempts made, "t" = answered calls by
+# talk-time bucket (stats/histogram.py). Slotted like the counters.
+campaign_histograms = Table(
+    "campaign_histograms",
+    metadata,
+    Column("campaign_id", String(36), primary_key=True),
+    Column("kind", String(1), primary_key=True),
+    Column("bucket", Integer, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("account_id", String(36), nullable=False),
+    Column("count", BigInteger, nullable=False, default=0),
+)
+
+# Per-minute (UTC epoch minute) counts, written with the events; hours and days in any time zone are
+# sums of minutes.
+campaign_timeseries = Table(
+    "campaign_timeseries",
+    metadata,
+    Column("campaign_id", String(36), primary_key=True),
+    Column("minute", BigInteger, primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("account_id", String(36), nullable=False),
+    Column("starts", BigInteger, nullable=False, default=0),
+    Column("answered", BigInteger, nullable=False, default=0),
+    Column("busy", BigInteger, nullable=False, default=0),
+    Column("no_answer", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("voicemail", BigInteger, nullable=False, default=0),
+    Column("talk_seconds", BigInteger, nullable=False, default=0),
+    Column("finals_failed", BigInteger, nullable=False, default=0),
+)
+
+SERIES_COLUMNS: tuple[str, ...] = (
+    "starts",
+    "answered",
+    "busy",
+    "no_answer",
+    "failed",
+    "voicemail",
+    "talk_seconds",
+    "finals_failed",
 )
 
 COUNTER_COLUMNS: tuple[str, ...] = (
@@ -146,4 +195,10 @@ COUNTER_COLUMNS: tuple[str, ...] = (
     "bd_no_answer",
     "bd_failed",
     "bd_voicemail",
+    "attempts",
+    "att_answered",
+    "att_busy",
+    "att_no_answer",
+    "att_failed",
+    "att_voicemail",
 )

@@ -11,7 +11,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from callstats.calls.lifecycle import OUTCOMES
 from callstats.db.engine import Database
-from callstats.db.schema import COUNTER_COLUMNS, api_keys, campaign_counters, campaigns
+from callstats.db.schema import (
+    COUNTER_COLUMNS,
+    SERIES_COLUMNS,
+    api_keys,
+    campaign_counters,
+    campaign_histograms,
+    campaign_timeseries,
+    campaigns,
+)
+from callstats.stats.extras import ExtraDeltas
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class CounterDelta:
     columns: dict[str, int] = field(default_factory=dict)
     first_call_at: int | None = None
     last_final_at: int | None = None
+    extras: ExtraDeltas = field(default_factory=ExtraDeltas)
 
     def add(self, deltas: Mapping[str, int], started_at: int | None, finalized_at: int | None) -> None:
         """Fold one transition's deltas in."""
@@ -98,18 +108,25 @@ class CounterDelta:
             )
 
     def __bool__(self) -> bool:
-        changed = any(self.columns.values())
+        changed = any(self.columns.values()) or any(self.extras.columns.values())
         return changed or self.first_call_at is not None or self.last_final_at is not None
+
+
+def _dialect(conn: Connection) -> Any:
+    return postgresql if conn.dialect.name == "postgresql" else sqlite
 
 
 def write(
     conn: Connection, account_id: str, campaign_id: str, slot: int, delta: CounterDelta, force: bool = False
 ) -> None:
-    """Add `delta` to one counter slot of a campaign, creating the slot if needed."""
+    """Add `delta` to one slot of a campaign's counters, histograms and minutes, creating rows as needed."""
+    _write_histogram(conn, account_id, campaign_id, slot, delta.extras.histogram)
+    _write_series(conn, account_id, campaign_id, slot, delta.extras.series)
     if not delta and not force:
         return
+    columns = {**delta.columns, **{k: v for k, v in delta.extras.columns.items() if v}}
     values: dict[str, Any] = dict.fromkeys(COUNTER_COLUMNS, 0)
-    values.update(delta.columns)
+    values.update(columns)
     values.update(
         campaign_id=campaign_id,
         slot=slot,
@@ -117,19 +134,64 @@ def write(
         first_call_at=delta.first_call_at,
         last_final_at=delta.last_final_at,
     )
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(campaign_counters).values(**values)
+    stmt = _dialect(conn).insert(campaign_counters).values(**values)
     cc = campaign_counters.c
-    updates: dict[str, Any] = {name: cc[name] + stmt.excluded[name] for name in delta.columns or {"total": 0}}
+    updates: dict[str, Any] = {name: cc[name] + stmt.excluded[name] for name in columns or {"total": 0}}
     if delta.first_call_at is not None:
-        updates["first_call_at"] = func.coalesce(
-            _least(conn, cc.first_call_at, stmt.excluded.first_call_at), stmt.excluded.first_call_at
-        )
+        least = _least(conn, cc.first_call_at, stmt.excluded.first_call_at)
+        updates["first_call_at"] = func.coalesce(least, stmt.excluded.first_call_at)
     if delta.last_final_at is not None:
-        updates["last_final_at"] = func.coalesce(
-            _greatest(conn, cc.last_final_at, stmt.excluded.last_final_at), stmt.excluded.last_final_at
-        )
+        greatest = _greatest(conn, cc.last_final_at, stmt.excluded.last_final_at)
+        updates["last_final_at"] = func.coalesce(greatest, stmt.excluded.last_final_at)
     conn.execute(stmt.on_conflict_do_update(index_elements=[cc.campaign_id, cc.slot], set_=updates))
+
+
+def _write_histogram(
+    conn: Connection, account_id: str, campaign_id: str, slot: int, histogram: Mapping[tuple[str, int], int]
+) -> None:
+    rows = [
+        {
+            "campaign_id": campaign_id,
+            "kind": kind,
+            "bucket": bucket,
+            "slot": slot,
+            "account_id": account_id,
+            "count": n,
+        }
+        for (kind, bucket), n in sorted(histogram.items())
+        if n
+    ]
+    if not rows:
+        return
+    stmt = _dialect(conn).insert(campaign_histograms)
+    h = campaign_histograms.c
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[h.campaign_id, h.kind, h.bucket, h.slot],
+        set_={"count": h.count + stmt.excluded["count"]},
+    )
+    conn.execute(upsert, rows)
+
+
+def _write_series(
+    conn: Connection, account_id: str, campaign_id: str, slot: int, series: Mapping[tuple[int, str], int]
+) -> None:
+    minutes: dict[int, dict[str, int]] = {}
+    for (minute, column), n in series.items():
+        if n:
+            minutes.setdefault(minute, dict.fromkeys(SERIES_COLUMNS, 0))[column] += n
+    if not minutes:
+        return
+    rows = [
+        {"campaign_id": campaign_id, "minute": minute, "slot": slot, "account_id": account_id, **counts}
+        for minute, counts in sorted(minutes.items())
+    ]
+    stmt = _dialect(conn).insert(campaign_timeseries)
+    ts = campaign_timeseries.c
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[ts.campaign_id, ts.minute, ts.slot],
+        set_={name: ts[name] + stmt.excluded[name] for name in SERIES_COLUMNS},
+    )
+    conn.execute(upsert, rows)
 
 
 def _least(conn: Connection, a: Any, b: Any) -> Any:
