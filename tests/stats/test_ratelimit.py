@@ -1,0 +1,193 @@
+"""The stats route's rate limit: per campaign, sliding window, headers, who counts, shared via Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+import pytest
+
+from callstats.accounts import keys
+from callstats.accounts.service import create_key, revoke_key
+from callstats.app import CallstatsApp, create_app
+from callstats.config import Settings
+from tests.conftest import REDIS_URL, new_campaign
+
+LIMIT = 5
+POLICY = re.compile(r'^"(?P<name>[^"]+)";q=(?P<q>\d+);w=(?P<w>\d+)$')
+STATE = re.compile(r'^"(?P<name>[^"]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """The test settings with a small stats limit."""
+    return Settings(
+        database_url=database_url, redis_url=None, counter_slots=4, stats_rate_limit=f"{LIMIT}/minute"
+    )
+
+
+def remaining(response: httpx.Response) -> int:
+    """The `r` of the RateLimit header, after checking both headers' shape."""
+    policy = POLICY.match(response.headers["ratelimit-policy"])
+    state = STATE.match(response.headers["ratelimit"])
+    assert policy and state, response.headers
+    assert policy["name"] == state["name"]
+    assert (int(policy["q"]), int(policy["w"])) == (LIMIT, 60)
+    assert 0 <= int(state["t"]) <= 60
+    return int(state["r"])
+
+
+async def read_stats(client: httpx.AsyncClient, headers: dict[str, str], campaign_id: str) -> httpx.Response:
+    """One stats read."""
+    return await client.get(f"/getCampaignStats/{campaign_id}", headers=headers)
+
+
+async def test_sixth_request_is_429_with_headers(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    """Five reads pass with a falling remaining count; the sixth is a 429 with Retry-After."""
+    campaign_id = await new_campaign(client, auth)
+    answers = [await read_stats(client, auth, campaign_id) for _ in range(LIMIT)]
+    assert [r.status_code for r in answers] == [200] * LIMIT
+    assert [remaining(r) for r in answers] == list(range(LIMIT - 1, -1, -1))
+    assert all("retry-after" not in r.headers for r in answers)
+    refused = await read_stats(client, auth, campaign_id)
+    assert refused.status_code == 429
+    assert refused.json() == {"success": False, "message": refused.json()["message"], "error": "RATE_LIMITED"}
+    assert remaining(refused) == 0
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert (await read_stats(client, auth, campaign_id)).status_code == 429
+
+
+async def test_headers_on_304(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    """A revalidation (304) carries the limit headers and counts like any read."""
+    campaign_id = await new_campaign(client, auth)
+    first = await read_stats(client, auth, campaign_id)
+    revalidated = await read_stats(client, {**auth, "if-none-match": first.headers["etag"]}, campaign_id)
+    assert revalidated.status_code == 304
+    assert remaining(revalidated) == remaining(first) - 1
+
+
+async def test_requests_that_may_not_read_do_not_use_the_quota(
+    app: CallstatsApp, client: httpx.AsyncClient, auth: dict[str, str], make_key: Callable[..., str]
+) -> None:
+    """Bad, revoked and foreign keys, and malformed ids, leave the owner's quota whole."""
+    campaign_id = await new_campaign(client, auth)
+    revoked = create_key(app.db, "acme")
+    revoke_key(app.db, revoked.key_id)
+    good = auth["x-api-key"]
+    intruders = [
+        {},
+        {"x-api-key": good[:-1] + ("0" if good[-1] != "0" else "1")},
+        {"x-api-key": keys.generate().plaintext},
+        {"x-api-key": revoked.plaintext},
+        {"x-api-key": make_key("globex")},
+        {"x-api-key": make_key("globex", "read")},
+    ]
+    for _ in range(2):
+        for headers in intruders:
+            response = await read_stats(client, headers, campaign_id)
+            assert response.status_code in (401, 404), response.text
+            assert "ratelimit" not in response.headers
+    for _ in range(LIMIT + 1):
+        assert (await client.get(f"/getCampaignStats/{campaign_id}x", headers=auth)).status_code == 400
+    owner = [await read_stats(client, auth, campaign_id) for _ in range(LIMIT)]
+    assert [r.status_code for r in owner] == [200] * LIMIT
+
+
+async def test_nonexistent_campaign_is_404_not_429(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    """Reads of a campaign that does not exist are never rate limited into revealing anything."""
+    missing = str(uuid.uuid4())
+    answers = [(await read_stats(client, auth, missing)).status_code for _ in range(LIMIT + 2)]
+    assert answers == [404] * (LIMIT + 2)
+
+
+async def test_limit_is_per_campaign_not_per_key(
+    client: httpx.AsyncClient, auth: dict[str, str], make_key: Callable[..., str]
+) -> None:
+    """All of the owner's keys share one campaign's quota; another campaign has its own."""
+    first, second = await new_campaign(client, auth), await new_campaign(client, auth)
+    reader = {"x-api-key": make_key("acme", "read")}
+    statuses = [
+        (await read_stats(client, auth if n % 2 else reader, first)).status_code for n in range(LIMIT + 1)
+    ]
+    assert statuses == [200] * LIMIT + [429]
+    assert (await read_stats(client, reader, second)).status_code == 200
+    assert remaining(await read_stats(client, auth, second)) == LIMIT - 2
+
+
+async def test_other_routes_are_not_limited(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    """Only the stats route is limited: getCampaign on an exhausted campaign still answers."""
+    campaign_id = await new_campaign(client, auth)
+    for _ in range(LIMIT + 1):
+        await read_stats(client, auth, campaign_id)
+    response = await client.get(f"/getCampaign/{campaign_id}", headers=auth)
+    assert response.status_code == 200
+    assert "ratelimit" not in response.headers
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[tuple[CallstatsApp, httpx.AsyncClient]]:
+    """An app of its own and a client talking to it."""
+    application = create_app(settings)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://callstats.test"
+        ) as http:
+            yield application, http
+    finally:
+        application.close()
+        await close_redis(application)
+
+
+async def close_redis(application: CallstatsApp) -> None:
+    """Close the limiter's Redis connections: neither app.close() nor the lifespan does it."""
+    bridge = getattr(application.limiter.storage, "bridge", None)
+    if bridge is not None:
+        await bridge.storage.aclose()
+
+
+async def test_window_slides(database_url: str) -> None:
+    """Quota comes back one request at a time as each ages out, not all at once at a boundary."""
+    async with serving(Settings(database_url=database_url, stats_rate_limit="2/second")) as (app, http):
+        auth = {"x-api-key": create_key(app.db, "acme").plaintext}
+        campaign_id = await new_campaign(http, auth)
+        start = time.monotonic()
+        assert (await read_stats(http, auth, campaign_id)).status_code == 200
+        await asyncio.sleep(0.5)
+        assert (await read_stats(http, auth, campaign_id)).status_code == 200
+        assert (await read_stats(http, auth, campaign_id)).status_code == 429
+        await asyncio.sleep(max(0.0, 1.1 - (time.monotonic() - start)))
+        assert (await read_stats(http, auth, campaign_id)).status_code == 200  # the first has aged out
+        if time.monotonic() - start < 1.4:  # the second is still inside the window
+            assert (await read_stats(http, auth, campaign_id)).status_code == 429
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="no CALLSTATS_TEST_REDIS_URL")
+async def test_redis_limit_holds_across_processes(database_url: str) -> None:
+    """Two app instances (two processes' worth of state) on one Redis share one limit per campaign."""
+    settings = Settings(database_url=database_url, redis_url=REDIS_URL, stats_rate_limit=f"{LIMIT}/minute")
+    async with AsyncExitStack() as stack:
+        app_one, one = await stack.enter_async_context(serving(settings))
+        _, two = await stack.enter_async_context(serving(settings))
+        auth = {"x-api-key": create_key(app_one.db, "acme").plaintext}
+        campaign_id = await new_campaign(one, auth)  # a new uuid: no other run shares its counts
+        other_campaign = await new_campaign(two, auth)
+        statuses = []
+        for n in range(LIMIT):
+            response = await read_stats(one if n % 2 else two, auth, campaign_id)
+            statuses.append(response.status_code)
+            assert remaining(response) == LIMIT - 1 - n
+        assert statuses == [200] * LIMIT
+        for client in (one, two):
+            refused = await read_stats(client, auth, campaign_id)
+            assert refused.status_code == 429
+            assert int(refused.headers["retry-after"]) >= 1
+        assert (await read_stats(two, auth, other_campaign)).status_code == 200
+        bad = {"x-api-key": keys.generate().plaintext}
+        for _ in range(LIMIT):
+            await read_stats(one, bad, other_campaign)
+        assert remaining(await read_stats(one, auth, other_campaign)) == LIMIT - 2
