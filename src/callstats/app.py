@@ -22,6 +22,7 @@ from callstats.errors import ServiceUnavailable
 from callstats.ratelimit import StatsRateLimiter
 from callstats.stats.openapi import add_stats_path
 from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
+from callstats.timeseries.routes import router as timeseries_router
 from callstats.web import Dispatcher, install_error_handlers
 
 log = logging.getLogger("callstats")
@@ -82,7 +83,7 @@ def create_app(
     api.state.db = database
     api.state.settings = settings
     install_error_handlers(api)
-    for router in (health_router, campaigns_router, calls_router):
+    for router in (health_router, campaigns_router, calls_router, timeseries_router):
         api.include_router(router)
     add_stats_path(api)
     return CallstatsApp(api, stats, settings, database)

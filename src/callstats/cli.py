@@ -1,9 +1,10 @@
-"""The `callstats` command: serve, migrate, demo, keys, reconcile."""
+"""The `callstats` command: serve, migrate, demo, import, keys, reconcile."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -88,6 +89,20 @@ def demo(
     from callstats.demo.runner import run_demo
 
     run_demo(contacts=contacts, host=host, port=port, database=database, speed=speed)
+
+
+@app.command("import")
+def import_contacts(
+    campaign_id: Annotated[str, typer.Argument(help="The campaign to add the contacts to.")],
+    csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a 'phone' column.")],
+    key: Annotated[str, typer.Option(envvar="CALLSTATS_API_KEY", help="A write key.")],
+    url: Annotated[str, typer.Option(envvar="CALLSTATS_URL", help="The server.")] = "http://127.0.0.1:8000",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")] = False,
+) -> None:
+    """Add a CSV file's contacts to a campaign through the HTTP API, 10,000 rows per request."""
+    from callstats.importer import run_command
+
+    raise typer.Exit(run_command(campaign_id, csv_file, url, key, as_json))
 
 
 @keys_app.command("create")

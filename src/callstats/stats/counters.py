@@ -289,3 +289,19 @@ HOT_COLUMNS = (
     "first_call_at",
     "last_final_at",
 )
+
+
+def read_histograms(db: Database, campaign_id: str) -> dict[str, dict[int, int]]:
+    """A campaign's histograms summed over slots: {"a": {attempts: contacts}, "t": {bucket: calls}}."""
+    h = campaign_histograms.c
+    query = (
+        select(h.kind, h.bucket, func.sum(h.count))
+        .where(h.campaign_id == campaign_id)
+        .group_by(h.kind, h.bucket)
+    )
+    found: dict[str, dict[int, int]] = {"a": {}, "t": {}}
+    with db.read() as conn:
+        for kind, bucket, count in conn.execute(query):
+            if count:
+                found.setdefault(kind, {})[int(bucket)] = int(count)
+    return found

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from callstats.calls.lifecycle import OUTCOMES
 from callstats.stats.counters import Counters
+from callstats.stats.histogram import ERROR_BOUND, histogram, percentile
 
 
 def round_half_up(value: Decimal, places: int) -> Decimal:
@@ -63,4 +65,30 @@ def stats_response(counters: Counters) -> dict[str, Any]:
         "call_status_breakdown": {o: counters.breakdown.get(o, 0) for o in OUTCOMES},
         "started_at": iso_utc(counters.first_call_at),
         "completed_at": iso_utc(completed_at(counters)),
+    }
+
+
+INCLUDABLE = ("attempts", "durations")
+
+
+def attempts_section(columns: Mapping[str, Any], per_contact: Mapping[int, int]) -> dict[str, Any]:
+    """Total attempts, attempts by outcome, and how many contacts made each number of attempts."""
+    return {
+        "total": int(columns["attempts"]),
+        "by_outcome": {o: int(columns["att_" + o]) for o in OUTCOMES},
+        "per_contact": [
+            {"attempts": k, "contacts": per_contact[k]} for k in sorted(per_contact) if per_contact[k]
+        ],
+    }
+
+
+def durations_section(talk: Mapping[int, int]) -> dict[str, Any]:
+    """Talk-time percentiles of answered calls and their histogram (fixed buckets)."""
+    return {
+        "answered_calls": sum(talk.values()),
+        "p50": percentile(talk, 50),
+        "p90": percentile(talk, 90),
+        "p99": percentile(talk, 99),
+        "percentile_error_bound": ERROR_BOUND,
+        "histogram": histogram(talk),
     }

@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from anyio.to_thread import run_sync
@@ -27,12 +28,13 @@ from callstats.errors import (
     ServiceUnavailable,
     StatsFailed,
     Unauthorized,
+    ValidationFailed,
     rendered,
 )
 from callstats.ids import campaign_uuid
 from callstats.ratelimit import StatsRateLimiter
-from callstats.stats.counters import HOT_COLUMNS, HotReader, from_row
-from callstats.stats.response import stats_response
+from callstats.stats.counters import HOT_COLUMNS, HotReader, from_row, read_histograms
+from callstats.stats.response import INCLUDABLE, attempts_section, durations_section, stats_response
 
 PATH_PREFIX = "/getCampaignStats/"
 log = logging.getLogger("callstats.stats")
@@ -58,7 +60,10 @@ class StatsEndpoint:
         try:
             if scope["method"] != "GET":
                 raise MethodNotAllowed()
-            status, headers, body = await self._stats(scope["path"][len(PATH_PREFIX) :], request_headers)
+            include = _include(scope.get("query_string", b""))
+            status, headers, body = await self._stats(
+                scope["path"][len(PATH_PREFIX) :], request_headers, include
+            )
         except ApiError as error:
             status, extra, envelope = rendered(error)
             headers, body = list(extra.items()), orjson.dumps(envelope)
@@ -72,7 +77,9 @@ class StatsEndpoint:
             headers, body = list(extra.items()), orjson.dumps(envelope)
         await _send(send, status, headers, body)
 
-    async def _stats(self, raw_id: str, request_headers: dict[bytes, bytes]) -> tuple[int, Headers, bytes]:
+    async def _stats(
+        self, raw_id: str, request_headers: dict[bytes, bytes], include: frozenset[str]
+    ) -> tuple[int, Headers, bytes]:
         campaign_id = campaign_uuid(raw_id)
         plaintext = request_headers.get(b"x-api-key", b"").decode("latin-1")
         if not plaintext:
@@ -86,7 +93,10 @@ class StatsEndpoint:
         if row[4] is None:
             raise CampaignNotFound()
         limit_headers = await self._limit(campaign_id)
-        body, etag = self._render(campaign_id, row[4:])
+        if include:
+            body, etag = await self._render_more(campaign_id, row[4:], include)
+        else:
+            body, etag = self._render(campaign_id, row[4:])
         headers = [*limit_headers, ("ETag", etag), ("Cache-Control", "no-cache")]
         if _etag_matches(request_headers.get(b"if-none-match"), etag):
             return 304, headers, b""
@@ -110,6 +120,24 @@ class StatsEndpoint:
         self._rendered[campaign_id] = (values, body, etag)
         return body, etag
 
+    async def _render_more(
+        self, campaign_id: str, values: tuple[Any, ...], include: frozenset[str]
+    ) -> tuple[bytes, str]:
+        """The seed's response plus the sections `include` asks for."""
+        columns = dict(zip(HOT_COLUMNS[4:], values, strict=True))
+        data = stats_response(from_row(campaign_id, values[0], columns))
+        histograms = (
+            read_histograms(self.db, campaign_id)
+            if self.db.is_sqlite
+            else await run_sync(read_histograms, self.db, campaign_id)
+        )
+        if "attempts" in include:
+            data["attempts"] = attempts_section(columns, histograms["a"])
+        if "durations" in include:
+            data["durations"] = durations_section(histograms["t"])
+        body = orjson.dumps({"success": True, "data": data})
+        return body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
     def close(self) -> None:
         """Release the reader's connection."""
         self.reader.close()
@@ -122,6 +150,17 @@ class StatsEndpoint:
             message = f"Rate limit exceeded for this campaign; retry in {decision.reset_seconds} s"
             raise RateLimited(message, headers=dict(decision.headers()))
         return decision.headers()
+
+
+def _include(query_string: bytes) -> frozenset[str]:
+    """The extra sections asked for with ?include=a,b; a 400 for anything unknown."""
+    asked: set[str] = set()
+    for values in parse_qs(query_string.decode("latin-1")).get("include", []):
+        asked.update(v.strip() for v in values.split(",") if v.strip())
+    unknown = sorted(asked - set(INCLUDABLE))
+    if unknown:
+        raise ValidationFailed(f"include: unknown section(s) {unknown}; allowed: {list(INCLUDABLE)}")
+    return frozenset(asked)
 
 
 def _etag_matches(if_none_match: bytes | None, etag: str) -> bool:
