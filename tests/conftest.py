@@ -80,11 +80,11 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[CallstatsApp]:
+async def app(settings: Settings) -> AsyncIterator[CallstatsApp]:
     """The app under test."""
     application = create_app(settings)
     yield application
-    application.close()
+    await application.aclose()
 
 
 @pytest.fixture

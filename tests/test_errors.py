@@ -140,9 +140,6 @@ BAD_REQUESTS = [
         "/createCampaign",
         {"content": b'{"name": ', "headers": {"content-type": "application/json"}},
         "body",
-        marks=pytest.mark.xfail(
-            strict=True, reason="BUG: malformed JSON on createCampaign says '1: JSON decode error', no field"
-        ),
         id="createCampaign-malformed-json",
     ),
     ("POST", "/addContacts/{cid}", {"content": b"not json"}, "body"),
@@ -473,11 +470,6 @@ async def test_unreachable_database_is_503_with_retry_after() -> None:
         assert health.status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: HotReader uses engine.raw_connection(); the raw psycopg.OperationalError is not a "
-    "DBAPIError, so the stats route answers 500 instead of 503 when the database is down",
-)
 async def test_unreachable_database_on_stats_is_503() -> None:
     """The stats route too says 503 with Retry-After when the database is down."""
     async with serving(Settings(database_url=UNREACHABLE_DATABASE_URL)) as (_app, http):

@@ -62,9 +62,6 @@ async def test_openapi_write_routes_document_their_body(client: httpx.AsyncClien
     assert "application/json" in paths["/createCampaign"]["post"]["requestBody"]["content"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="BUG: addContacts and recordCallEvents have no requestBody in /openapi.json"
-)
 async def test_openapi_documents_raw_bodies(client: httpx.AsyncClient) -> None:
     """addContacts (JSON or CSV) and recordCallEvents (JSON) describe what they take."""
     paths = (await openapi(client))["paths"]
@@ -73,7 +70,7 @@ async def test_openapi_documents_raw_bodies(client: httpx.AsyncClient) -> None:
     assert "application/json" in paths["/recordCallEvents"]["post"]["requestBody"]["content"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: framework routes document a 422 response; the API answers 400")
+
 async def test_openapi_documents_400_not_422(client: httpx.AsyncClient) -> None:
     """Validation failures are 400 VALIDATION_ERROR, and the document says so."""
     paths = (await openapi(client))["paths"]

@@ -19,8 +19,8 @@ from callstats.config import Settings
 from callstats.db.deps import Db
 from callstats.db.engine import Database
 from callstats.errors import ServiceUnavailable
+from callstats.openapi import describe
 from callstats.ratelimit import StatsRateLimiter
-from callstats.stats.openapi import add_stats_path
 from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
 from callstats.timeseries.routes import router as timeseries_router
 from callstats.web import Dispatcher, install_error_handlers
@@ -67,6 +67,11 @@ class CallstatsApp(Dispatcher):
         self._stats_endpoint.close()
         self.db.dispose()
 
+    async def aclose(self) -> None:
+        """Release every database and Redis connection."""
+        await self._stats_endpoint.aclose()
+        self.db.dispose()
+
 
 def create_app(
     settings: Settings, db: Database | None = None, background: Sequence[BackgroundTask] = ()
@@ -85,7 +90,7 @@ def create_app(
     install_error_handlers(api)
     for router in (health_router, campaigns_router, calls_router, timeseries_router):
         api.include_router(router)
-    add_stats_path(api)
+    describe(api)
     return CallstatsApp(api, stats, settings, database)
 
 
@@ -101,7 +106,7 @@ def _lifespan(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            stats.close()
+            await stats.aclose()
             db.dispose()
 
     return lifespan

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 
 class ApiError(Exception):
     """An error shown to the client in the seed's envelope."""
@@ -120,3 +122,12 @@ class ServiceUnavailable(ApiError):
 def rendered(error: ApiError) -> tuple[int, dict[str, str], dict[str, object]]:
     """Status, headers and JSON body of an error: the one place errors are shaped."""
     return error.status, error.headers, error.body()
+
+
+def where(exc: BaseException) -> str:
+    """An exception's type and the line that raised it: enough to find it, with no message, SQL or trace."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    return f"{type(exc).__name__} at {last.filename.rsplit('/site-packages/', 1)[-1]}:{last.lineno}"

@@ -6,10 +6,12 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import ConnectionPool
 
 log = logging.getLogger("callstats.ratelimit")
 POLICY_NAME = "stats"
@@ -41,13 +43,20 @@ class StatsRateLimiter:
 
     def __init__(self, limit: str, redis_url: str | None) -> None:
         self.item: RateLimitItem = parse(limit)
-        self.storage: Storage = (
-            RedisStorage(_async_uri(redis_url), implementation="redispy", key_prefix="callstats")
-            if redis_url
-            else MemoryStorage()
-        )
+        # Our own pool, so shutdown can close it (the library offers no close).
+        self.pool = ConnectionPool.from_url(redis_url) if redis_url else None
+        self.storage: Storage = MemoryStorage()
+        if redis_url:
+            options: dict[str, Any] = {"connection_pool": self.pool}
+            self.storage = RedisStorage(
+                _async_uri(redis_url), implementation="redispy", key_prefix="callstats", **options
+            )
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.window_seconds = int(self.item.get_expiry())
+
+    def policy_header(self) -> tuple[str, str]:
+        """The RateLimit-Policy header, known even when the counts are not."""
+        return ("RateLimit-Policy", f'"{POLICY_NAME}";q={self.item.amount};w={self.window_seconds}')
 
     async def hit(self, campaign_id: str) -> Decision | None:
         """Count one read of the campaign; None when the limiter's backend is unreachable (fail open)."""
@@ -63,6 +72,11 @@ class StatsRateLimiter:
     async def reset(self) -> None:
         """Forget every count (tests and operators)."""
         await self.storage.reset()
+
+    async def aclose(self) -> None:
+        """Close the Redis connections, if any."""
+        if self.pool is not None:
+            await self.pool.aclose()
 
 
 def _async_uri(redis_url: str) -> str:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from callstats.db.engine import is_unreachable
 from callstats.errors import (
     ApiError,
     InternalError,
@@ -21,6 +22,7 @@ from callstats.errors import (
     ServiceUnavailable,
     ValidationFailed,
     rendered,
+    where,
 )
 
 log = logging.getLogger("callstats.web")
@@ -46,6 +48,9 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     parts = []
     for error in exc.errors()[:3]:
+        if error.get("type") == "json_invalid":
+            parts.append("body: not valid JSON")
+            continue
         loc = [str(p) for p in error.get("loc", ()) if p != "body"] or ["body"]
         parts.append(f"{'.'.join(loc)}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}")
     return error_json(ValidationFailed("; ".join(parts)))
@@ -64,18 +69,11 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     log.warning("request failed: database error %s", type(exc).__name__)
-    if getattr(exc, "connection_invalidated", False) or _is_unreachable(exc):
-        return error_json(ServiceUnavailable())
-    return error_json(InternalError())
-
-
-def _is_unreachable(exc: Exception) -> bool:
-    text = str(getattr(exc, "orig", "")).lower()
-    return any(word in text for word in ("connection", "could not connect", "server closed", "terminating"))
+    return error_json(ServiceUnavailable() if is_unreachable(exc) else InternalError())
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    log.error("unexpected error: %s", type(exc).__name__, exc_info=exc)
+    log.error("unexpected error: %s", where(exc))
     return error_json(InternalError())
 
 

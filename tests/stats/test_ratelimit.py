@@ -139,15 +139,7 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[CallstatsApp, httpx
         ) as http:
             yield application, http
     finally:
-        application.close()
-        await close_redis(application)
-
-
-async def close_redis(application: CallstatsApp) -> None:
-    """Close the limiter's Redis connections: neither app.close() nor the lifespan does it."""
-    bridge = getattr(application.limiter.storage, "bridge", None)
-    if bridge is not None:
-        await bridge.storage.aclose()
+        await application.aclose()
 
 
 async def test_window_slides(database_url: str) -> None:

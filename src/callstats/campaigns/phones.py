@@ -11,6 +11,8 @@ class InvalidPhone(ValueError):
 
 def normalize(raw: object, default_region: str) -> str:
     """The E.164 form of `raw`, or InvalidPhone saying why not."""
+    if raw is None:
+        raise InvalidPhone("phone is required")
     if not isinstance(raw, str | int) or isinstance(raw, bool):
         raise InvalidPhone("phone must be a string")
     text = str(raw).strip()

@@ -15,11 +15,10 @@ from urllib.parse import parse_qs
 
 import orjson
 from anyio.to_thread import run_sync
-from sqlalchemy.exc import DBAPIError
 
 from callstats.accounts import keys
 from callstats.accounts.service import checked_key
-from callstats.db.engine import Database
+from callstats.db.engine import Database, is_unreachable
 from callstats.errors import (
     ApiError,
     CampaignNotFound,
@@ -30,6 +29,7 @@ from callstats.errors import (
     Unauthorized,
     ValidationFailed,
     rendered,
+    where,
 )
 from callstats.ids import campaign_uuid
 from callstats.ratelimit import StatsRateLimiter
@@ -64,16 +64,8 @@ class StatsEndpoint:
             status, headers, body = await self._stats(
                 scope["path"][len(PATH_PREFIX) :], request_headers, include
             )
-        except ApiError as error:
-            status, extra, envelope = rendered(error)
-            headers, body = list(extra.items()), orjson.dumps(envelope)
-        except DBAPIError:
-            log.warning("stats read failed: database unreachable")
-            status, extra, envelope = rendered(ServiceUnavailable())
-            headers, body = list(extra.items()), orjson.dumps(envelope)
-        except Exception:
-            log.exception("stats read failed")
-            status, extra, envelope = rendered(StatsFailed())
+        except Exception as exc:
+            status, extra, envelope = rendered(_as_api_error(exc))
             headers, body = list(extra.items()), orjson.dumps(envelope)
         await _send(send, status, headers, body)
 
@@ -142,14 +134,30 @@ class StatsEndpoint:
         """Release the reader's connection."""
         self.reader.close()
 
+    async def aclose(self) -> None:
+        """Release the reader's connection and the limiter's."""
+        self.close()
+        await self.limiter.aclose()
+
     async def _limit(self, campaign_id: str) -> Headers:
         decision = await self.limiter.hit(campaign_id)
-        if decision is None:
-            return []
+        if decision is None:  # limiter unreachable: served without a count (see docs/deployment.md)
+            return [self.limiter.policy_header()]
         if not decision.allowed:
             message = f"Rate limit exceeded for this campaign; retry in {decision.reset_seconds} s"
             raise RateLimited(message, headers=dict(decision.headers()))
         return decision.headers()
+
+
+def _as_api_error(exc: Exception) -> ApiError:
+    """The error to show for a failed stats request; unexpected ones are logged without details."""
+    if isinstance(exc, ApiError):
+        return exc
+    if is_unreachable(exc):
+        log.warning("stats read failed: database unreachable (%s)", type(exc).__name__)
+        return ServiceUnavailable()
+    log.error("stats read failed: %s", where(exc))
+    return StatsFailed()
 
 
 def _include(query_string: bytes) -> frozenset[str]:
