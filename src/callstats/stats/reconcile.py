@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from callstats.calls.lifecycle import OUTCOMES
-from callstats.db.schema import calls, campaigns, contacts
+from callstats.db.schema import (
+    SERIES_COLUMNS,
+    calls,
+    campaign_counters,
+    campaign_histograms,
+    campaign_timeseries,
+    campaigns,
+    contacts,
+)
 from callstats.stats import counters as counters_store
 from callstats.stats.counters import Counters
+from callstats.stats.extras import minute_of
+from callstats.stats.histogram import talk_bucket
 
 
 @dataclass(frozen=True)
@@ -94,46 +105,117 @@ def recompute_from(
     )
 
 
-def recompute(conn: Connection, campaign_id: str) -> Counters | None:
-    """Every number of a campaign recomputed from its contact and call rows."""
+def _load(conn: Connection, campaign_id: str) -> tuple[Any, list[int], dict[int, list[CallRow]]] | None:
+    """The campaign row, its contact ids and each called contact's calls in attempt order."""
     campaign = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).mappings().first()
     if campaign is None:
         return None
-    retry_on = frozenset(o for o in campaign["retry_on"].split(",") if o)
-    contact_ids = conn.execute(select(contacts.c.id).where(contacts.c.campaign_id == campaign_id)).scalars()
+    contact_ids = list(
+        conn.execute(select(contacts.c.id).where(contacts.c.campaign_id == campaign_id)).scalars()
+    )
+    c = calls.c
     call_rows = conn.execute(
-        select(
-            calls.c.contact_id,
-            calls.c.attempt,
-            calls.c.status,
-            calls.c.outcome,
-            calls.c.duration_seconds,
-            calls.c.started_at,
-            calls.c.ended_at,
-        )
-        .where(calls.c.campaign_id == campaign_id)
-        .order_by(calls.c.contact_id, calls.c.attempt)
+        select(c.contact_id, c.attempt, c.status, c.outcome, c.duration_seconds, c.started_at, c.ended_at)
+        .where(c.campaign_id == campaign_id)
+        .order_by(c.contact_id, c.attempt)
     ).all()
-    histories = (
-        (contact_id, [CallRow(*row[1:]) for row in rows])
+    histories = {
+        contact_id: [CallRow(*row[1:]) for row in rows]
         for contact_id, rows in groupby(call_rows, key=lambda row: row[0])
-    )
+    }
+    return campaign, contact_ids, histories
+
+
+def _rules(campaign: Any) -> tuple[int, frozenset[str]]:
+    return campaign["max_attempts"], frozenset(o for o in campaign["retry_on"].split(",") if o)
+
+
+def recompute(conn: Connection, campaign_id: str) -> Counters | None:
+    """Every number of the seed's response, recomputed from a campaign's contact and call rows."""
+    loaded = _load(conn, campaign_id)
+    if loaded is None:
+        return None
+    campaign, contact_ids, histories = loaded
     return recompute_from(
-        campaign_id, campaign["name"], list(contact_ids), histories, campaign["max_attempts"], retry_on
+        campaign_id, campaign["name"], contact_ids, iter(histories.items()), *_rules(campaign)
     )
+
+
+def recompute_extras(
+    histories: dict[int, list[CallRow]], max_attempts: int, retry_on: frozenset[str]
+) -> dict[str, Any]:
+    """Attempt counts, histograms and per-minute counts, from every contact's calls (empty lists included)."""
+    columns: Counter[str] = Counter()
+    per_contact: Counter[int] = Counter()
+    talk: Counter[int] = Counter()
+    minutes: Counter[tuple[int, str]] = Counter()
+    for history in histories.values():
+        per_contact[len(history)] += 1
+        for call in history:
+            columns["attempts"] += 1
+            minutes[(minute_of(call.started_at), "starts")] += 1
+            if call.status == "ended" and call.outcome and call.ended_at is not None:
+                columns["att_" + call.outcome] += 1
+                minutes[(minute_of(call.ended_at), call.outcome)] += 1
+                if call.outcome == "answered":
+                    talk[talk_bucket(call.duration_seconds or 0)] += 1
+                    minutes[(minute_of(call.ended_at), "talk_seconds")] += call.duration_seconds or 0
+        if history and contact_state(history, max_attempts, retry_on) == "failed" and history[-1].ended_at:
+            minutes[(minute_of(history[-1].ended_at), "finals_failed")] += 1
+    return _nonzero(columns, per_contact, talk, minutes)
+
+
+def _nonzero(
+    columns: Counter[str], per_contact: Counter[int], talk: Counter[int], minutes: Counter[tuple[int, str]]
+) -> dict[str, Any]:
+    return {
+        "attempt_columns": {k: v for k, v in columns.items() if v},
+        "attempts_per_contact": {k: v for k, v in per_contact.items() if v},
+        "talk_histogram": {k: v for k, v in talk.items() if v},
+        "minutes": {k: v for k, v in minutes.items() if v},
+    }
+
+
+def stored_extras(conn: Connection, campaign_id: str) -> dict[str, Any]:
+    """The same figures as kept in the counters, histogram and minute tables."""
+    cc, h, ts = campaign_counters.c, campaign_histograms.c, campaign_timeseries.c
+    names = ("attempts", *(f"att_{o}" for o in OUTCOMES))
+    sums = conn.execute(select(*(func.sum(cc[n]) for n in names)).where(cc.campaign_id == campaign_id)).one()
+    columns: Counter[str] = Counter({n: int(v or 0) for n, v in zip(names, sums, strict=True)})
+    per_contact: Counter[int] = Counter()
+    talk: Counter[int] = Counter()
+    histogram_rows = conn.execute(
+        select(h.kind, h.bucket, func.sum(h.count))
+        .where(h.campaign_id == campaign_id)
+        .group_by(h.kind, h.bucket)
+    )
+    for kind, bucket, count in histogram_rows:
+        (per_contact if kind == "a" else talk)[int(bucket)] += int(count)
+    minutes: Counter[tuple[int, str]] = Counter()
+    minute_rows = conn.execute(
+        select(ts.minute, *(func.sum(ts[n]) for n in SERIES_COLUMNS))
+        .where(ts.campaign_id == campaign_id)
+        .group_by(ts.minute)
+    )
+    for minute, *values in minute_rows:
+        for name, value in zip(SERIES_COLUMNS, values, strict=True):
+            minutes[(int(minute), name)] += int(value or 0)
+    return _nonzero(columns, per_contact, talk, minutes)
 
 
 def differences(conn: Connection, campaign_id: str) -> list[Difference] | None:
-    """Where the stored counters differ from the recomputation (None: no such campaign)."""
-    recomputed = recompute(conn, campaign_id)
-    if recomputed is None:
+    """Where the stored figures differ from the recomputation from raw rows (None: no such campaign)."""
+    loaded = _load(conn, campaign_id)
+    if loaded is None:
         return None
-    account_id = conn.execute(
-        select(campaigns.c.account_id).where(campaigns.c.id == campaign_id)
-    ).scalar_one()
-    stored = counters_store.read(conn, account_id, campaign_id)
+    campaign, contact_ids, histories = loaded
+    rules = _rules(campaign)
+    recomputed = recompute_from(campaign_id, campaign["name"], contact_ids, iter(histories.items()), *rules)
+    stored = counters_store.read(conn, campaign["account_id"], campaign_id)
     assert stored is not None
-    stored_fields, fresh_fields = asdict(stored), asdict(recomputed)
+    stored_fields = {**asdict(stored), **stored_extras(conn, campaign_id)}
+    everyone = {contact_id: histories.get(contact_id, []) for contact_id in contact_ids}
+    fresh_fields = {**asdict(recomputed), **recompute_extras(everyone, *rules)}
     return [
         Difference(name, stored_fields[name], fresh_fields[name])
         for name in fresh_fields
