@@ -175,8 +175,13 @@ def reconcile(campaign_id: Annotated[str, typer.Argument(help="The campaign to c
         return
     typer.echo(f"Campaign {campaign_id}: {len(found)} difference(s) between counters and raw rows:")
     for diff in found:
-        typer.echo(f"  {diff.field}: counters={diff.counters!r} recomputed={diff.recomputed!r}")
+        typer.echo(f"  {diff.field}: counters={_short(diff.counters)} recomputed={_short(diff.recomputed)}")
     raise typer.Exit(1)
+
+
+def _short(value: object, limit: int = 400) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def _when(epoch_ms: int | None) -> str:
