@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: install demo serve test check bench bench-quick clean
+.PHONY: install system-deps demo serve test check bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,21 @@ demo: install
 serve: install
 	$(BIN)/callstats migrate && $(BIN)/callstats serve
 
-test: install
+# Debian packages some tests drive for real (Chromium for the dashboard, nginx in front of two servers).
+# Installed when missing and possible (root with apt); otherwise those tests skip and say why.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "could not install$$missing: the tests that need them will be skipped"; \
+	  else echo "missing$$missing (needs root and apt): the tests that need them will be skipped"; fi; \
+	fi
+
+test: install system-deps
 	$(BIN)/pytest
 
 check: install
