@@ -96,6 +96,8 @@ class _Lines:
         self._stream = iter(stream)
         self.raw: list[bytes] = []
         self.line = 0
+        self.consumed = 0  # bytes read from the file so far
+        self.before = 0  # bytes read from the file before the record `take` returned last
 
     def __iter__(self) -> _Lines:
         return self
@@ -103,6 +105,7 @@ class _Lines:
     def __next__(self) -> str:
         raw = next(self._stream)
         self.line += 1
+        self.consumed += len(raw)
         if self.line == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         self.raw.append(raw)
@@ -115,6 +118,7 @@ class _Lines:
         """The raw bytes of the record just read, ending in a newline."""
         record = b"".join(self.raw)
         self.raw.clear()
+        self.before = self.consumed - len(record)
         return record if record.endswith(b"\n") else record + b"\n"
 
 
@@ -125,8 +129,7 @@ def read_chunks(
     lines = _Lines(stream)
     reader = csv.reader(lines)
     header = _header(reader, lines)
-    body, starts, consumed = [header], list[int](), len(header)
-    body_bytes = len(header)
+    body, starts, body_bytes, reported = [header], list[int](), len(header), 0
     try:
         for record in reader:
             raw = lines.take()
@@ -135,9 +138,8 @@ def read_chunks(
                 and record
                 and (len(starts) == rows_per_request or body_bytes + len(raw) > max_body_bytes)
             ):
-                yield Chunk(b"".join(body), tuple(starts), consumed)
-                body, starts, consumed, body_bytes = [header], [], 0, len(header)
-            consumed += len(raw)
+                yield Chunk(b"".join(body), tuple(starts), lines.before - reported)
+                body, starts, body_bytes, reported = [header], [], len(header), lines.before
             if not record:  # a blank line: the server's CSV reader skips it too
                 continue
             body.append(raw)
@@ -146,7 +148,7 @@ def read_chunks(
     except csv.Error as exc:
         raise ImportFailed(f"line {lines.line}: not valid CSV ({exc})") from None
     if starts:
-        yield Chunk(b"".join(body), tuple(starts), consumed)
+        yield Chunk(b"".join(body), tuple(starts), lines.consumed - reported)
 
 
 def _header(reader: Iterator[list[str]], lines: _Lines) -> bytes:
@@ -190,6 +192,7 @@ def import_csv(
     api_key: str,
     in_flight: int = IN_FLIGHT,
     on_progress: ProgressCallback | None = None,
+    rows_per_request: int = ROWS_PER_REQUEST,
 ) -> ImportTotals:
     """Stream `path` into the campaign with up to `in_flight` requests at once; the server's totals."""
     totals = ImportTotals()
@@ -201,7 +204,7 @@ def import_csv(
     ):
         pending: dict[Future[dict[str, Any]], Chunk] = {}
         try:
-            for chunk in read_chunks(stream):
+            for chunk in read_chunks(stream, rows_per_request):
                 while len(pending) >= in_flight:
                     _collect(pending, totals, on_progress)
                 pending[pool.submit(_post, client, campaign_id, chunk)] = chunk

@@ -1,0 +1,218 @@
+"""`callstats import`: chunking a CSV file, and importing it through a real server subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from callstats.importer import ImportFailed, ImportTotals, import_csv, read_chunks
+from tests.test_scale_out import (
+    ServerProcess,
+    callstats_argv,
+    create_campaign,
+    issue_key,
+    server_env,
+    start_server,
+)
+
+CLI_TIMEOUT_S = 120
+
+
+@dataclass
+class GeneratedCsv:
+    """A generated contacts file and what the server must make of it."""
+
+    path: Path
+    received: int = 0
+    duplicate: int = 0
+    invalid_lines: list[int] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        """Rows that are new, valid numbers."""
+        return self.received - self.duplicate - len(self.invalid_lines)
+
+
+def generate_csv(path: Path, rows: int) -> GeneratedCsv:
+    """`rows` contacts with invalid and duplicate phones, blank lines and multi-line names."""
+    made = GeneratedCsv(path)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["phone", "name", "crm_id"])
+    line, valid = 2, 0
+    for index in range(rows):
+        if index % 97 == 5:
+            out.write("\n")
+            line += 1
+        if index % 50 == 7:
+            record, made.invalid_lines = ["12", f"Bad {index}", ""], [*made.invalid_lines, line]
+        elif index % 50 == 19:
+            record, made.invalid_lines = ["", f"Empty {index}", ""], [*made.invalid_lines, line]
+        elif index % 50 == 23 and valid:
+            record, made.duplicate = [_national(valid // 2), f"Again {index}", ""], made.duplicate + 1
+        else:
+            name = f"Line one {index}\nline two" if index % 50 == 31 else f"Contact {index}"
+            record, valid = [_e164(valid), name, f"C-{index}"], valid + 1
+        writer.writerow(record)
+        line += 1 + record[1].count("\n")
+        made.received += 1
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return made
+
+
+def _e164(number: int) -> str:
+    return f"+1415{200 + number // 10_000}{number % 10_000:04d}"
+
+
+def _national(number: int) -> str:
+    """The same number as `_e164`, as people type it: the server normalizes both alike."""
+    return f"(415) {200 + number // 10_000}-{number % 10_000:04d}"
+
+
+def test_chunks_repeat_the_header_and_keep_rows_verbatim(tmp_path: Path) -> None:
+    """Bodies carry the header plus rows as written; each row knows its file line."""
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(
+        b'\xef\xbb\xbfphone,name,crm_id\r\n+14155550101,Ada,A1\r\n\r\n+14155550102,"Bob\nJr",B2\r\n'
+        b"+14155550103,Cy,C3"
+    )
+    with path.open("rb") as stream:
+        chunks = list(read_chunks(stream, rows_per_request=2))
+    assert [c.body for c in chunks] == [
+        b'phone,name,crm_id\r\n+14155550101,Ada,A1\r\n+14155550102,"Bob\nJr",B2\r\n',
+        b"phone,name,crm_id\r\n+14155550103,Cy,C3\n",
+    ]
+    assert [c.lines for c in chunks] == [(2, 4), (6,)]
+    assert sum(c.file_bytes for c in chunks) == path.stat().st_size
+
+
+def test_chunks_stay_under_the_body_limit(tmp_path: Path) -> None:
+    """Long rows start a new body before it would pass the byte cap."""
+    path = tmp_path / "wide.csv"
+    path.write_text("phone,notes\n" + "".join(f"+1415555{i:04d},{'x' * 100}\n" for i in range(50)))
+    with path.open("rb") as stream:
+        chunks = list(read_chunks(stream, max_body_bytes=1_000))
+    assert all(len(c.body) <= 1_000 for c in chunks)
+    assert sum(len(c.lines) for c in chunks) == 50
+    assert [line for c in chunks for line in c.lines] == list(range(2, 52))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"name,crm_id\nAda,1\n", "line 1: the header row must name a 'phone' column"),
+        (b"\n\n", "the file has no header row"),
+        (b"phone\n+14155550101\n\xff\xfe\n", "line 3: not UTF-8"),
+    ],
+)
+def test_unusable_files_fail_before_any_request(tmp_path: Path, content: bytes, message: str) -> None:
+    """A file the server could never take is refused locally, saying where."""
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with path.open("rb") as stream, pytest.raises(ImportFailed, match=message):
+        list(read_chunks(stream))
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
+    """`callstats serve` on the test database, and a write key from `callstats keys create --json`."""
+    env = server_env(database_url)
+    key = issue_key(env)
+    running = start_server(env, tmp_path)
+    try:
+        yield running, key
+    finally:
+        running.stop()
+
+
+def test_import_matches_the_campaign_stats(server: tuple[ServerProcess, str], tmp_path: Path) -> None:
+    """Several chunks in flight: totals, file line numbers of invalid rows, and the stats total agree."""
+    running, key = server
+    made = generate_csv(tmp_path / "contacts.csv", 3_000)
+    with httpx.Client(base_url=running.base_url, headers={"x-api-key": key}, timeout=30) as http:
+        campaign_id = create_campaign(http, "")
+        seen: list[ImportTotals] = []
+        totals = import_csv(
+            made.path, campaign_id, running.base_url, key, on_progress=seen.append, rows_per_request=700
+        )
+        assert (totals.received, totals.accepted, totals.duplicate, totals.invalid) == (
+            made.received,
+            made.accepted,
+            made.duplicate,
+            len(made.invalid_lines),
+        )
+        assert totals.requests == 5
+        assert sorted(e.line for e in totals.errors) == made.invalid_lines
+        assert {e.phone for e in totals.errors} == {"12", ""}
+        assert seen[-1].file_bytes == made.path.stat().st_size
+        stats = http.get(f"/getCampaignStats/{campaign_id}").json()["data"]
+        assert stats["total_contacts"] == stats["calls_pending"] == totals.accepted
+
+        again = import_csv(made.path, campaign_id, running.base_url, key)
+        assert (again.accepted, again.duplicate) == (0, made.received - len(made.invalid_lines))
+        assert (
+            http.get(f"/getCampaignStats/{campaign_id}").json()["data"]["total_contacts"] == totals.accepted
+        )
+
+
+def run_cli(base_url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`callstats import ...` against a server, with --url and --key given through the environment."""
+    env = {**server_env("sqlite:///unused.db"), "CALLSTATS_URL": base_url, "CALLSTATS_API_KEY": key}
+    argv = callstats_argv("import", *args)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
+
+
+def test_cli_imports_in_requests_of_ten_thousand(server: tuple[ServerProcess, str], tmp_path: Path) -> None:
+    """Over 10,000 rows take two requests; --json and the human summary give the same totals."""
+    running, key = server
+    made = generate_csv(tmp_path / "contacts.csv", 12_000)
+    with httpx.Client(base_url=running.base_url, headers={"x-api-key": key}, timeout=30) as http:
+        campaign_id = create_campaign(http, "")
+        done = run_cli(running.base_url, key, campaign_id, str(made.path), "--json")
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert (report["received"], report["accepted"], report["requests"]) == (
+            made.received,
+            made.accepted,
+            2,
+        )
+        assert [e["line"] for e in report["errors"]] == made.invalid_lines
+        stats = http.get(f"/getCampaignStats/{campaign_id}").json()["data"]
+        assert stats["total_contacts"] == made.accepted
+
+        human = run_cli(running.base_url, key, campaign_id, str(made.path))
+        assert human.returncode == 0, human.stderr
+        assert (
+            f"received {made.received:,}, accepted 0, duplicate {made.accepted + made.duplicate:,}"
+            in human.stdout
+        )
+        assert f"  line {made.invalid_lines[0]}: '12': not a valid phone number" in human.stdout
+        assert human.stderr == ""
+
+
+def test_cli_exits_non_zero_with_the_server_message(
+    server: tuple[ServerProcess, str], tmp_path: Path
+) -> None:
+    """An HTTP error stops the import with exit code 1 and the server's own message."""
+    running, key = server
+    made = generate_csv(tmp_path / "contacts.csv", 10)
+    unknown = run_cli(running.base_url, key, "00000000-0000-4000-8000-000000000000", str(made.path))
+    assert unknown.returncode == 1
+    assert "HTTP 404 NOT_FOUND: Campaign not found" in unknown.stderr
+    with httpx.Client(base_url=running.base_url, headers={"x-api-key": key}, timeout=30) as http:
+        campaign_id = create_campaign(http, "")
+    garbled = key[:-1] + ("A" if key[-1] != "A" else "B")
+    bad_key = run_cli(running.base_url, garbled, campaign_id, str(made.path))
+    assert bad_key.returncode == 1
+    assert "HTTP 401 UNAUTHORIZED" in bad_key.stderr
+    nobody = run_cli("http://127.0.0.1:1", key, campaign_id, str(made.path))
+    assert nobody.returncode == 1
+    assert "cannot reach http://127.0.0.1:1" in nobody.stderr
