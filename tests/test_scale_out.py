@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ HOST = "127.0.0.1"
 STARTUP_S = 60.0
 STOP_S = 10.0
 RATE_LIMIT = 10
+REDIS_SERVER = shutil.which("redis-server")
 
 pytestmark = pytest.mark.skipif(
     not (PG_URL and REDIS_URL),
@@ -282,3 +284,66 @@ def test_two_workers_serve_consistent_numbers(shared_env: dict[str, str], tmp_pa
             assert seen["total_call_duration"] == count * (count + 1) // 2
         refused = http.get(f"{server.base_url}/getCampaignStats/{campaign_id}")
         assert refused.status_code == 429, refused.text
+
+
+@contextlib.contextmanager
+def private_redis(log_dir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A redis-server of our own on a free loopback port, so the test may stop and kill it."""
+    assert REDIS_SERVER
+    port = free_port()
+    argv = [REDIS_SERVER, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    with (log_dir / "redis.log").open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while not _answers(port):
+            assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield process, port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGCONT)
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_S)
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16).startswith(b"+PONG")
+    return False
+
+
+@pytest.mark.skipif(not REDIS_SERVER, reason="redis-server is not installed")
+def test_stats_reads_go_on_while_redis_hangs_or_dies(pg_migrated: str, tmp_path: Path) -> None:
+    """Redis hung or dead: reads are served unlimited after the URL's socket timeout; the limit resumes."""
+    with private_redis(tmp_path) as (redis, port):
+        redis_url = f"redis://{HOST}:{port}/0?socket_timeout=0.2&socket_connect_timeout=0.2"
+        env = server_env(pg_migrated, redis_url, stats_rate_limit="3/minute")
+        key = issue_key(env)
+        with (
+            running_servers(env, tmp_path, count=1) as (server,),
+            httpx.Client(base_url=server.base_url, headers={"x-api-key": key}, timeout=30) as http,
+        ):
+            campaign_id = create_campaign(http, "")
+            assert [read_status(http, campaign_id)[0] for _ in range(4)] == [200, 200, 200, 429]
+            redis.send_signal(signal.SIGSTOP)
+            for _ in range(3):
+                status, seconds, limited = read_status(http, campaign_id)
+                assert (status, limited) == (200, False)
+                assert seconds < 2, "a hung Redis must cost a read no more than the socket timeout"
+            assert add_contacts(http, "", campaign_id, phones(2, exchange=203))["accepted"] == 2
+            assert stats(http, "", campaign_id)["total_contacts"] == 2
+            redis.send_signal(signal.SIGCONT)
+            assert read_status(http, campaign_id)[0] == 429
+            redis.kill()
+            redis.wait(timeout=STOP_S)
+            status, _, limited = read_status(http, campaign_id)
+            assert (status, limited) == (200, False)
+
+
+def read_status(http: httpx.Client, campaign_id: str) -> tuple[int, float, bool]:
+    """One stats read: its status, how long it took, and whether it carried a RateLimit count."""
+    started = time.monotonic()
+    response = http.get(f"/getCampaignStats/{campaign_id}")
+    return response.status_code, time.monotonic() - started, "ratelimit" in response.headers
