@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -14,6 +14,7 @@ from callstats.calls.lifecycle import CallEvent
 from callstats.errors import ValidationFailed
 
 MAX_EVENTS_PER_REQUEST = 1_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 EventType = Literal["call.started", "call.answered", "call.ended"]
 Outcome = Literal["answered", "busy", "no_answer", "failed", "voicemail"]
@@ -52,7 +53,7 @@ class CallEventIn(BaseModel):
     def occurred_ms(self) -> int:
         """When it happened, in epoch milliseconds (a time without offset is UTC)."""
         moment = self.occurred_at if self.occurred_at.tzinfo else self.occurred_at.replace(tzinfo=UTC)
-        return int(moment.timestamp() * 1000)
+        return (moment - _EPOCH) // timedelta(milliseconds=1)  # exact: no float on the way
 
     def body_hash(self) -> str:
         """A fingerprint of what the event says, to tell a redelivery from a reused id."""

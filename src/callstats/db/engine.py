@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +35,9 @@ class Database:
         self.engine = _make_engine(database_url, pool_size)
         # SQLite has one writer at a time, so one slot; PostgreSQL spreads writers over several.
         self.counter_slots = 1 if self.is_sqlite else counter_slots
+        # SQLite writers of this process queue here instead of in SQLite's busy handler, whose sleeps
+        # (up to 100 ms each) collapse throughput under many concurrent writers.
+        self._sqlite_writer = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
 
     def pick_slot(self) -> int:
         """The counter slot a write transaction adds its deltas to."""
@@ -48,7 +53,7 @@ class Database:
         """Run `work` in one transaction, retried when a lock conflict aborts it."""
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
-                with self.engine.connect() as conn:
+                with self._sqlite_writer, self.engine.connect() as conn:
                     conn.execution_options(callstats_write=True)
                     with conn.begin():
                         return work(conn)
@@ -91,7 +96,8 @@ def _make_engine(database_url: str, pool_size: int) -> Engine:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No pre-ping round trip per checkout: a connection that died with a restart fails its
+            # request with 503 (never acknowledged), and SQLAlchemy then replaces the whole pool.
             # Bulk writes go through psycopg's pipelined executemany (one parse, one round trip) rather
             # than giant multi-row statements that psycopg re-parses on every call.
             use_insertmanyvalues=False,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, Select, and_, bindparam, func, literal_column, select
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callstats.calls.lifecycle import OUTCOMES
@@ -233,6 +234,7 @@ class HotReader:
         self.sql = compiled.string
         self.positional = compiled.positiontup
         self._proxy: Any = None
+        self._pool: AsyncConnectionPool | None = None
         self._sqlite: Any = None
         self._seen: dict[Any, tuple[Any, ...] | None] = {}
         self._version = -1
@@ -244,18 +246,22 @@ class HotReader:
         return values
 
     def read(self, key_id: str, campaign_id: str) -> tuple[Any, ...] | None:
-        """(account_id, secret_hash, scope, revoked_at, campaign_name, *summed counters) or None."""
-        params = self._params(key_id, campaign_id)
-        if self.db.is_sqlite:
-            return self._read_sqlite(params)
-        raw = self.db.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            cursor.execute(self.sql, params)
-            found = cursor.fetchone()
-            return tuple(found) if found is not None else None
-        finally:
-            raw.close()
+        """(account_id, secret_hash, scope, revoked_at, campaign_name, *summed counters) or None (SQLite)."""
+        return self._read_sqlite(self._params(key_id, campaign_id))
+
+    async def aread(self, key_id: str, campaign_id: str) -> tuple[Any, ...] | None:
+        """The same row from PostgreSQL, on an async pool: no thread hop, one round trip (autocommit)."""
+        if self._pool is None:
+            conninfo = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            pool = AsyncConnectionPool(
+                conninfo, min_size=1, max_size=8, kwargs={"autocommit": True}, timeout=5, open=False
+            )
+            await pool.open()
+            self._pool = pool
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(self.sql, self._params(key_id, campaign_id))
+            found = await cursor.fetchone()
+        return tuple(found) if found is not None else None
 
     def _read_sqlite(self, params: Any) -> tuple[Any, ...] | None:
         # One long-lived autocommit connection that never writes: `PRAGMA data_version` changes exactly
@@ -277,6 +283,13 @@ class HotReader:
         if self._proxy is not None:
             self._proxy.close()
             self._proxy = self._sqlite = None
+
+    async def aclose(self) -> None:
+        """Close every connection, the async pool's too."""
+        self.close()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
 
 HOT_COLUMNS = (

@@ -98,7 +98,7 @@ class StatsEndpoint:
         # An SQLite primary-key read takes microseconds: cheaper inline than a thread hop.
         if self.db.is_sqlite:
             return self.reader.read(key_id, campaign_id)
-        return await run_sync(self.reader.read, key_id, campaign_id)
+        return await self.reader.aread(key_id, campaign_id)
 
     def _render(self, campaign_id: str, values: tuple[Any, ...]) -> tuple[bytes, str]:
         cached = self._rendered.get(campaign_id)
@@ -135,8 +135,8 @@ class StatsEndpoint:
         self.reader.close()
 
     async def aclose(self) -> None:
-        """Release the reader's connection and the limiter's."""
-        self.close()
+        """Release the reader's connections and the limiter's."""
+        await self.reader.aclose()
         await self.limiter.aclose()
 
     async def _limit(self, campaign_id: str) -> Headers:
