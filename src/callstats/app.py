@@ -22,6 +22,7 @@ from callstats.errors import ServiceUnavailable
 from callstats.openapi import describe
 from callstats.ratelimit import StatsRateLimiter
 from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
+from callstats.stream.routes import install_streaming
 from callstats.timeseries.routes import router as timeseries_router
 from callstats.web import Dispatcher, install_error_handlers
 
@@ -64,11 +65,13 @@ class CallstatsApp(Dispatcher):
 
     def close(self) -> None:
         """Release every database connection (what the lifespan does at shutdown)."""
+        self.api.state.feed.close()
         self._stats_endpoint.close()
         self.db.dispose()
 
     async def aclose(self) -> None:
         """Release every database and Redis connection."""
+        self.api.state.feed.close()
         await self._stats_endpoint.aclose()
         self.db.dispose()
 
@@ -90,6 +93,7 @@ def create_app(
     install_error_handlers(api)
     for router in (health_router, campaigns_router, calls_router, timeseries_router):
         api.include_router(router)
+    install_streaming(api, settings, database)
     describe(api)
     return CallstatsApp(api, stats, settings, database)
 
@@ -98,7 +102,8 @@ def _lifespan(
     db: Database, stats: StatsEndpoint, background: Sequence[BackgroundTask]
 ) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
-    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        await api.state.streams.start()
         tasks = [asyncio.create_task(task(db)) for task in background]
         try:
             yield
@@ -106,6 +111,7 @@ def _lifespan(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await api.state.streams.close()
             await stats.aclose()
             db.dispose()
 

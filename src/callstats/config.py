@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     counter_slots: int = Field(default=16, ge=1, le=256)
     db_pool_size: int = Field(default=20, ge=1)
     log_level: str = "info"
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    stream_poll_seconds: float | None = Field(default=None, gt=0)  # None: 0.2 s on SQLite, 1 s otherwise
+    stream_min_interval_seconds: float = Field(default=0.2, ge=0)
+    stream_max_seconds: float = Field(default=600.0, gt=0)
 
 
 def sqlalchemy_url(database_url: str) -> str:

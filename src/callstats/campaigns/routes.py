@@ -59,4 +59,7 @@ def add_contacts(
     """Add up to 10,000 contacts (JSON or CSV); phones are normalized to E.164."""
     rows = contact_rows(body, content_type)
     region = request.app.state.settings.default_region
-    return AddContactsEnvelope(data=service.add_contacts(db, key.account_id, campaign_id, rows, region))
+    added = service.add_contacts(db, key.account_id, campaign_id, rows, region)
+    if added.accepted:
+        request.app.state.feed.publish(campaign_id)
+    return AddContactsEnvelope(data=added)

@@ -1,0 +1,1 @@
+"""Live statistics: the change feed turned into Server-Sent Events."""
