@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,13 @@ from callstats.accounts.service import create_key
 from callstats.config import sqlalchemy_url
 from callstats.db import migrate as migrations
 from callstats.db.engine import Database
+from callstats.db.schema import SERIES_COLUMNS
+from callstats.stats.histogram import talk_bucket
 from callstats.stats.reconcile import differences
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLSTATS = ROOT / ".venv" / "bin" / "callstats"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 T0_MS = 1_705_395_600_000  # 2024-01-16T09:00:00Z, the seed's example start
 RETRY_ON = "busy,no_answer,failed,voicemail"
 
@@ -185,6 +188,7 @@ def add_history_campaign(engine: Engine, data: DataSet, label: str, size: int) -
         _insert(conn, "calls", _CALL_COLUMNS, _FIRST_CALL_SELECT, params)
         _insert(conn, "calls", _CALL_COLUMNS, _SECOND_CALL_SELECT, params)
         conn.execute(text(_COUNTERS_INSERT), params)
+        _extras(conn, params)
 
 
 def add_pending_campaign(
@@ -195,6 +199,102 @@ def add_pending_campaign(
         params = _new_campaign(conn, data, label, size, max_attempts=max_attempts)
         _insert(conn, "contacts", _CONTACT_COLUMNS, _PENDING_SELECT, params)
         conn.execute(text(_COUNTERS_INSERT), params)
+        _extras(conn, params)
+
+
+def _extras(conn: Connection, params: dict[str, object]) -> None:
+    """Attempt counts, histograms and per-minute series, summed from the rows like the counters."""
+    where = "WHERE campaign_id = :cid"
+    outcomes: Counter[str] = Counter()
+    for status, outcome, count in conn.execute(
+        text(f"SELECT status, outcome, count(*) FROM calls {where} GROUP BY status, outcome"), params
+    ):
+        outcomes["attempts"] += count
+        if status == "ended" and outcome:
+            outcomes["att_" + outcome] += count
+    names = ("attempts", *(f"att_{o}" for o in _OUTCOMES))
+    conn.execute(
+        text(f"UPDATE campaign_counters SET {', '.join(f'{n} = :{n}' for n in names)} {where} AND slot = 0"),
+        {**params, **{n: outcomes[n] for n in names}},
+    )
+    histogram: Counter[tuple[str, int]] = Counter()
+    for attempts, count in conn.execute(
+        text(f"SELECT attempts, count(*) FROM contacts {where} GROUP BY attempts"), params
+    ):
+        histogram[("a", int(attempts))] += count
+    for seconds, count in conn.execute(
+        text(
+            f"SELECT duration_seconds, count(*) FROM calls {where} AND status = 'ended'"
+            " AND outcome = 'answered' GROUP BY duration_seconds"
+        ),
+        params,
+    ):
+        histogram[("t", talk_bucket(int(seconds or 0)))] += count
+    _insert_rows(
+        conn,
+        "campaign_histograms",
+        [
+            {
+                "campaign_id": params["cid"],
+                "kind": kind,
+                "bucket": bucket,
+                "slot": 0,
+                "account_id": params["aid"],
+                "count": count,
+            }
+            for (kind, bucket), count in histogram.items()
+        ],
+    )
+    _series(conn, params)
+
+
+def _series(conn: Connection, params: dict[str, object]) -> None:
+    where = "WHERE campaign_id = :cid"
+    minutes: dict[int, Counter[str]] = {}
+    for minute, count in conn.execute(
+        text(f"SELECT started_at / 60000, count(*) FROM calls {where} GROUP BY started_at / 60000"), params
+    ):
+        minutes.setdefault(int(minute), Counter())["starts"] += count
+    for minute, outcome, count, talk in conn.execute(
+        text(
+            f"SELECT ended_at / 60000, outcome, count(*), sum(duration_seconds) FROM calls {where}"
+            " AND status = 'ended' AND outcome IS NOT NULL GROUP BY ended_at / 60000, outcome"
+        ),
+        params,
+    ):
+        bucket = minutes.setdefault(int(minute), Counter())
+        bucket[outcome] += count
+        if outcome == "answered":
+            bucket["talk_seconds"] += int(talk or 0)
+    for minute, count in conn.execute(
+        text(
+            f"SELECT finalized_at / 60000, count(*) FROM contacts {where} AND state = 'failed'"
+            " AND finalized_at IS NOT NULL GROUP BY finalized_at / 60000"
+        ),
+        params,
+    ):
+        minutes.setdefault(int(minute), Counter())["finals_failed"] += count
+    _insert_rows(
+        conn,
+        "campaign_timeseries",
+        [
+            {
+                "campaign_id": params["cid"],
+                "minute": minute,
+                "slot": 0,
+                "account_id": params["aid"],
+                **{name: counts[name] for name in SERIES_COLUMNS},
+            }
+            for minute, counts in minutes.items()
+        ],
+    )
+
+
+def _insert_rows(conn: Connection, table: str, rows: list[dict[str, object]]) -> None:
+    if rows:
+        columns = list(rows[0])
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+        conn.execute(text(sql), rows)
 
 
 def finish(engine: Engine) -> None:
@@ -250,7 +350,8 @@ def check_consistent(engine: Engine, data: DataSet, max_size: int) -> None:
             if data.sizes[label] <= max_size:
                 found = differences(conn, campaign_id)
                 if found:
-                    raise SystemExit(f"bench data set {label}: counters disagree with rows: {found}")
+                    fields = ", ".join(diff.field for diff in found)
+                    raise SystemExit(f"bench data set {label}: stored figures disagree with rows on {fields}")
 
 
 def cached_sqlite(path: Path, sizes: dict[str, int], log: bool = True) -> DataSet:

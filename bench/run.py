@@ -57,6 +57,7 @@ def build_writes(path: Path, plan: Plan) -> DataSet:
     dataset.add_pending_campaign(engine, data, "single", plan.pool)
     dataset.add_pending_campaign(engine, data, "import", 0)
     dataset.finish(engine)
+    dataset.check_consistent(engine, data, max_size=plan.pool)
     dataset.close_loader(engine)
     return data
 
@@ -68,7 +69,7 @@ def build_postgres(admin_url: str, plan: Plan) -> DataSet:
     dataset.add_pending_campaign(engine, data, "batch", plan.pool)
     dataset.add_pending_campaign(engine, data, "single", plan.pool)
     dataset.finish(engine)
-    dataset.check_consistent(engine, data, max_size=100_000)
+    dataset.check_consistent(engine, data, max_size=max(100_000, plan.pool))
     dataset.close_loader(engine)
     return data
 
