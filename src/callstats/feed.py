@@ -57,10 +57,11 @@ class Subscription:
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait for a change signal (consuming it); False when `timeout` passed without one."""
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            return False
+        if not self._changed.is_set():
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                return False
         self._changed.clear()
         return True
 

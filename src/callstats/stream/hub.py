@@ -60,10 +60,11 @@ class Mailbox:
 
     async def next(self, timeout: float) -> Snapshot | None:
         """The newest snapshot not taken yet; None when `timeout` passed without one or when closed."""
-        try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
-        except TimeoutError:
-            return None
+        if not self._ready.is_set():
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return None
         self._ready.clear()
         return None if self.closed else self.latest
 
