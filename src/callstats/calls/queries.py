@@ -1,4 +1,8 @@
-"""SQL of the calls domain: a batch's events, contacts and calls, read and written set-wise."""
+"""SQL of the calls domain: a batch's events, contacts and calls, read and written set-wise.
+
+Statements are built once at import (with bind parameters): building SQLAlchemy
+constructs per request cost more than running them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,58 @@ from callstats.db.schema import call_events, calls, campaigns, contacts
 
 _CHUNK = 500
 
+_RULES = select(campaigns.c.id, campaigns.c.max_attempts, campaigns.c.retry_on).where(
+    campaigns.c.id.in_(bindparam("ids", expanding=True)), campaigns.c.account_id == bindparam("account_id")
+)
+_IDS_BY_PHONE = select(contacts.c.phone, contacts.c.id).where(
+    contacts.c.campaign_id == bindparam("campaign_id"),
+    contacts.c.phone.in_(bindparam("phones", expanding=True)),
+)
+_LOCKED_CONTACTS = (
+    select(
+        contacts.c.campaign_id,
+        contacts.c.id,
+        contacts.c.state,
+        contacts.c.attempts,
+        contacts.c.live_call_id,
+        contacts.c.last_outcome,
+        contacts.c.finalized_at,
+    )
+    .where(
+        contacts.c.id.in_(bindparam("ids", expanding=True)), contacts.c.account_id == bindparam("account_id")
+    )
+    .order_by(contacts.c.id)
+    .with_for_update()
+)
+_EVENT_HASHES = select(call_events.c.event_id, call_events.c.body_hash).where(
+    call_events.c.account_id == bindparam("account_id"),
+    call_events.c.event_id.in_(bindparam("ids", expanding=True)),
+)
+_LOCKED_CALLS = (
+    select(
+        calls.c.call_id,
+        calls.c.contact_id,
+        calls.c.attempt,
+        calls.c.started_at,
+        calls.c.status,
+        calls.c.answered_at,
+        calls.c.ended_at,
+        calls.c.outcome,
+        calls.c.duration_seconds,
+    )
+    .where(
+        calls.c.account_id == bindparam("account_id"), calls.c.call_id.in_(bindparam("ids", expanding=True))
+    )
+    .order_by(calls.c.call_id)
+    .with_for_update()
+)
+_INSERT_EVENTS = insert(call_events)
+_SAVE_CONTACTS = update(contacts).where(contacts.c.id == bindparam("b_id"))
+_INSERT_CALLS = insert(calls)
+_SAVE_CALLS = update(calls).where(
+    calls.c.account_id == bindparam("b_account"), calls.c.call_id == bindparam("b_call")
+)
+
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), _CHUNK):
@@ -20,11 +76,9 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 def retry_rules(conn: Connection, account_id: str, campaign_ids: set[str]) -> dict[str, RetryRules]:
     """The retry rules of those campaigns the account owns."""
-    rows = conn.execute(
-        select(campaigns.c.id, campaigns.c.max_attempts, campaigns.c.retry_on).where(
-            campaigns.c.id.in_(sorted(campaign_ids)), campaigns.c.account_id == account_id
-        )
-    )
+    if not campaign_ids:
+        return {}
+    rows = conn.execute(_RULES, {"ids": sorted(campaign_ids), "account_id": account_id})
     return {
         cid: RetryRules(max_attempts=max_attempts, retry_on=frozenset(o for o in retry_on.split(",") if o))
         for cid, max_attempts, retry_on in rows
@@ -39,11 +93,7 @@ def contact_ids_by_phone(conn: Connection, pairs: set[tuple[str, str]]) -> dict[
     found: dict[tuple[str, str], int] = {}
     for campaign_id, phones in phones_by_campaign.items():
         for chunk in _chunks(phones):
-            rows = conn.execute(
-                select(contacts.c.phone, contacts.c.id).where(
-                    contacts.c.campaign_id == campaign_id, contacts.c.phone.in_(chunk)
-                )
-            )
+            rows = conn.execute(_IDS_BY_PHONE, {"campaign_id": campaign_id, "phones": list(chunk)})
             found.update({(campaign_id, phone): contact_id for phone, contact_id in rows})
     return found
 
@@ -52,20 +102,7 @@ def locked_contacts(conn: Connection, account_id: str, ids: set[int]) -> dict[in
     """The account's contacts with these ids and their campaign, locked in id order (no deadlock cycles)."""
     found: dict[int, tuple[str, ContactState]] = {}
     for chunk in _chunks(sorted(ids)):
-        rows = conn.execute(
-            select(
-                contacts.c.campaign_id,
-                contacts.c.id,
-                contacts.c.state,
-                contacts.c.attempts,
-                contacts.c.live_call_id,
-                contacts.c.last_outcome,
-                contacts.c.finalized_at,
-            )
-            .where(contacts.c.id.in_(chunk), contacts.c.account_id == account_id)
-            .order_by(contacts.c.id)
-            .with_for_update()
-        )
+        rows = conn.execute(_LOCKED_CONTACTS, {"ids": list(chunk), "account_id": account_id})
         found.update({row[1]: (row[0], ContactState(*row[1:])) for row in rows})
     return found
 
@@ -74,11 +111,7 @@ def stored_event_hashes(conn: Connection, account_id: str, event_ids: set[str]) 
     """Body hashes of the events already stored under these ids."""
     found: dict[str, str] = {}
     for chunk in _chunks(sorted(event_ids)):
-        rows = conn.execute(
-            select(call_events.c.event_id, call_events.c.body_hash).where(
-                call_events.c.account_id == account_id, call_events.c.event_id.in_(chunk)
-            )
-        )
+        rows = conn.execute(_EVENT_HASHES, {"ids": list(chunk), "account_id": account_id})
         found.update({event_id: body_hash for event_id, body_hash in rows})
     return found
 
@@ -87,22 +120,7 @@ def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> dict[
     """The account's calls with these ids, locked."""
     found: dict[str, CallState] = {}
     for chunk in _chunks(sorted(call_ids)):
-        rows = conn.execute(
-            select(
-                calls.c.call_id,
-                calls.c.contact_id,
-                calls.c.attempt,
-                calls.c.started_at,
-                calls.c.status,
-                calls.c.answered_at,
-                calls.c.ended_at,
-                calls.c.outcome,
-                calls.c.duration_seconds,
-            )
-            .where(calls.c.account_id == account_id, calls.c.call_id.in_(chunk))
-            .order_by(calls.c.call_id)
-            .with_for_update()
-        )
+        rows = conn.execute(_LOCKED_CALLS, {"ids": list(chunk), "account_id": account_id})
         found.update({row[0]: CallState(*row) for row in rows})
     return found
 
@@ -110,7 +128,7 @@ def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> dict[
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Store applied events (a concurrent redelivery makes this fail, and the batch is retried)."""
     if rows:
-        conn.execute(insert(call_events), rows)
+        conn.execute(_INSERT_EVENTS, rows)
 
 
 def save_contacts(conn: Connection, states: Iterable[ContactState]) -> None:
@@ -127,7 +145,7 @@ def save_contacts(conn: Connection, states: Iterable[ContactState]) -> None:
         for c in states
     ]
     if rows:
-        conn.execute(update(contacts).where(contacts.c.id == bindparam("b_id")), rows)
+        conn.execute(_SAVE_CONTACTS, rows)
 
 
 def _call_values(call: CallState) -> dict[str, Any]:
@@ -155,16 +173,11 @@ def insert_calls(conn: Connection, account_id: str, new_calls: Iterable[tuple[st
         for campaign_id, call in new_calls
     ]
     if rows:
-        conn.execute(insert(calls), rows)
+        conn.execute(_INSERT_CALLS, rows)
 
 
 def save_calls(conn: Connection, account_id: str, changed: Iterable[CallState]) -> None:
     """Write existing calls' fields."""
     rows = [{"b_account": account_id, "b_call": call.call_id, **_call_values(call)} for call in changed]
     if rows:
-        conn.execute(
-            update(calls).where(
-                calls.c.account_id == bindparam("b_account"), calls.c.call_id == bindparam("b_call")
-            ),
-            rows,
-        )
+        conn.execute(_SAVE_CALLS, rows)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, and_, bindparam, func, literal_column, select
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import Connection, RowMapping, Select, and_, bindparam, case, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callstats.calls.lifecycle import OUTCOMES
@@ -113,44 +114,56 @@ class CounterDelta:
         return changed or self.first_call_at is not None or self.last_final_at is not None
 
 
-def _dialect(conn: Connection) -> Any:
-    return postgresql if conn.dialect.name == "postgresql" else sqlite
+def _earliest(current: Any, incoming: Any) -> Any:
+    """The earlier of two nullable times, in SQL both dialects speak."""
+    return case(
+        (incoming.is_(None), current),
+        (current.is_(None), incoming),
+        (incoming < current, incoming),
+        else_=current,
+    )
+
+
+def _latest(current: Any, incoming: Any) -> Any:
+    """The later of two nullable times."""
+    return case(
+        (incoming.is_(None), current),
+        (current.is_(None), incoming),
+        (incoming > current, incoming),
+        else_=current,
+    )
+
+
+@functools.cache
+def _upserts(dialect_name: str) -> tuple[Any, Any, Any]:
+    """The three add-to-slot statements, built once per dialect."""
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    cc, h, ts = campaign_counters.c, campaign_histograms.c, campaign_timeseries.c
+    counters_stmt = dialect.insert(campaign_counters)
+    counters_set = {name: cc[name] + counters_stmt.excluded[name] for name in COUNTER_COLUMNS}
+    counters_set["first_call_at"] = _earliest(cc.first_call_at, counters_stmt.excluded.first_call_at)
+    counters_set["last_final_at"] = _latest(cc.last_final_at, counters_stmt.excluded.last_final_at)
+    histogram_stmt = dialect.insert(campaign_histograms)
+    series_stmt = dialect.insert(campaign_timeseries)
+    return (
+        counters_stmt.on_conflict_do_update(index_elements=[cc.campaign_id, cc.slot], set_=counters_set),
+        histogram_stmt.on_conflict_do_update(
+            index_elements=[h.campaign_id, h.kind, h.bucket, h.slot],
+            set_={"count": h.count + histogram_stmt.excluded["count"]},
+        ),
+        series_stmt.on_conflict_do_update(
+            index_elements=[ts.campaign_id, ts.minute, ts.slot],
+            set_={name: ts[name] + series_stmt.excluded[name] for name in SERIES_COLUMNS},
+        ),
+    )
 
 
 def write(
     conn: Connection, account_id: str, campaign_id: str, slot: int, delta: CounterDelta, force: bool = False
 ) -> None:
     """Add `delta` to one slot of a campaign's counters, histograms and minutes, creating rows as needed."""
-    _write_histogram(conn, account_id, campaign_id, slot, delta.extras.histogram)
-    _write_series(conn, account_id, campaign_id, slot, delta.extras.series)
-    if not delta and not force:
-        return
-    columns = {**delta.columns, **{k: v for k, v in delta.extras.columns.items() if v}}
-    values: dict[str, Any] = dict.fromkeys(COUNTER_COLUMNS, 0)
-    values.update(columns)
-    values.update(
-        campaign_id=campaign_id,
-        slot=slot,
-        account_id=account_id,
-        first_call_at=delta.first_call_at,
-        last_final_at=delta.last_final_at,
-    )
-    stmt = _dialect(conn).insert(campaign_counters).values(**values)
-    cc = campaign_counters.c
-    updates: dict[str, Any] = {name: cc[name] + stmt.excluded[name] for name in columns or {"total": 0}}
-    if delta.first_call_at is not None:
-        least = _least(conn, cc.first_call_at, stmt.excluded.first_call_at)
-        updates["first_call_at"] = func.coalesce(least, stmt.excluded.first_call_at)
-    if delta.last_final_at is not None:
-        greatest = _greatest(conn, cc.last_final_at, stmt.excluded.last_final_at)
-        updates["last_final_at"] = func.coalesce(greatest, stmt.excluded.last_final_at)
-    conn.execute(stmt.on_conflict_do_update(index_elements=[cc.campaign_id, cc.slot], set_=updates))
-
-
-def _write_histogram(
-    conn: Connection, account_id: str, campaign_id: str, slot: int, histogram: Mapping[tuple[str, int], int]
-) -> None:
-    rows = [
+    counters_upsert, histogram_upsert, series_upsert = _upserts(conn.dialect.name)
+    histogram_rows = [
         {
             "campaign_id": campaign_id,
             "kind": kind,
@@ -159,48 +172,40 @@ def _write_histogram(
             "account_id": account_id,
             "count": n,
         }
-        for (kind, bucket), n in sorted(histogram.items())
+        for (kind, bucket), n in sorted(delta.extras.histogram.items())
         if n
     ]
-    if not rows:
+    if histogram_rows:
+        conn.execute(histogram_upsert, histogram_rows)
+    series_rows = _series_rows(account_id, campaign_id, slot, delta.extras.series)
+    if series_rows:
+        conn.execute(series_upsert, series_rows)
+    if not delta and not force:
         return
-    stmt = _dialect(conn).insert(campaign_histograms)
-    h = campaign_histograms.c
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[h.campaign_id, h.kind, h.bucket, h.slot],
-        set_={"count": h.count + stmt.excluded["count"]},
+    values: dict[str, Any] = dict.fromkeys(COUNTER_COLUMNS, 0)
+    values.update(delta.columns)
+    values.update({k: v for k, v in delta.extras.columns.items() if v})
+    values.update(
+        campaign_id=campaign_id,
+        slot=slot,
+        account_id=account_id,
+        first_call_at=delta.first_call_at,
+        last_final_at=delta.last_final_at,
     )
-    conn.execute(upsert, rows)
+    conn.execute(counters_upsert, values)
 
 
-def _write_series(
-    conn: Connection, account_id: str, campaign_id: str, slot: int, series: Mapping[tuple[int, str], int]
-) -> None:
+def _series_rows(
+    account_id: str, campaign_id: str, slot: int, series: Mapping[tuple[int, str], int]
+) -> list[dict[str, Any]]:
     minutes: dict[int, dict[str, int]] = {}
     for (minute, column), n in series.items():
         if n:
             minutes.setdefault(minute, dict.fromkeys(SERIES_COLUMNS, 0))[column] += n
-    if not minutes:
-        return
-    rows = [
+    return [
         {"campaign_id": campaign_id, "minute": minute, "slot": slot, "account_id": account_id, **counts}
         for minute, counts in sorted(minutes.items())
     ]
-    stmt = _dialect(conn).insert(campaign_timeseries)
-    ts = campaign_timeseries.c
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[ts.campaign_id, ts.minute, ts.slot],
-        set_={name: ts[name] + stmt.excluded[name] for name in SERIES_COLUMNS},
-    )
-    conn.execute(upsert, rows)
-
-
-def _least(conn: Connection, a: Any, b: Any) -> Any:
-    return func.least(a, b) if conn.dialect.name == "postgresql" else func.min(a, b)
-
-
-def _greatest(conn: Connection, a: Any, b: Any) -> Any:
-    return func.greatest(a, b) if conn.dialect.name == "postgresql" else func.max(a, b)
 
 
 def key_and_counters_select() -> Select[Any]:
