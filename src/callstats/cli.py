@@ -105,6 +105,18 @@ def import_contacts(
     raise typer.Exit(run_command(campaign_id, csv_file, url, key, as_json))
 
 
+@app.command()
+def watch(
+    campaign_id: Annotated[str, typer.Argument(help="The campaign to watch.")],
+    key: Annotated[str, typer.Option(envvar="CALLSTATS_API_KEY", help="A read or write key.")],
+    url: Annotated[str, typer.Option(envvar="CALLSTATS_URL", help="The server.")] = "http://127.0.0.1:8000",
+) -> None:
+    """Show a campaign's live numbers in the terminal, redrawn in place as they change; Ctrl-C stops it."""
+    from callstats.watch import run_watch
+
+    raise typer.Exit(run_watch(campaign_id, url, key))
+
+
 @keys_app.command("create")
 def keys_create(
     account: Annotated[str, typer.Option(help="Account name (created if new).")],

@@ -1,0 +1,189 @@
+"""`callstats watch`: the SSE parser, the views, and the command against a real server."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rich.console import Console
+
+from callstats.watch import SseEvent, WatchState, follow, render, sse_events, summary_line
+from tests.stream.helpers import new_key, post_events, serving, started_call
+from tests.test_scale_out import add_contacts, callstats_argv, create_campaign, free_port, phones
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+STATS: dict[str, Any] = {
+    "campaign_id": "550e8400-e29b-41d4-a716-446655440000",
+    "campaign_name": "Q4 Sales Campaign",
+    "total_contacts": 1000,
+    "calls_completed": 750,
+    "calls_failed": 150,
+    "calls_in_progress": 50,
+    "calls_pending": 50,
+    "success_rate": 83.33,
+    "average_call_duration": 245,
+    "total_call_duration": 183750,
+    "call_status_breakdown": {"answered": 750, "busy": 80, "no_answer": 50, "failed": 20, "voicemail": 100},
+    "started_at": "2024-01-16T09:00:00Z",
+    "completed_at": None,
+}
+
+
+def test_sse_events_parses_messages_and_comments() -> None:
+    """Fields, multi-line data, comments (pings) and a last event without a trailing blank line."""
+    lines = ["retry: 2000", "", "id: 7", "event: stats", "data: {", "data: }", "", ": ping", "", "data:x"]
+    assert list(sse_events(lines)) == [
+        SseEvent(),
+        SseEvent(event="stats", data="{\n}", id="7"),
+        SseEvent(comment="ping"),
+        SseEvent(data="x"),
+    ]
+
+
+def test_views_show_every_number() -> None:
+    """The terminal view and the one-line form carry the seed's numbers."""
+    state = WatchState(campaign_id=STATS["campaign_id"], stats=STATS, status="live")
+    console = Console(record=True, width=110, color_system=None)
+    console.print(render(state))
+    screen = console.export_text()
+    for text in ("Q4 Sales Campaign", "900 / 1,000 final (90.0 %)", "Completed 750", "Failed 150", "83.33 %"):
+        assert text in screen, screen
+    assert "4 min 05 s" in screen and "51 h 02 min" in screen and "live" in screen
+    line = summary_line(state)
+    assert "900/1000 final (90.0%)" in line and "busy=80" in line and "voicemail=100" in line
+
+
+def test_follow_reconnects_with_back_off() -> None:
+    """With no server to talk to, each attempt says so and waits a little longer."""
+    waits: list[float] = []
+    port = free_port()
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+        states = follow(client, WatchState(campaign_id=STATS["campaign_id"]), sleep=waits.append)
+        details = [next(states).detail for _ in range(5)]
+    assert waits == [1.0, 2.0, 5.0, 10.0]
+    assert all(d.startswith("cannot connect to the server; reconnecting in") for d in details), details
+
+
+# ---------- the command, against a real server ----------
+
+
+class Command:
+    """`callstats watch` as a subprocess; its output lines land in a queue."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            callstats_argv("watch", *args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.output: queue.Queue[str] = queue.Queue()
+        self.raw = ""
+        self.seen = ""
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for raw in iter(self.process.stdout.readline, b""):
+            self.output.put(raw.decode(errors="replace"))
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        """Everything printed so far (with escape codes), once `text` is part of it (without)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            try:
+                self.raw += self.output.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"{text!r} not printed; got:\n{self.seen}") from None
+            self.seen = ANSI.sub("", self.raw)
+        return self.raw
+
+    def stop(self) -> None:
+        """Interrupt it as Ctrl-C would."""
+        if self.process.poll() is None:
+            self.process.send_signal(2)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture
+def live_campaign(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str, list[str]]]:
+    """(base URL, key, campaign id, phones) on a running server."""
+    key = new_key(database_url)
+    with (
+        serving(database_url, tmp_path, stream_heartbeat_seconds="1") as server,
+        httpx.Client(headers={"x-api-key": key}, timeout=30) as http,
+    ):
+        campaign_id = create_campaign(http, server.base_url, "Watched campaign")
+        numbers = phones(3)
+        add_contacts(http, server.base_url, campaign_id, numbers)
+        yield server.base_url, key, campaign_id, numbers
+
+
+def watch_env(key: str | None = None, **extra: str) -> dict[str, str]:
+    """The command's environment: ours without CALLSTATS_*, the key in CALLSTATS_API_KEY."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CALLSTATS_")}
+    if key:
+        env["CALLSTATS_API_KEY"] = key
+    return {**env, "COLUMNS": "120", **extra}
+
+
+def test_prints_a_line_per_change_when_piped(live_campaign: tuple[str, str, str, list[str]]) -> None:
+    """Piped, each change is one line; the key comes from CALLSTATS_API_KEY."""
+    base_url, key, campaign_id, numbers = live_campaign
+    command = Command([campaign_id, "--url", base_url], watch_env(key))
+    try:
+        command.wait_for("Watched campaign: 0/3 final (0.0%)")
+        with httpx.Client(headers={"x-api-key": key}, timeout=30) as http:
+            post_events(http, base_url, started_call(campaign_id, numbers[0], "w0"))
+        command.wait_for("in_progress=1 pending=2")
+    finally:
+        command.stop()
+    assert command.process.returncode == 0
+
+
+def test_redraws_in_place_on_a_terminal(live_campaign: tuple[str, str, str, list[str]]) -> None:
+    """On a terminal (TTY_COMPATIBLE=1 tells rich it is one) the view is redrawn in place."""
+    base_url, key, campaign_id, numbers = live_campaign
+    command = Command([campaign_id, "--url", base_url, "--key", key], watch_env(TTY_COMPATIBLE="1"))
+    try:
+        command.wait_for("In progress 0")
+        with httpx.Client(headers={"x-api-key": key}, timeout=30) as http:
+            post_events(http, base_url, started_call(campaign_id, numbers[0], "w1"))
+        screen = command.wait_for("In progress 1")
+    finally:
+        command.stop()
+    assert "\x1b[1A" in screen or "\x1b[2K" in screen, "not redrawn in place"
+    assert "Watched campaign" in screen and "live" in screen
+
+
+def test_refusals_exit_non_zero_with_the_server_message(
+    live_campaign: tuple[str, str, str, list[str]],
+) -> None:
+    """An unknown campaign, a wrong key or a bad id: the server's message and exit code 1."""
+    base_url, key, campaign_id, _ = live_campaign
+    cases = [
+        ("00000000-0000-4000-8000-000000000000", key, "Campaign not found (HTTP 404)"),
+        (campaign_id, "cs_wrong", "(HTTP 401)"),
+        ("nope", key, "campaignId must be a UUID"),
+    ]
+    for target, used_key, message in cases:
+        done = subprocess.run(
+            callstats_argv("watch", target, "--url", base_url),
+            env=watch_env(used_key),
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, done
+        assert message in done.stdout.decode() + done.stderr.decode()
