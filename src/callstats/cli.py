@@ -35,6 +35,11 @@ def _database(settings: Settings) -> Database:
 
 
 def _behind_message(status: migrations.SchemaStatus) -> str:
+    if status.ahead:
+        return (
+            f"The database schema is at revision {status.current}, newer than this callstats knows "
+            f"(its newest is {status.head}): run a callstats at least as new as the one that migrated it."
+        )
     return (
         f"The database schema is at revision {status.current or 'none (empty database)'}, "
         f"this callstats needs {status.head}: run `callstats migrate` first."

@@ -44,7 +44,7 @@ class StatsRateLimiter:
     def __init__(self, limit: str, redis_url: str | None) -> None:
         self.item: RateLimitItem = parse(limit)
         # Our own pool, so shutdown can close it (the library offers no close).
-        self.pool = ConnectionPool.from_url(redis_url) if redis_url else None
+        self.pool = _pool(redis_url) if redis_url else None
         self.storage: Storage = MemoryStorage()
         if redis_url:
             options: dict[str, Any] = {"connection_pool": self.pool}
@@ -77,6 +77,12 @@ class StatsRateLimiter:
         """Close the Redis connections, if any."""
         if self.pool is not None:
             await self.pool.aclose()
+
+
+def _pool(redis_url: str) -> ConnectionPool:
+    """A Redis pool whose calls give up quickly: a hung Redis must not stall stats reads (they fail open)."""
+    timeouts = {} if "timeout=" in redis_url else {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+    return ConnectionPool.from_url(redis_url, **timeouts)
 
 
 def _async_uri(redis_url: str) -> str:

@@ -34,15 +34,23 @@ class SchemaStatus:
     current: str | None
     head: str
 
+    known: frozenset[str] = frozenset()
+
     @property
     def up_to_date(self) -> bool:
         """Whether the database is at the newest revision."""
         return self.current == self.head
 
+    @property
+    def ahead(self) -> bool:
+        """Whether the database was migrated by a newer callstats than this one."""
+        return self.current is not None and self.current not in self.known
+
 
 def status(engine: Engine, database_url: str) -> SchemaStatus:
     """The database's revision and the newest one."""
-    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    scripts = ScriptDirectory.from_config(alembic_config(database_url))
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    return SchemaStatus(current=current, head=head or "")
+    known = frozenset(rev.revision for rev in scripts.walk_revisions())
+    return SchemaStatus(current=current, head=scripts.get_current_head() or "", known=known)

@@ -18,5 +18,8 @@ with engine.connect() as connection:
         render_as_batch=url.startswith("sqlite"),
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Two `callstats migrate` at once (a rolling deploy): the second waits, then finds nothing to do.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7412202611)")
         context.run_migrations()
 engine.dispose()
