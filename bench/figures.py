@@ -36,6 +36,11 @@ def _ms(value: float) -> str:
     return f"{value:.2f} ms" if value < 100 else f"{value:,.0f} ms"
 
 
+def _cpu(result: list[WrkResult]) -> float:
+    """Median server CPU per request over rounds, in microseconds."""
+    return median([r.cpu_us_per_request for r in result])
+
+
 def _load(result: list[WrkResult]) -> tuple[float, float, float]:
     """Median req/s, p50 and p99 over rounds."""
     return (
@@ -70,19 +75,27 @@ def reads(
 
 def _b1_rows(plan: Plan, results: dict[str, list[WrkResult]], pg: DataSet) -> list[Row]:
     raw_rps, _raw_p50, raw_p99 = _load(results["raw"])
-    rows = [Row("B1", "raw ASGI app, fixed body (reference)", f"{raw_rps:,.0f} req/s, p99 {_ms(raw_p99)}")]
+    raw_cpu = _cpu(results["raw"])
+    rows = [
+        Row(
+            "B1",
+            "raw ASGI app, fixed body (reference)",
+            f"{raw_rps:,.0f} req/s, p99 {_ms(raw_p99)}, server CPU {raw_cpu:,.0f} us/req",
+        )
+    ]
     for label, size in plan.read_sizes.items():
-        rps, p50, p99 = _load(results[f"ours:{label}"])
-        ratio = median(load.round_ratios(results, f"ours:{label}", "raw"))
-        errors = sum(r.errors for r in results[f"ours:{label}"])
+        key = f"ours:{label}"
+        rps, p50, p99 = _load(results[key])
+        ratio = median(load.round_ratios(results, key, "raw"))
+        errors = sum(r.errors for r in results[key])
         rows.append(
             Row(
                 "B1",
                 f"getCampaignStats, SQLite, {size:,} contacts",
-                f"{rps:,.0f} req/s, p50 {_ms(p50)}, p99 {_ms(p99)}"
-                + (f", {errors} errors" if errors else ""),
+                f"{rps:,.0f} req/s, p50 {_ms(p50)}, p99 {_ms(p99)},"
+                f" server CPU {_cpu(results[key]):,.0f} us/req" + (f", {errors} errors" if errors else ""),
                 f"≥ 40 % of raw, p99 < 5 ms (raw's p99: {_ms(raw_p99)})",
-                f"{ratio:.0%} of raw",
+                f"{ratio:.0%} of raw (by CPU: {median(load.cpu_ratios(results, key, 'raw')):.0%})",
                 verdict(ratio >= 0.40 and p99 < 5 and not errors),
             )
         )
@@ -103,9 +116,10 @@ def _b1_rows(plan: Plan, results: dict[str, list[WrkResult]], pg: DataSet) -> li
         Row(
             "B1",
             f"getCampaignStats, PostgreSQL + Redis limiter, {pg.sizes['read']:,} contacts",
-            f"{rps:,.0f} req/s, p50 {_ms(p50)}, p99 {_ms(p99)}",
+            f"{rps:,.0f} req/s, p50 {_ms(p50)}, p99 {_ms(p99)},"
+            f" server CPU {_cpu(results['postgres:read']):,.0f} us/req (PostgreSQL and Redis not counted)",
             "≥ 25 % of raw",
-            f"{ratio:.0%} of raw",
+            f"{ratio:.0%} of raw (by CPU: {median(load.cpu_ratios(results, 'postgres:read', 'raw')):.0%})",
             verdict(ratio >= 0.25),
         )
     )
@@ -119,7 +133,12 @@ def _b2_rows(plan: Plan, results: dict[str, list[WrkResult]]) -> list[Row]:
         ours_rps = _load(results[f"ours:{label}"])[0]
         ratios = load.round_ratios(results, f"ours:{label}", f"naive:{label}")
         seconds = plan.seconds * plan.rounds
-        shown = f"{rps:,.1f} req/s, p50 {_ms(p50)}" if rps else f"< {1 / seconds:.2f} req/s (none finished)"
+        shown = (
+            f"{rps:,.1f} req/s, p50 {_ms(p50)},"
+            f" server CPU {_cpu(results[f'naive:{label}']) / 1000:,.1f} ms/req"
+            if rps
+            else f"< {1 / seconds:.2f} req/s (none finished)"
+        )
         rows.append(
             Row(
                 "B2",
@@ -211,7 +230,8 @@ def ingestion(plan: Plan, writer: Server, writes: DataSet, pg_server: Server, pg
             Row(
                 "B3",
                 f"recordCallEvents, {backend}, {shape}, 32 writers, one campaign",
-                f"{result.per_second:,.0f} events/s (p99 {_ms(result.p99_ms)} per request; {checks})",
+                f"{result.per_second:,.0f} events/s (server CPU {result.cpu_us_per_event:,.0f} us/event;"
+                f" p99 {_ms(result.p99_ms)} per request; {checks})",
                 f"≥ {target:,} events/s",
                 f"{result.per_second / target:.0%} of target",
                 verdict(result.per_second >= target and result.reconciled and not result.bad_responses),

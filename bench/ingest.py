@@ -27,11 +27,17 @@ class IngestResult:
     p99_ms: float
     bad_responses: int
     reconciled: bool
+    server_cpu_s: float  # the callstats process only (not PostgreSQL's)
 
     @property
     def per_second(self) -> float:
         """Applied events per second, as the server stored them."""
         return self.stored / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        """Server CPU time per stored event, in microseconds."""
+        return self.server_cpu_s / self.stored * 1e6 if self.stored else 0.0
 
 
 def record_events(
@@ -45,8 +51,10 @@ def record_events(
         str(data.sizes[label]),
         str(per_request),
     ]
+    cpu_before = server.cpu_seconds()
     result = wrk.run(server.base_url + "/", seconds, connections, "events.lua", args=args, timeout_s=30)
     server.wait_idle()
+    cpu = server.cpu_seconds() - cpu_before
     stored, span_ms, reconciled = _stored(data, label)
     ingest = IngestResult(
         answered=result.extra["ok"] * per_request,
@@ -55,6 +63,7 @@ def record_events(
         p99_ms=result.p99_ms,
         bad_responses=result.extra["bad"] + result.errors,
         reconciled=reconciled,
+        server_cpu_s=cpu,
     )
     print(
         f"  {server.name} {label}: {ingest.per_second:,.0f} events/s ({stored:,} stored in"

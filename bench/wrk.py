@@ -36,6 +36,12 @@ class WrkResult:
     p99_ms: float
     errors: int
     extra: dict[str, int]
+    server_cpu_s: float = 0.0  # CPU the server process used during the run, when measured
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        """Server CPU time per completed request, in microseconds (0 when not measured)."""
+        return self.server_cpu_s / self.requests * 1e6 if self.requests else 0.0
 
     @property
     def rps(self) -> float:
