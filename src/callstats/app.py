@@ -16,6 +16,7 @@ from callstats import __version__
 from callstats.calls.routes import router as calls_router
 from callstats.campaigns.routes import router as campaigns_router
 from callstats.config import Settings
+from callstats.dashboard.routes import install_dashboard
 from callstats.db.deps import Db
 from callstats.db.engine import Database
 from callstats.errors import ServiceUnavailable
@@ -94,6 +95,7 @@ def create_app(
     for router in (health_router, campaigns_router, calls_router, timeseries_router):
         api.include_router(router)
     install_streaming(api, settings, database)
+    install_dashboard(api)
     describe(api)
     return CallstatsApp(api, stats, settings, database)
 

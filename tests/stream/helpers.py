@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import subprocess
 import threading
 import time
 import uuid
@@ -12,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.test_scale_out import ServerProcess, server_env, start_server
 
 from callstats.accounts.service import create_key
 from callstats.db.engine import Database
 from callstats.watch import SseEvent, stream_events
+from tests.test_scale_out import HOST, ServerProcess, callstats_argv, server_env, start_server, wait_ready
 
 Arrival = tuple[float, SseEvent]
 
@@ -114,7 +115,29 @@ def serving(
         server.stop()
 
 
-def started_call(campaign_id: str, phone: str, call_id: str) -> dict[str, Any]:
+def start_on_port(env: dict[str, str], log_dir: Path, port: int) -> ServerProcess:
+    """`callstats serve` on this port (to restart a server where its clients expect it)."""
+    log = log_dir / f"server-{port}-{uuid.uuid4().hex[:6]}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            callstats_argv("serve", "--host", HOST, "--port", str(port)),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = ServerProcess(port, process, log)
+    try:
+        wait_ready(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def started_call(
+    campaign_id: str, phone: str, call_id: str, at: str = "2024-01-16T09:00:00Z"
+) -> dict[str, Any]:
     """A call.started event."""
     return {
         "event_id": f"{call_id}-started",
@@ -122,11 +145,18 @@ def started_call(campaign_id: str, phone: str, call_id: str) -> dict[str, Any]:
         "phone": phone,
         "call_id": call_id,
         "type": "call.started",
-        "occurred_at": "2024-01-16T09:00:00Z",
+        "occurred_at": at,
     }
 
 
-def ended_call(campaign_id: str, phone: str, call_id: str, outcome: str, seconds: int = 0) -> dict[str, Any]:
+def ended_call(
+    campaign_id: str,
+    phone: str,
+    call_id: str,
+    outcome: str,
+    seconds: int = 0,
+    at: str = "2024-01-16T09:01:00Z",
+) -> dict[str, Any]:
     """A call.ended event."""
     return {
         "event_id": f"{call_id}-ended",
@@ -136,7 +166,7 @@ def ended_call(campaign_id: str, phone: str, call_id: str, outcome: str, seconds
         "type": "call.ended",
         "outcome": outcome,
         "duration_seconds": seconds,
-        "occurred_at": "2024-01-16T09:01:00Z",
+        "occurred_at": at,
     }
 
 

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from callstats.accounts.service import authenticate
+from callstats.app import CallstatsApp
+from callstats.stream.hub import Mailbox, Snapshot, StreamHub
 from tests.conftest import PG_URL, REDIS_URL, new_campaign
 from tests.stream.helpers import (
     ended_call,
@@ -26,10 +30,6 @@ from tests.stream.helpers import (
     stats_data,
 )
 from tests.test_scale_out import add_contacts, create_campaign, phones
-
-from callstats.accounts.service import authenticate
-from callstats.app import CallstatsApp
-from callstats.stream.hub import Mailbox, Snapshot, StreamHub
 
 ACK_TO_STREAM_S = 0.25  # the bound: a change is on the stream within 250 ms of its acknowledgement
 needs_pg_and_redis = pytest.mark.skipif(
