@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     stream_poll_seconds: float | None = Field(default=None, gt=0)  # None: 0.2 s on SQLite, 1 s otherwise
-    stream_min_interval_seconds: float = Field(default=0.2, ge=0)
+    stream_min_interval_seconds: float = Field(default=0.15, ge=0)  # at most ~7 messages a second
     stream_max_seconds: float = Field(default=600.0, gt=0)
 
 

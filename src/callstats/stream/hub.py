@@ -78,7 +78,7 @@ class StreamHub:
     """Campaign watchers, started with their first stream and stopped with their last."""
 
     def __init__(
-        self, db: Database, feed: ChangeFeed, poll_seconds: float | None = None, min_interval: float = 0.2
+        self, db: Database, feed: ChangeFeed, poll_seconds: float | None = None, min_interval: float = 0.15
     ) -> None:
         self.db = db
         self.feed = feed
