@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from callstats.calls.lifecycle import CallEvent
@@ -59,7 +60,7 @@ class CallEventIn(BaseModel):
         """A fingerprint of what the event says, to tell a redelivery from a reused id."""
         canonical = self.model_dump(mode="json", exclude={"occurred_at"})
         canonical["occurred_at"] = self.occurred_ms()
-        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def lifecycle_event(self) -> CallEvent:
         """The event as the lifecycle core sees it."""
