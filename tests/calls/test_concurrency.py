@@ -232,8 +232,6 @@ async def test_concurrent_add_contacts_count_each_phone_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """16 clients add overlapping phone lists at once: each phone is accepted exactly once."""
-    if not app.db.is_sqlite:
-        pytest.skip("on PostgreSQL this hits the bug test_add_contacts_outlasts_concurrent_imports shows")
     campaign_id, _, oracle = await setup_campaign(client, auth, Rules(3, frozenset(RETRYABLE)), 0)
     rng = random.Random(3)
     plans = [[rng.sample(range(200), 40) for _ in range(3)] for _ in range(CLIENTS)]
@@ -263,11 +261,6 @@ async def test_concurrent_add_contacts_count_each_phone_once(
 BLOCKERS = 12  # more concurrent imports than the service's write attempts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: addContacts inserts without ON CONFLICT; each import of the same phone committed meanwhile "
-    "fails its transaction (IntegrityError), which is rerun at most 8 times, then answered 500",
-)
 async def test_add_contacts_outlasts_concurrent_imports(
     client: httpx.AsyncClient, auth: dict[str, str], app: CallstatsApp
 ) -> None:

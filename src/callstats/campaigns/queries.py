@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select
+from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, text
 
 from callstats.db.schema import campaign_counters, campaigns, contacts
 
@@ -64,7 +64,33 @@ def existing_phones(conn: Connection, campaign_id: str, phones: Sequence[str]) -
     return found
 
 
-def insert_contacts(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert contacts; a phone taken meanwhile by a concurrent request fails (and reruns) the transaction."""
-    if rows:
+_CONTACT_COLUMNS = (
+    "campaign_id", "account_id", "phone", "name", "metadata", "state", "attempts",
+    "live_call_id", "last_outcome", "finalized_at", "created_at",
+)  # fmt: skip
+_PG_TYPES = ("text", "text", "text", "text", "text", "text", "int", "text", "text", "bigint", "bigint")
+_TYPED = tuple(zip(_CONTACT_COLUMNS, _PG_TYPES, strict=True))
+# One statement per chunk whatever its size: rows travel as one array per column, and the phones that a
+# concurrent request inserted first are skipped and not counted.
+_PG_INSERT = text(
+    f"INSERT INTO contacts ({', '.join(_CONTACT_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _TYPED)}) "
+    "ON CONFLICT (campaign_id, phone) DO NOTHING RETURNING id"
+)
+
+
+def insert_contacts(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert contacts in phone order, skipping phones the campaign holds; the number inserted."""
+    rows = sorted(rows, key=lambda row: row["phone"])
+    if not rows:
+        return 0
+    if conn.dialect.name != "postgresql":
+        # SQLite: one writer at a time, and the caller has already left out the phones it holds.
         conn.execute(insert(contacts), rows)
+        return len(rows)
+    inserted = 0
+    for start in range(0, len(rows), 5000):
+        chunk = rows[start : start + 5000]
+        arrays = {column: [row[column] for row in chunk] for column in _CONTACT_COLUMNS}
+        inserted += len(conn.execute(_PG_INSERT, arrays).all())
+    return inserted

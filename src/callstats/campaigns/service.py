@@ -133,12 +133,11 @@ def add_contacts(
         if queries.campaign_row(conn, account_id, campaign_id) is None:
             raise CampaignNotFound()
         known = queries.existing_phones(conn, campaign_id, list(unique))
-        fresh = [row for phone, row in unique.items() if phone not in known]
-        queries.insert_contacts(conn, fresh)
-        delta = CounterDelta({"total": len(fresh), "pending": len(fresh)})
-        delta.extras.histogram[("a", 0)] += len(fresh)
+        inserted = queries.insert_contacts(conn, [row for phone, row in unique.items() if phone not in known])
+        delta = CounterDelta({"total": inserted, "pending": inserted})
+        delta.extras.histogram[("a", 0)] += inserted
         counters.write(conn, account_id, campaign_id, db.pick_slot(), delta)
-        return len(fresh)
+        return inserted
 
     accepted = db.write(work)
     return AddContactsResult(
