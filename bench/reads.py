@@ -21,6 +21,7 @@ class Target:
     connections: int = 32
     timeout_s: int = 10
     settle: bool = False  # wait for the server to go idle after the run (abandoned slow requests)
+    seconds_factor: float = 1.0  # longer runs for targets that answer only every few seconds
 
     @property
     def url(self) -> str:
@@ -54,7 +55,7 @@ def alternating_rounds(
         print(f" round {number + 1}/{rounds}", file=sys.stderr, flush=True)
         order = targets if number % 2 == 0 else targets[::-1]
         for target in order:
-            results[target.key].append(measure(target, seconds, connections))
+            results[target.key].append(measure(target, seconds * target.seconds_factor, connections))
     return results
 
 
