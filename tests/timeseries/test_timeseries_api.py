@@ -397,12 +397,6 @@ async def test_empty_campaign_window_starts_at_creation(
     assert data["totals"] == expected_figures(Counter())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the default `from` is the first call's start, so an outcome whose occurred_at precedes it "
-    "(a call.ended stamped before its call.started, carrier clock skew) is outside the default window: "
-    "the default series then misses calls that getCampaignStats counts",
-)
 async def test_default_window_holds_every_outcome(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     """The default window's totals equal the campaign's, even when a call ends 'before' it started."""
     campaign_id = await new_campaign(client, auth)
@@ -599,11 +593,6 @@ async def test_exactly_10000_minute_buckets_are_served(
     assert len(data["buckets"]) == 10_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: bucket_count() bounds the window's length, not the floored edges, so a window not on a "
-    "bucket edge (from=00:00:30) yields 10,001 minute buckets instead of a 400",
-)
 async def test_10001_buckets_are_refused(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     """A window that spans 10,001 minute buckets is a 400, not 10,001 buckets."""
     campaign_id = await new_campaign(client, auth)
@@ -612,11 +601,6 @@ async def test_10001_buckets_are_refused(client: httpx.AsyncClient, auth: dict[s
     assert response.status_code == 400, f"{len(response.json()['data']['buckets'])} buckets"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: bucket_count() counts days as 23 h, so a window of exactly 10,000 days (or anything over "
-    "about 9,583) is refused although the documented limit is 10,000 buckets",
-)
 async def test_exactly_10000_day_buckets_are_served(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
     """10,000 whole UTC days are within the limit."""
     campaign_id = await new_campaign(client, auth)
@@ -626,11 +610,6 @@ async def test_exactly_10000_day_buckets_are_served(client: httpx.AsyncClient, a
     assert len(response.json()["data"]["buckets"]) == 10_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a window at the ends of datetime's range (year 9999, or year 1 in a zone west of UTC) "
-    "raises OverflowError in buckets.boundaries/floor_local: 500 INTERNAL_SERVER_ERROR instead of 400",
-)
 @pytest.mark.parametrize(
     "params",
     [

@@ -36,10 +36,14 @@ def boundaries(start: datetime, end: datetime, interval: str, tz: ZoneInfo) -> l
     return edges
 
 
+def bucket_length(interval: str) -> timedelta:
+    """The nominal length of a bucket (local days may be 23 or 25 hours)."""
+    return {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}[interval]
+
+
 def bucket_count(start: datetime, end: datetime, interval: str) -> int:
-    """An upper bound on the buckets [start, end) spans (to refuse huge requests before building them)."""
-    nominal = {"minute": 60, "hour": 3600, "day": 82_800}[interval]
-    return int((end - start).total_seconds() // nominal) + 2
+    """About how many buckets [start, end) spans, to refuse huge requests before building their edges."""
+    return int((end - start) / bucket_length(interval)) + 2
 
 
 @dataclass

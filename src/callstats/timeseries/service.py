@@ -8,10 +8,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 
+from callstats.clock import now_ms
 from callstats.db.engine import Database
-from callstats.db.schema import SERIES_COLUMNS, campaign_counters, campaign_timeseries, campaigns
+from callstats.db.schema import SERIES_COLUMNS, campaign_timeseries, campaigns
 from callstats.errors import CampaignNotFound, ValidationFailed
-from callstats.timeseries.buckets import aggregate, boundaries, bucket_count, shown
+from callstats.stats.extras import MINUTE_MS
+from callstats.timeseries.buckets import aggregate, boundaries, bucket_count, bucket_length, shown
 
 MAX_BUCKETS = 10_000
 
@@ -35,8 +37,9 @@ def moment(raw: str | None, field: str, tz: ZoneInfo) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
-def _window(db: Database, account_id: str, campaign_id: str) -> tuple[int, int | None]:
-    """The campaign's creation time and first call start (epoch ms), or 404."""
+def _recorded_span(db: Database, account_id: str, campaign_id: str) -> tuple[int, int | None, int | None]:
+    """The campaign's creation time and its first and last recorded minute, or 404."""
+    ts = campaign_timeseries.c
     with db.read() as conn:
         created = conn.execute(
             select(campaigns.c.created_at).where(
@@ -45,12 +48,17 @@ def _window(db: Database, account_id: str, campaign_id: str) -> tuple[int, int |
         ).scalar()
         if created is None:
             raise CampaignNotFound()
-        first = conn.execute(
-            select(func.min(campaign_counters.c.first_call_at)).where(
-                campaign_counters.c.campaign_id == campaign_id
-            )
-        ).scalar()
-    return int(created), first
+        first, last = conn.execute(
+            select(func.min(ts.minute), func.max(ts.minute)).where(ts.campaign_id == campaign_id)
+        ).one()
+    return int(created), first, last
+
+
+def _default_window(created: int, first: int | None, last: int | None) -> tuple[datetime, datetime]:
+    """From the first recorded minute (or the campaign's creation) to now or the last recorded minute."""
+    start_ms = first * MINUTE_MS if first is not None else created
+    end_ms = max(now_ms(), (last + 1) * MINUTE_MS if last is not None else 0)
+    return datetime.fromtimestamp(start_ms / 1000, tz=UTC), datetime.fromtimestamp(end_ms / 1000, tz=UTC)
 
 
 def _minutes(
@@ -73,6 +81,19 @@ def _minutes(
         ]
 
 
+def _edges(start: datetime, end: datetime, interval: str, tz: ZoneInfo) -> list[datetime]:
+    """The window's bucket edges, or a 400 when it is out of range or holds too many buckets."""
+    if bucket_count(start, end, interval) > MAX_BUCKETS * 1.1 + 2:
+        raise ValidationFailed(f"from/to: more than {MAX_BUCKETS} {interval} buckets; narrow the window")
+    try:
+        edges = boundaries(start, end, interval, tz)
+    except (OverflowError, ValueError):
+        raise ValidationFailed("from/to: outside the range of representable times") from None
+    if len(edges) - 1 > MAX_BUCKETS:
+        raise ValidationFailed(f"from/to: more than {MAX_BUCKETS} {interval} buckets; narrow the window")
+    return edges
+
+
 def timeseries(
     db: Database,
     account_id: str,
@@ -84,14 +105,17 @@ def timeseries(
 ) -> dict[str, Any]:
     """Per-bucket counts of a campaign between `from` and `to` (default: its first call until now)."""
     tz = zone(tz_name)
-    created, first_call = _window(db, account_id, campaign_id)
-    start = moment(start_raw, "from", tz) or datetime.fromtimestamp((first_call or created) / 1000, tz=UTC)
-    end = moment(end_raw, "to", tz) or datetime.now(tz=UTC)
+    default_start, default_end = _default_window(*_recorded_span(db, account_id, campaign_id))
+    end = moment(end_raw, "to", tz) or default_end
+    start = moment(start_raw, "from", tz)
+    if start is None:  # the default window shows at most the latest MAX_BUCKETS buckets
+        try:
+            start = max(default_start, end - MAX_BUCKETS * bucket_length(interval))
+        except OverflowError:
+            start = default_start
     if end <= start:
         raise ValidationFailed("to: must be after from")
-    if bucket_count(start, end, interval) > MAX_BUCKETS + 2:
-        raise ValidationFailed(f"from/to: more than {MAX_BUCKETS} {interval} buckets; narrow the window")
-    edges = boundaries(start, end, interval, tz)
+    edges = _edges(start, end, interval, tz)
     buckets = aggregate(edges, _minutes(db, campaign_id, edges[0], edges[-1]), tz)
     totals: dict[str, int] = {}
     for bucket in buckets:
