@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 
 from callstats import __version__
 
@@ -68,7 +67,6 @@ async def test_openapi_documents_raw_bodies(client: httpx.AsyncClient) -> None:
     contacts = paths["/addContacts/{campaignId}"]["post"]["requestBody"]["content"]
     assert {"application/json", "text/csv"} <= set(contacts)
     assert "application/json" in paths["/recordCallEvents"]["post"]["requestBody"]["content"]
-
 
 
 async def test_openapi_documents_400_not_422(client: httpx.AsyncClient) -> None:

@@ -30,7 +30,9 @@ def _event(n: int, phone: str, call: str, kind: str, **extra: Any) -> dict[str, 
         "phone": phone,
         "call_id": call,
         "type": kind,
-        "occurred_at": "2024-01-16T09:00:00Z" if n == 0 else f"2024-01-16T10:{n // 1000 % 60:02d}:{n % 60:02d}Z",
+        "occurred_at": "2024-01-16T09:00:00Z"
+        if n == 0
+        else f"2024-01-16T10:{n // 1000 % 60:02d}:{n % 60:02d}Z",
         **extra,
     }
 
@@ -44,11 +46,20 @@ def seed_events(campaign_id: str, phones: list[str]) -> list[dict[str, Any]]:
         call = f"call-{index}-1"
         events.append(_event(len(events), phone, call, "call.started", campaign_id=campaign_id))
         events.append(
-            _event(len(events), phone, call, "call.ended", campaign_id=campaign_id, outcome=outcome,
-                   duration_seconds=duration)
+            _event(
+                len(events),
+                phone,
+                call,
+                "call.ended",
+                campaign_id=campaign_id,
+                outcome=outcome,
+                duration_seconds=duration,
+            )
         )
         if outcome == "voicemail" and index % 2 == 0:  # half of the retries are dialing again
-            events.append(_event(len(events), phone, f"call-{index}-2", "call.started", campaign_id=campaign_id))
+            events.append(
+                _event(len(events), phone, f"call-{index}-2", "call.started", campaign_id=campaign_id)
+            )
     return events
 
 
@@ -60,7 +71,9 @@ async def test_seed_example_field_for_field(client: httpx.AsyncClient, auth: dic
     assert added.json()["data"]["accepted"] == 1000
     events = seed_events(campaign_id, [c["phone"] for c in contacts])
     for start in range(0, len(events), 1000):
-        response = await client.post("/recordCallEvents", json={"events": events[start : start + 1000]}, headers=auth)
+        response = await client.post(
+            "/recordCallEvents", json={"events": events[start : start + 1000]}, headers=auth
+        )
         assert response.status_code == 200, response.text
         assert response.json()["data"]["rejected"] == 0, response.json()["data"]["results"][:3]
 
@@ -73,7 +86,17 @@ async def test_seed_example_field_for_field(client: httpx.AsyncClient, auth: dic
     assert {k: data[k] for k in SEED_DATA} == SEED_DATA
     assert data["started_at"] == "2024-01-16T09:00:00Z"
     assert list(data) == [
-        "campaign_id", "campaign_name", "total_contacts", "calls_completed", "calls_failed", "calls_in_progress",
-        "calls_pending", "success_rate", "average_call_duration", "total_call_duration", "call_status_breakdown",
-        "started_at", "completed_at",
+        "campaign_id",
+        "campaign_name",
+        "total_contacts",
+        "calls_completed",
+        "calls_failed",
+        "calls_in_progress",
+        "calls_pending",
+        "success_rate",
+        "average_call_duration",
+        "total_call_duration",
+        "call_status_breakdown",
+        "started_at",
+        "completed_at",
     ]
