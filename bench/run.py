@@ -19,7 +19,7 @@ from bench import dataset, figures, wrk
 from bench.dataset import DataSet
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Row, document, load_average, table
-from bench.servers import Fleet, Server, fleet
+from bench.servers import Fleet, Server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     load_before = load_average()
-    with fleet(work / "logs") as servers:
+    with Fleet(work / "logs") as servers:
         rows = measure_all(servers, args, plan, work)
     notes = [
         f"`{command}` = `.venv/bin/python -m bench.run{' --quick' if args.quick else ''}`"

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,10 +150,3 @@ class Fleet:
             "warning",
         ]
         return self.start(name, argv, env, port, "/")
-
-
-@contextlib.contextmanager
-def fleet(log_dir: Path) -> Iterator[Fleet]:
-    """A Fleet whose servers are stopped whatever happens."""
-    with Fleet(log_dir) as started:
-        yield started
