@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -110,9 +111,15 @@ def measure_all(servers: Fleet, args: argparse.Namespace, plan: Plan, work: Path
     return rows
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through Fleet, which stops every server
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench; 0 when it completed (targets missed are reported, not fatal)."""
     args = _args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
     plan = QUICK if args.quick else FULL
     started, clock = datetime.now(UTC), time.monotonic()
     command = "make bench-quick" if args.quick else "make bench"
