@@ -90,6 +90,7 @@ class ChangeFeed:
         self._publisher: threading.Thread | None = None
         self._listener: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
+        self._failing = False
 
     def publish(self, campaign_id: str) -> None:
         """Signal that a campaign's numbers may have changed; thread-safe and never blocking."""
@@ -193,7 +194,15 @@ class ChangeFeed:
             try:
                 self.relay.send(f"{self.origin}:{campaign_id}")
             except Exception as exc:  # a lost signal is covered by the stream's poll
-                log.warning("change feed: could not publish (%s)", type(exc).__name__)
+                if not self._failing:  # once per outage, not once per write
+                    log.warning(
+                        "change feed: cannot publish (%s); streams fall back to polling", type(exc).__name__
+                    )
+                self._failing = True
+            else:
+                if self._failing:
+                    log.warning("change feed: publishing again")
+                self._failing = False
 
     async def _listen(self, relay: Relay) -> None:
         """Receive other processes' signals, reconnecting with back-off when the connection drops."""
@@ -210,7 +219,10 @@ class ChangeFeed:
             except Exception as exc:
                 delay = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS) - 1)]
                 failures += 1
-                log.warning("change feed: listener lost (%s), retrying in %.1f s", type(exc).__name__, delay)
+                level = logging.WARNING if failures == 1 else logging.DEBUG  # once per outage
+                log.log(
+                    level, "change feed: not listening (%s), retrying in %.1f s", type(exc).__name__, delay
+                )
                 await asyncio.sleep(delay)
                 self._deliver_all()  # changes may have been missed while disconnected
 
