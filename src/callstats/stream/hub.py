@@ -138,10 +138,6 @@ class StreamHub:
         """The last snapshot of a campaign no watcher had, if any."""
         return self._remembered.pop(key, None)
 
-    def watching(self) -> int:
-        """How many campaigns have a watcher (for tests and metrics)."""
-        return len(self._watches)
-
     async def start(self) -> None:
         """Start the change feed; end open streams as soon as the server is asked to stop."""
         await self.feed.start()
