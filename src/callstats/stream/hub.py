@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -175,6 +176,7 @@ class CampaignWatch:
         self._earlier = hub.remembered((account_id, campaign_id))
         self.subscription = hub.feed.subscribe(campaign_id)
         self._seen_version: Any = None
+        self._sent_at = -math.inf
         self.task = asyncio.create_task(self._run())
 
     def join(self, mailbox: Mailbox) -> None:
@@ -199,16 +201,23 @@ class CampaignWatch:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        failing = False
         while True:
-            started = loop.time()
             try:
                 await self._refresh()
+                failing = False
             except Exception as exc:  # the database may be back on the next try; streams keep their pings
-                log.warning("stream: reading campaign %s failed (%s)", self.campaign_id, type(exc).__name__)
+                if not failing:
+                    log.warning(
+                        "stream: reading campaign %s failed (%s)", self.campaign_id, type(exc).__name__
+                    )
+                failing = True
             while not await self.subscription.wait(self.hub.poll_seconds):
                 if self._may_have_changed():
                     break
-            rest = self.hub.min_interval - (loop.time() - started)
+            # Coalesce from the last message sent, not the last read: a poll that found nothing new
+            # must not delay the next change.
+            rest = self.hub.min_interval - (loop.time() - self._sent_at)
             if rest > 0:
                 await asyncio.sleep(rest)
 
@@ -236,6 +245,7 @@ class CampaignWatch:
         self._earlier = None
         for mailbox in self.mailboxes:
             mailbox.offer(self.current)
+        self._sent_at = asyncio.get_running_loop().time()
 
 
 class SqliteChangeProbe:
