@@ -39,6 +39,7 @@ def run_demo(contacts: int, host: str, port: int, database: str, speed: float) -
     task = dialer_task(campaign, speed, announce=_say)
     app = create_app(settings, db=db, background=[task])
     bound_port = listener.getsockname()[1]
+    _say(f"Dashboard: {base_url(host, bound_port)}/dashboard")
     for line in banner(base_url(host, bound_port), api_key, campaign.campaign_id, contacts, speed):
         _say(line)
     config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, lifespan="on")
