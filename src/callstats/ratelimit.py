@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,34 @@ class Decision:
         return headers
 
 
+class LocalWindows:
+    """Exact moving windows kept in this process: per key, the times of the hits accepted in the last window.
+
+    `limits`' in-memory moving window gives the same answers, but schedules expiry work on worker
+    threads and shifts a list on every hit; on the stats hot path that cost a fifth of a request.
+    """
+
+    def __init__(self, amount: int, seconds: float) -> None:
+        self.amount = amount
+        self.seconds = seconds
+        self.windows: dict[str, deque[float]] = {}
+
+    def hit(self, key: str) -> tuple[bool, int, float]:
+        """Count a hit if the window has room: (allowed, remaining, seconds until the oldest hit expires)."""
+        now = time.monotonic()
+        window = self.windows.setdefault(key, deque())
+        while window and window[0] <= now - self.seconds:
+            window.popleft()
+        allowed = len(window) < self.amount
+        if allowed:
+            window.append(now)
+        return allowed, self.amount - len(window), (window[0] + self.seconds - now) if window else 0.0
+
+    def reset(self) -> None:
+        """Forget every count."""
+        self.windows.clear()
+
+
 class StatsRateLimiter:
     """Counts stats reads per campaign; shared across processes when Redis is configured."""
 
@@ -53,6 +82,7 @@ class StatsRateLimiter:
             )
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.window_seconds = int(self.item.get_expiry())
+        self.local = None if redis_url else LocalWindows(self.item.amount, self.item.get_expiry())
 
     def policy_header(self) -> tuple[str, str]:
         """The RateLimit-Policy header, known even when the counts are not."""
@@ -60,6 +90,9 @@ class StatsRateLimiter:
 
     async def hit(self, campaign_id: str) -> Decision | None:
         """Count one read of the campaign; None when the limiter's backend is unreachable (fail open)."""
+        if self.local is not None:
+            allowed, remaining, reset_in = self.local.hit(campaign_id)
+            return Decision(allowed, self.item.amount, self.window_seconds, remaining, math.ceil(reset_in))
         try:
             allowed = await self.limiter.hit(self.item, campaign_id)
             stats = await self.limiter.get_window_stats(self.item, campaign_id)
@@ -71,6 +104,8 @@ class StatsRateLimiter:
 
     async def reset(self) -> None:
         """Forget every count (tests and operators)."""
+        if self.local is not None:
+            self.local.reset()
         await self.storage.reset()
 
     async def aclose(self) -> None:
