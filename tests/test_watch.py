@@ -17,25 +17,12 @@ import pytest
 from rich.console import Console
 
 from callstats.watch import SseEvent, WatchState, follow, render, sse_events, summary_line
+from tests.seed import SEED_EXAMPLE
 from tests.stream.helpers import new_key, post_events, serving, started_call
 from tests.test_scale_out import add_contacts, callstats_argv, create_campaign, free_port, phones
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-STATS: dict[str, Any] = {
-    "campaign_id": "550e8400-e29b-41d4-a716-446655440000",
-    "campaign_name": "Q4 Sales Campaign",
-    "total_contacts": 1000,
-    "calls_completed": 750,
-    "calls_failed": 150,
-    "calls_in_progress": 50,
-    "calls_pending": 50,
-    "success_rate": 83.33,
-    "average_call_duration": 245,
-    "total_call_duration": 183750,
-    "call_status_breakdown": {"answered": 750, "busy": 80, "no_answer": 50, "failed": 20, "voicemail": 100},
-    "started_at": "2024-01-16T09:00:00Z",
-    "completed_at": None,
-}
+STATS: dict[str, Any] = SEED_EXAMPLE
 
 
 def test_sse_events_parses_messages_and_comments() -> None:

@@ -23,8 +23,9 @@ from sqlalchemy import Connection, insert, select, text
 
 from callstats.app import CallstatsApp
 from callstats.db.schema import COUNTER_COLUMNS, campaign_counters, campaigns, contacts
-from callstats.stats.reconcile import differences, recompute
+from callstats.stats.reconcile import recompute
 from callstats.stats.response import stats_response
+from tests.agreement import assert_stats
 from tests.conftest import new_campaign
 from tests.oracle import (
     BASE_MS,
@@ -33,7 +34,6 @@ from tests.oracle import (
     Event,
     Rules,
     batches,
-    comparable,
     interleave,
     phone_of,
     simulate_contact,
@@ -128,27 +128,6 @@ async def run_clients(
     return [result for results in per_client for result in results]
 
 
-async def assert_final_numbers(
-    client: httpx.AsyncClient,
-    auth: dict[str, str],
-    app: CallstatsApp,
-    campaign_id: str,
-    oracle: CampaignOracle,
-) -> dict[str, Any]:
-    """API == reconcile's recomputation == the oracle."""
-    response = await client.get(f"/getCampaignStats/{campaign_id}", headers=auth)
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()["data"]
-    with app.db.read() as conn:
-        recomputed = recompute(conn, campaign_id)
-        found = differences(conn, campaign_id)
-    assert recomputed is not None
-    assert data == stats_response(recomputed)
-    assert found == []
-    assert comparable(data) == oracle.stats()
-    return data
-
-
 def assert_each_event_applied_once(results: list[dict[str, Any]], expected_ids: set[str]) -> None:
     """Every distinct event applied exactly once; its other deliveries are duplicates; nothing refused."""
     statuses: dict[str, list[str]] = defaultdict(list)
@@ -184,7 +163,7 @@ async def test_concurrent_clients_match_recomputation(
             assert oracle.deliver(event) == ("applied", None)
     assert_each_event_applied_once(results, {f"{prefix}{e.event_id}" for s in streams for e in s})
     assert probe.peak > 1  # transactions really overlapped
-    data = await assert_final_numbers(client, auth, app, campaign_id, oracle)
+    data = await assert_stats(client, auth, app, campaign_id, oracle)
     assert data["total_contacts"] == CONTACTS
     assert data["calls_pending"] < CONTACTS  # the run did move contacts
 
@@ -203,7 +182,7 @@ async def test_racing_second_calls_for_one_contact(
     winner = next(plan[0][0] for plan, r in zip(plans, results, strict=True) if r["status"] == "applied")
     assert oracle.deliver(winner) == ("applied", None)
     assert probe.peak > 1  # transactions really overlapped
-    data = await assert_final_numbers(client, auth, app, campaign_id, oracle)
+    data = await assert_stats(client, auth, app, campaign_id, oracle)
     assert (data["calls_in_progress"], data["calls_pending"]) == (1, 0)
 
 
@@ -221,7 +200,7 @@ async def test_racing_reuse_of_one_event_id(
     winner = next(plan[0][0] for plan, r in zip(plans, results, strict=True) if r["status"] == "applied")
     assert oracle.deliver(winner) == ("applied", None)
     assert probe.peak > 1  # transactions really overlapped
-    data = await assert_final_numbers(client, auth, app, campaign_id, oracle)
+    data = await assert_stats(client, auth, app, campaign_id, oracle)
     assert (data["calls_in_progress"], data["calls_pending"]) == (1, CLIENTS - 1)
 
 
@@ -254,7 +233,7 @@ async def test_concurrent_add_contacts_count_each_phone_once(
     distinct = {phone_of(n) for plan in plans for numbers in plan for n in numbers}
     assert sum(accepted) == len(distinct)
     oracle.add_contacts(sorted(distinct))
-    data = await assert_final_numbers(client, auth, app, campaign_id, oracle)
+    data = await assert_stats(client, auth, app, campaign_id, oracle)
     assert data["total_contacts"] == data["calls_pending"] == len(distinct)
 
 

@@ -22,22 +22,8 @@ from callstats.app import CallstatsApp
 from callstats.stats.histogram import percentile, talk_bucket
 from tests.conftest import new_campaign
 from tests.oracle import BASE_MS, OUTCOMES, Rules, batches, interleave, phone_of, simulate_contact
+from tests.seed import SEED_FIELDS
 
-SEED_FIELDS = [
-    "campaign_id",
-    "campaign_name",
-    "total_contacts",
-    "calls_completed",
-    "calls_failed",
-    "calls_in_progress",
-    "calls_pending",
-    "success_rate",
-    "average_call_duration",
-    "total_call_duration",
-    "call_status_breakdown",
-    "started_at",
-    "completed_at",
-]
 DURATION_FIELDS = ["answered_calls", "p50", "p90", "p99", "percentile_error_bound", "histogram"]
 BOUND = 0.05
 PER_BACKEND = settings(

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from fractions import Fraction
-from typing import Any
 
 import httpx
 from hypothesis import HealthCheck, event, given, settings
@@ -19,21 +17,17 @@ from sqlalchemy import select
 
 from callstats.app import CallstatsApp
 from callstats.db.schema import contacts
-from callstats.stats.reconcile import differences, recompute
-from callstats.stats.response import stats_response
+from tests.agreement import assert_stats
 from tests.conftest import new_campaign
 from tests.oracle import (
     BASE_MS,
-    OUTCOMES,
     RETRYABLE,
     CampaignOracle,
     Event,
     Rules,
     batches,
     chance,
-    comparable,
     epoch_ms,
-    half_up,
     interleave,
     perturb,
     phone_of,
@@ -42,6 +36,7 @@ from tests.oracle import (
     with_phone_forms,
     written_forms,
 )
+from tests.seed import SEED_EXAMPLE, SEED_FIELDS
 
 PER_BACKEND = settings(
     max_examples=50,
@@ -59,48 +54,6 @@ class DrawChooser:
     def integer(self, low: int, high: int) -> int:
         """An integer in [low, high]."""
         return self.data.draw(st.integers(low, high))
-
-
-def assert_invariants(data: dict[str, Any], oracle: CampaignOracle) -> None:
-    """Every rule of the semantics page that ties the response's fields together."""
-    states = [data[k] for k in ("calls_completed", "calls_failed", "calls_in_progress", "calls_pending")]
-    completed, failed, in_progress, pending = states
-    assert data["total_contacts"] == sum(states)
-    breakdown = data["call_status_breakdown"]
-    assert list(breakdown) == list(OUTCOMES)
-    assert sum(breakdown.values()) == oracle.finished_contacts()
-    assert breakdown["answered"] == completed
-    final = completed + failed
-    rate = float(half_up(Fraction(100 * completed, final), 2)) if final else 0.0
-    assert data["success_rate"] == rate
-    talk = data["total_call_duration"]
-    assert data["average_call_duration"] == (int(half_up(Fraction(talk, completed), 0)) if completed else 0)
-    settled = data["total_contacts"] > 0 and pending == 0 and in_progress == 0
-    assert (data["completed_at"] is not None) == settled
-    started = data["started_at"]
-    assert (None if started is None else epoch_ms(started)) == oracle.first_start()
-
-
-async def assert_stats(
-    client: httpx.AsyncClient,
-    auth: dict[str, str],
-    app: CallstatsApp,
-    campaign_id: str,
-    oracle: CampaignOracle,
-) -> dict[str, Any]:
-    """GET /getCampaignStats equals reconcile's recomputation and the oracle's replay."""
-    response = await client.get(f"/getCampaignStats/{campaign_id}", headers=auth)
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()["data"]
-    with app.db.read() as conn:
-        recomputed = recompute(conn, campaign_id)
-        found = differences(conn, campaign_id)
-    assert recomputed is not None
-    assert data == stats_response(recomputed)
-    assert found == []
-    assert comparable(data) == oracle.stats()
-    assert_invariants(data, oracle)
-    return data
 
 
 async def post_events(
@@ -243,25 +196,8 @@ def test_oracle_reproduces_the_seed_example() -> None:
         assert oracle.deliver(ended) == ("applied", None)
         if outcome == "voicemail" and n % 2 == 0:
             oracle.deliver(Event(f"r{n}", phone, f"c{n}-2", "call.started", BASE_MS + 2))
-    expected = {
-        "total_contacts": 1000,
-        "calls_completed": 750,
-        "calls_failed": 150,
-        "calls_in_progress": 50,
-        "calls_pending": 50,
-        "success_rate": 83.33,
-        "average_call_duration": 245,
-        "total_call_duration": 183750,
-        "call_status_breakdown": {
-            "answered": 750,
-            "busy": 80,
-            "no_answer": 50,
-            "failed": 20,
-            "voicemail": 100,
-        },
-        "started_at": BASE_MS,
-        "completed_at": None,
-    }
+    names = SEED_FIELDS[2:-2]  # the counts; the oracle gives times as epoch ms
+    expected = {**{k: SEED_EXAMPLE[k] for k in names}, "started_at": BASE_MS, "completed_at": None}
     assert oracle.stats() == expected
 
 
