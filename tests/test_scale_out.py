@@ -99,10 +99,15 @@ class ServerProcess:
             os.killpg(self.process.pid, sig)
 
 
-def start_server(env: dict[str, str], log_dir: Path, workers: int = 1) -> ServerProcess:
-    """`callstats serve` on a free port; returns once /ready answers 200 (at most STARTUP_S seconds)."""
-    port = free_port()
-    log = log_dir / f"server-{port}.log"
+def start_server(
+    env: dict[str, str], log_dir: Path, workers: int = 1, port: int | None = None
+) -> ServerProcess:
+    """`callstats serve` on `port` (a free one by default); returns once /ready answers 200.
+
+    It waits at most STARTUP_S seconds. A stopped server's port restarts it where its clients expect it.
+    """
+    port = port or free_port()
+    log = log_dir / f"server-{port}-{uuid.uuid4().hex[:6]}.log"
     argv = callstats_argv("serve", "--host", HOST, "--port", str(port), "--workers", str(workers))
     with log.open("wb") as out:
         process = subprocess.Popen(

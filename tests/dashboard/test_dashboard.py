@@ -19,8 +19,15 @@ import httpx
 import pytest
 
 from tests.seed import SEED_FIELDS
-from tests.stream.helpers import ended_call, new_key, post_events, start_on_port, started_call
-from tests.test_scale_out import ServerProcess, add_contacts, create_campaign, free_port, phones, server_env
+from tests.stream.helpers import ended_call, new_key, post_events, started_call
+from tests.test_scale_out import (
+    ServerProcess,
+    add_contacts,
+    create_campaign,
+    phones,
+    server_env,
+    start_server,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -77,7 +84,7 @@ class Site:
 
     def restart(self) -> None:
         """Start a new server on the same port (after `server.kill()`)."""
-        self.server = start_on_port(self.env, self.log_dir, self.server.port)
+        self.server = start_server(self.env, self.log_dir, port=self.server.port)
 
 
 @pytest.fixture
@@ -88,7 +95,7 @@ def site(sqlite_template: Path, tmp_path: Path) -> Iterator[Site]:
     url = f"sqlite:///{path}"
     env = server_env(url, stream_heartbeat_seconds="1")
     key = new_key(url)
-    server = start_on_port(env, tmp_path, free_port())
+    server = start_server(env, tmp_path)
     made = Site(server, env, key, "", phones(4), tmp_path)
     try:
         with httpx.Client(headers={"x-api-key": key}, timeout=30) as http:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import subprocess
 import threading
 import time
 import uuid
@@ -17,7 +16,7 @@ import httpx
 from callstats.accounts.service import create_key
 from callstats.db.engine import Database
 from callstats.watch import SseEvent, stream_events
-from tests.test_scale_out import HOST, ServerProcess, callstats_argv, server_env, start_server, wait_ready
+from tests.test_scale_out import ServerProcess, server_env, start_server
 
 Arrival = tuple[float, SseEvent]
 
@@ -113,26 +112,6 @@ def serving(
         yield server
     finally:
         server.stop()
-
-
-def start_on_port(env: dict[str, str], log_dir: Path, port: int) -> ServerProcess:
-    """`callstats serve` on this port (to restart a server where its clients expect it)."""
-    log = log_dir / f"server-{port}-{uuid.uuid4().hex[:6]}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            callstats_argv("serve", "--host", HOST, "--port", str(port)),
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = ServerProcess(port, process, log)
-    try:
-        wait_ready(server)
-    except BaseException:
-        server.stop()
-        raise
-    return server
 
 
 def started_call(
