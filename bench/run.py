@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from bench import dataset, figures, wrk
 from bench.dataset import DataSet
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Row, document, load_average, table
-from bench.servers import Fleet, Server
+from bench.servers import Fleet, Server, exit_on_signals
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -111,15 +110,10 @@ def measure_all(servers: Fleet, args: argparse.Namespace, plan: Plan, work: Path
     return rows
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through Fleet, which stops every server
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the bench; 0 when it completed (targets missed are reported, not fatal)."""
     args = _args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _exit_on_signal)
+    exit_on_signals()
     plan = QUICK if args.quick else FULL
     started, clock = datetime.now(UTC), time.monotonic()
     command = "make bench-quick" if args.quick else "make bench"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -48,7 +47,7 @@ from bench.dataset import (
     migrate,
     sqlite_url,
 )
-from bench.servers import Fleet, Server
+from bench.servers import Fleet, Server, exit_on_signals
 
 T0 = datetime(2024, 2, 1, tzinfo=UTC)  # after bench.dataset's campaign creation time
 DAYS = 30
@@ -270,15 +269,10 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _exit_on_signal(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through Fleet, which stops every server
-
-
 def main(argv: list[str] | None = None) -> int:
     """Build the data sets, serve them, time the route, print a markdown table."""
     args = _args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _exit_on_signal)
+    exit_on_signals()
     sizes = [int(size) for size in args.sizes.split(",")]
     args.workdir.mkdir(parents=True, exist_ok=True)
     targets: list[tuple[str, str]] = []
