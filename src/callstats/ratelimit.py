@@ -1,4 +1,4 @@
-"""The stats route's rate limit: a sliding (moving) window per campaign, in memory or in Redis."""
+"""The stats route's rate limit: an exact sliding (moving) window per campaign, in memory or in Redis."""
 
 from __future__ import annotations
 
@@ -7,15 +7,38 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 
 log = logging.getLogger("callstats.ratelimit")
 POLICY_NAME = "stats"
+KEY_PREFIX = "callstats:stats-window:"
+
+# One round trip per hit: expire, count, maybe accept, and return what the headers need.
+# KEYS[1]: the campaign's accepted hits, newest first, in ms of Redis' clock (one clock for every
+# process and host). ARGV: limit, window in ms. Returns {allowed 0/1, remaining, ms until more quota}.
+MOVING_WINDOW_HIT = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local oldest = redis.call('LINDEX', KEYS[1], -1)
+while oldest and tonumber(oldest) <= now - window do
+  redis.call('RPOP', KEYS[1])
+  oldest = redis.call('LINDEX', KEYS[1], -1)
+end
+local count = redis.call('LLEN', KEYS[1])
+local allowed = count < limit
+if allowed then
+  redis.call('LPUSH', KEYS[1], now)
+  redis.call('PEXPIRE', KEYS[1], window)
+  count = count + 1
+  oldest = oldest or now
+end
+local reset = 0
+if oldest then reset = tonumber(oldest) + window - now end
+return {allowed and 1 or 0, limit - count, reset}
+"""
 
 
 @dataclass(frozen=True)
@@ -67,22 +90,39 @@ class LocalWindows:
         self.windows.clear()
 
 
+class RedisWindows:
+    """The same windows in Redis, shared by every process: one script call (one round trip) per hit."""
+
+    def __init__(self, redis_url: str, amount: int, seconds: float) -> None:
+        self.pool = _pool(redis_url)
+        self.client = Redis(connection_pool=self.pool)
+        self.script = self.client.register_script(MOVING_WINDOW_HIT)
+        self.args = (amount, round(seconds * 1000))
+
+    async def hit(self, key: str) -> tuple[bool, int, float]:
+        """Like LocalWindows.hit, counted in Redis."""
+        allowed, remaining, reset_ms = await self.script(keys=(KEY_PREFIX + key,), args=self.args)
+        return bool(allowed), int(remaining), int(reset_ms) / 1000
+
+    async def reset(self) -> None:
+        """Forget every count."""
+        async for key in self.client.scan_iter(match=KEY_PREFIX + "*", count=1000):
+            await self.client.delete(key)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self.client.aclose()
+        await self.pool.aclose()
+
+
 class StatsRateLimiter:
     """Counts stats reads per campaign; shared across processes when Redis is configured."""
 
     def __init__(self, limit: str, redis_url: str | None) -> None:
         self.item: RateLimitItem = parse(limit)
-        # Our own pool, so shutdown can close it (the library offers no close).
-        self.pool = _pool(redis_url) if redis_url else None
-        self.storage: Storage = MemoryStorage()
-        if redis_url:
-            options: dict[str, Any] = {"connection_pool": self.pool}
-            self.storage = RedisStorage(
-                _async_uri(redis_url), implementation="redispy", key_prefix="callstats", **options
-            )
-        self.limiter = MovingWindowRateLimiter(self.storage)
         self.window_seconds = int(self.item.get_expiry())
-        self.local = None if redis_url else LocalWindows(self.item.amount, self.item.get_expiry())
+        self.local = LocalWindows(self.item.amount, self.item.get_expiry())
+        self.shared = RedisWindows(redis_url, self.item.amount, self.item.get_expiry()) if redis_url else None
 
     def policy_header(self) -> tuple[str, str]:
         """The RateLimit-Policy header, known even when the counts are not."""
@@ -90,35 +130,31 @@ class StatsRateLimiter:
 
     async def hit(self, campaign_id: str) -> Decision | None:
         """Count one read of the campaign; None when the limiter's backend is unreachable (fail open)."""
-        if self.local is not None:
+        if self.shared is None:
             allowed, remaining, reset_in = self.local.hit(campaign_id)
-            return Decision(allowed, self.item.amount, self.window_seconds, remaining, math.ceil(reset_in))
-        try:
-            allowed = await self.limiter.hit(self.item, campaign_id)
-            stats = await self.limiter.get_window_stats(self.item, campaign_id)
-        except Exception as exc:  # the limiter must not take stats reads down with it
-            log.warning("rate limiter unavailable, request let through: %s", type(exc).__name__)
-            return None
-        reset = max(0, math.ceil(stats.reset_time - time.time()))
-        return Decision(allowed, self.item.amount, self.window_seconds, max(stats.remaining, 0), reset)
+        else:
+            try:
+                allowed, remaining, reset_in = await self.shared.hit(campaign_id)
+            except Exception as exc:  # the limiter must not take stats reads down with it
+                log.warning("rate limiter unavailable, request let through: %s", type(exc).__name__)
+                return None
+        return Decision(
+            allowed, self.item.amount, self.window_seconds, max(remaining, 0), math.ceil(reset_in)
+        )
 
     async def reset(self) -> None:
         """Forget every count (tests and operators)."""
-        if self.local is not None:
-            self.local.reset()
-        await self.storage.reset()
+        self.local.reset()
+        if self.shared is not None:
+            await self.shared.reset()
 
     async def aclose(self) -> None:
         """Close the Redis connections, if any."""
-        if self.pool is not None:
-            await self.pool.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
 
 
 def _pool(redis_url: str) -> ConnectionPool:
     """A Redis pool whose calls give up quickly: a hung Redis must not stall stats reads (they fail open)."""
     timeouts = {} if "timeout=" in redis_url else {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
     return ConnectionPool.from_url(redis_url, **timeouts)
-
-
-def _async_uri(redis_url: str) -> str:
-    return redis_url if redis_url.startswith("async+") else "async+" + redis_url

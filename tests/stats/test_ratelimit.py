@@ -19,6 +19,7 @@ from callstats.config import Settings
 from tests.conftest import REDIS_URL, new_campaign
 
 LIMIT = 5
+NEEDS_REDIS = pytest.mark.skipif(not REDIS_URL, reason="no CALLSTATS_TEST_REDIS_URL")
 POLICY = re.compile(r'^"(?P<name>[^"]+)";q=(?P<q>\d+);w=(?P<w>\d+)$')
 STATE = re.compile(r'^"(?P<name>[^"]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
 
@@ -142,9 +143,13 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[CallstatsApp, httpx
         await application.aclose()
 
 
-async def test_window_slides(database_url: str) -> None:
+@pytest.mark.parametrize("shared", [False, pytest.param(True, marks=NEEDS_REDIS)], ids=["memory", "redis"])
+async def test_window_slides(database_url: str, shared: bool) -> None:
     """Quota comes back one request at a time as each ages out, not all at once at a boundary."""
-    async with serving(Settings(database_url=database_url, stats_rate_limit="2/second")) as (app, http):
+    settings = Settings(
+        database_url=database_url, redis_url=REDIS_URL if shared else None, stats_rate_limit="2/second"
+    )
+    async with serving(settings) as (app, http):
         auth = {"x-api-key": create_key(app.db, "acme").plaintext}
         campaign_id = await new_campaign(http, auth)
         start = time.monotonic()
@@ -158,7 +163,7 @@ async def test_window_slides(database_url: str) -> None:
             assert (await read_stats(http, auth, campaign_id)).status_code == 429
 
 
-@pytest.mark.skipif(not REDIS_URL, reason="no CALLSTATS_TEST_REDIS_URL")
+@NEEDS_REDIS
 async def test_redis_limit_holds_across_processes(database_url: str) -> None:
     """Two app instances (two processes' worth of state) on one Redis share one limit per campaign."""
     settings = Settings(database_url=database_url, redis_url=REDIS_URL, stats_rate_limit=f"{LIMIT}/minute")
