@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import Connection, RowMapping, Select, and_, bindparam, case, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -228,73 +227,6 @@ def key_and_counters_select() -> Select[Any]:
         .where(k.id == bindparam("key_id"))
         .group_by(k.account_id, k.secret_hash, k.scope, k.revoked_at, c.name)
     )
-
-
-class HotReader:
-    """Runs the stats query on the raw driver connection: SQLAlchemy compiles it once, not per request."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        compiled = key_and_counters_select().compile(dialect=db.engine.dialect)
-        self.sql = compiled.string
-        self.positional = compiled.positiontup
-        self._proxy: Any = None
-        self._pool: AsyncConnectionPool | None = None
-        self._sqlite: Any = None
-        self._seen: dict[Any, tuple[Any, ...] | None] = {}
-        self._version = -1
-
-    def _params(self, key_id: str, campaign_id: str) -> Any:
-        values = {"key_id": key_id, "campaign_id": campaign_id}
-        if self.positional is not None:
-            return tuple(values[name] for name in self.positional)
-        return values
-
-    def read(self, key_id: str, campaign_id: str) -> tuple[Any, ...] | None:
-        """(account_id, secret_hash, scope, revoked_at, campaign_name, *summed counters) or None (SQLite)."""
-        return self._read_sqlite(self._params(key_id, campaign_id))
-
-    async def aread(self, key_id: str, campaign_id: str) -> tuple[Any, ...] | None:
-        """The same row from PostgreSQL, on an async pool: no thread hop, one round trip (autocommit)."""
-        if self._pool is None:
-            conninfo = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            pool = AsyncConnectionPool(
-                conninfo, min_size=1, max_size=8, kwargs={"autocommit": True}, timeout=5, open=False
-            )
-            await pool.open()
-            self._pool = pool
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(self.sql, self._params(key_id, campaign_id))
-            found = await cursor.fetchone()
-        return tuple(found) if found is not None else None
-
-    def _read_sqlite(self, params: Any) -> tuple[Any, ...] | None:
-        # One long-lived autocommit connection that never writes: `PRAGMA data_version` changes exactly
-        # when another connection commits, so a row read since then is still the latest committed one.
-        if self._sqlite is None:
-            self._proxy = self.db.engine.raw_connection()
-            self._sqlite = self._proxy.driver_connection
-        version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._version or len(self._seen) > 10_000:
-            self._seen.clear()
-            self._version = version
-        if params not in self._seen:
-            row = self._sqlite.execute(self.sql, params).fetchone()
-            self._seen[params] = tuple(row) if row is not None else None
-        return self._seen[params]
-
-    def close(self) -> None:
-        """Give the long-lived connection back."""
-        if self._proxy is not None:
-            self._proxy.close()
-            self._proxy = self._sqlite = None
-
-    async def aclose(self) -> None:
-        """Close every connection, the async pool's too."""
-        self.close()
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
 
 
 HOT_COLUMNS = (

@@ -33,7 +33,8 @@ from callstats.errors import (
 )
 from callstats.ids import campaign_uuid
 from callstats.ratelimit import StatsRateLimiter
-from callstats.stats.counters import HOT_COLUMNS, HotReader, from_row, read_histograms
+from callstats.stats.counters import HOT_COLUMNS, from_row, read_histograms
+from callstats.stats.hot import HotReader
 from callstats.stats.response import INCLUDABLE, attempts_section, durations_section, stats_response
 
 PATH_PREFIX = "/getCampaignStats/"
