@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from functools import cache
+
 import phonenumbers
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+
+# Imports mostly send numbers already in E.164; checking those against phonenumbers' own metadata
+# directly costs a tenth of parse + is_valid_number + format. Every other form, and every number this
+# check does not accept, goes through phonenumbers in full, so what is accepted and every error message
+# stay phonenumbers' own.
+_PLAIN_E164 = re.compile(r"\+[1-9][0-9]{2,16}")
+
+Matcher = Callable[[str], bool]
 
 
 class InvalidPhone(ValueError):
@@ -18,6 +31,13 @@ def normalize(raw: object, default_region: str) -> str:
     text = str(raw).strip()
     if not text:
         raise InvalidPhone("phone is empty")
+    if text[0] == "+" and is_plain_valid_e164(text):
+        return text
+    return parse_in_full(text, default_region)
+
+
+def parse_in_full(text: str, default_region: str) -> str:
+    """The E.164 form of a stripped, non-empty `text` by phonenumbers' parse, validation and format."""
     try:
         parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
@@ -25,3 +45,80 @@ def normalize(raw: object, default_region: str) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidPhone("not a valid phone number")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def is_plain_valid_e164(text: str) -> bool:
+    """Whether `text` is '+' and ASCII digits that phonenumbers would accept and format as `text` itself.
+
+    False means "not known here", never "invalid": the caller then asks phonenumbers. It follows
+    phonenumbers' parse (country code = the shortest known prefix, no national prefix to strip, no
+    leading zero) and is_valid_number (region by leading digits or type, then any number type).
+    """
+    if _PLAIN_E164.fullmatch(text) is None:
+        return False
+    for size in (1, 2, 3):
+        country_code = int(text[1 : 1 + size])
+        if country_code in COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return False
+    national = text[1 + size :]
+    if len(national) < 2 or national[0] == "0":
+        return False
+    national_prefix, regions = _country_rules(country_code)
+    if national_prefix is not None and national_prefix.match(national):
+        return False
+    for leading_digits, is_valid in regions:
+        if leading_digits is None:
+            if is_valid(national):
+                return True
+        elif leading_digits.match(national):
+            return is_valid(national)
+    return False
+
+
+@cache
+def _country_rules(
+    country_code: int,
+) -> tuple[re.Pattern[str] | None, list[tuple[re.Pattern[str] | None, Matcher]]]:
+    """A country code's national prefix pattern and its regions' rules in phonenumbers' order."""
+    regions = COUNTRY_CODE_TO_REGION_CODE[country_code]
+    found = [PhoneMetadata.metadata_for_region(region, None) for region in regions]
+    metadatas = [
+        metadata for metadata in found if metadata is not None and metadata.country_code == country_code
+    ]
+    if len(metadatas) != len(regions):
+        return None, []  # the non-geographic entity "001" and any odd metadata: left to phonenumbers
+    rules: list[tuple[re.Pattern[str] | None, Matcher]] = []
+    for metadata in metadatas:
+        # With several regions, phonenumbers takes the first whose leading digits match (or, without
+        # them, whose types match) and validates against that region only; with one, that region.
+        leading = metadata.leading_digits if len(regions) > 1 else None
+        rules.append((re.compile(leading) if leading is not None else None, _validity(metadata)))
+    national_prefix = metadatas[0].national_prefix_for_parsing
+    return (re.compile(national_prefix) if national_prefix else None), rules
+
+
+def _validity(metadata: PhoneMetadata) -> Matcher:
+    """phonenumbers' `_number_type_helper(n, metadata) != UNKNOWN`: the general pattern and any type."""
+    kinds = [metadata.fixed_line, metadata.premium_rate, metadata.toll_free, metadata.shared_cost]
+    kinds += [metadata.voip, metadata.personal_number, metadata.pager, metadata.uan, metadata.voicemail]
+    if not metadata.same_mobile_and_fixed_line_pattern:
+        kinds.append(metadata.mobile)
+    general = _desc_matcher(metadata.general_desc)
+    types = [m for m in (_desc_matcher(desc) for desc in kinds) if m is not None]
+    if general is None:
+        return lambda national: False
+    return lambda national: general(national) and any(matches(national) for matches in types)
+
+
+def _desc_matcher(desc: object) -> Matcher | None:
+    """phonenumbers' `_is_number_matching_desc`: a possible length and a full match of the pattern."""
+    pattern = getattr(desc, "national_number_pattern", None)
+    if desc is None or not pattern:
+        return None
+    lengths = frozenset(getattr(desc, "possible_length", ()) or ())
+    compiled = re.compile(pattern)
+    if lengths:
+        return lambda national: len(national) in lengths and compiled.fullmatch(national) is not None
+    return lambda national: compiled.fullmatch(national) is not None
