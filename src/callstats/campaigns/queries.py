@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, text
 
-from callstats.db.schema import campaign_counters, campaigns, contacts
+from callstats.db.schema import campaign_counters, campaigns
 
 
 def insert_campaign(conn: Connection, values: dict[str, Any]) -> None:
@@ -49,48 +50,42 @@ def campaign_page(
     return conn.execute(query).mappings().all()
 
 
-def existing_phones(conn: Connection, campaign_id: str, phones: Sequence[str]) -> set[str]:
-    """Which of `phones` the campaign already holds."""
-    found: set[str] = set()
-    for start in range(0, len(phones), 500):
-        chunk = phones[start : start + 500]
-        found.update(
-            conn.execute(
-                select(contacts.c.phone).where(
-                    contacts.c.campaign_id == campaign_id, contacts.c.phone.in_(chunk)
-                )
-            ).scalars()
-        )
-    return found
-
-
-_CONTACT_COLUMNS = (
+CONTACT_COLUMNS = (
     "campaign_id", "account_id", "phone", "name", "metadata", "state", "attempts",
     "live_call_id", "last_outcome", "finalized_at", "created_at",
 )  # fmt: skip
 _PG_TYPES = ("text", "text", "text", "text", "text", "text", "int", "text", "text", "bigint", "bigint")
-_TYPED = tuple(zip(_CONTACT_COLUMNS, _PG_TYPES, strict=True))
+_phone = itemgetter(CONTACT_COLUMNS.index("phone"))
+_TYPED = tuple(zip(CONTACT_COLUMNS, _PG_TYPES, strict=True))
 # One statement per chunk whatever its size: rows travel as one array per column, and the phones that a
 # concurrent request inserted first are skipped and not counted.
 _PG_INSERT = text(
-    f"INSERT INTO contacts ({', '.join(_CONTACT_COLUMNS)}) "
+    f"INSERT INTO contacts ({', '.join(CONTACT_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _TYPED)}) "
     "ON CONFLICT (campaign_id, phone) DO NOTHING RETURNING id"
 )
 
 
-def insert_contacts(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    """Insert contacts in phone order, skipping phones the campaign holds; the number inserted."""
-    rows = sorted(rows, key=lambda row: row["phone"])
+# SQLite: phones the campaign already holds are skipped by the unique key and left out of rowcount.
+_SQLITE_INSERT = (
+    f"INSERT OR IGNORE INTO contacts ({', '.join(CONTACT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(CONTACT_COLUMNS))})"
+)
+
+
+def insert_contacts(conn: Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Insert contacts (tuples in CONTACT_COLUMNS order) in phone order, skipping phones the campaign holds.
+
+    Returns the number inserted; rows reach the driver as they are, without per-row parameter processing.
+    """
+    rows = sorted(rows, key=_phone)
     if not rows:
         return 0
     if conn.dialect.name != "postgresql":
-        # SQLite: one writer at a time, and the caller has already left out the phones it holds.
-        conn.execute(insert(contacts), rows)
-        return len(rows)
+        return int(conn.exec_driver_sql(_SQLITE_INSERT, rows).rowcount)
     inserted = 0
     for start in range(0, len(rows), 5000):
-        chunk = rows[start : start + 5000]
-        arrays = {column: [row[column] for row in chunk] for column in _CONTACT_COLUMNS}
+        columns = zip(*rows[start : start + 5000], strict=True)
+        arrays = dict(zip(CONTACT_COLUMNS, (list(values) for values in columns), strict=True))
         inserted += len(conn.execute(_PG_INSERT, arrays).all())
     return inserted

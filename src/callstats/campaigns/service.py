@@ -124,16 +124,16 @@ def add_contacts(
 ) -> AddContactsResult:
     """Validate, normalize and add contacts; duplicates (in the request or the campaign) are skipped."""
     valid, invalid = _checked_rows(rows, region)
-    unique: dict[str, dict[str, Any]] = {}
-    created = now_ms()
+    unique: dict[str, ContactRow] = {}
     for row, phone in valid:
-        unique.setdefault(phone, _contact_values(row, phone, campaign_id, account_id, created))
+        unique.setdefault(phone, row)
+    created = now_ms()
+    values = [_contact_values(row, phone, campaign_id, account_id, created) for phone, row in unique.items()]
 
     def work(conn: Connection) -> int:
         if queries.campaign_row(conn, account_id, campaign_id) is None:
             raise CampaignNotFound()
-        known = queries.existing_phones(conn, campaign_id, list(unique))
-        inserted = queries.insert_contacts(conn, [row for phone, row in unique.items() if phone not in known])
+        inserted = queries.insert_contacts(conn, values)
         delta = CounterDelta({"total": inserted, "pending": inserted})
         delta.extras.histogram[("a", 0)] += inserted
         counters.write(conn, account_id, campaign_id, db.pick_slot(), delta)
@@ -151,17 +151,7 @@ def add_contacts(
 
 def _contact_values(
     row: ContactRow, phone: str, campaign_id: str, account_id: str, created: int
-) -> dict[str, Any]:
-    return {
-        "campaign_id": campaign_id,
-        "account_id": account_id,
-        "phone": phone,
-        "name": row.name,
-        "metadata": json.dumps(row.metadata) if row.metadata is not None else None,
-        "state": "pending",
-        "attempts": 0,
-        "live_call_id": None,
-        "last_outcome": None,
-        "finalized_at": None,
-        "created_at": created,
-    }
+) -> tuple[Any, ...]:
+    """A new contact's row, in queries.CONTACT_COLUMNS order."""
+    metadata = json.dumps(row.metadata) if row.metadata is not None else None
+    return (campaign_id, account_id, phone, row.name, metadata, "pending", 0, None, None, None, created)
