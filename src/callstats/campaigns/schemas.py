@@ -143,13 +143,22 @@ def _csv_rows(body: bytes) -> list[ContactRow]:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValidationFailed("body: CSV must be UTF-8") from None
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in reader.fieldnames or []]
+    reader = csv.reader(io.StringIO(text))
+    fields = [f.strip().lower() for f in next(reader, None) or []]
     if "phone" not in fields:
         raise ValidationFailed("body: the CSV header row must name a 'phone' column")
-    reader.fieldnames = fields
-    rows = []
-    for index, record in enumerate(reader, start=1):
-        extra = {k: v for k, v in record.items() if k not in ("phone", "name") and k and v not in (None, "")}
-        rows.append(ContactRow(index, record.get("phone") or "", record.get("name") or None, extra or None))
+    # Read as csv.DictReader would (a repeated column's last value wins), by index rather than by a
+    # dict per row, which cost more than the rest of the parse.
+    columns = {name: index for index, name in enumerate(fields)}
+    phone_at, name_at = columns["phone"], columns.get("name")
+    extras = [(name, index) for name, index in columns.items() if name not in ("phone", "name") and name]
+    rows: list[ContactRow] = []
+    for record in reader:
+        if not record:
+            continue  # DictReader skips blank lines, and so do row numbers
+        if len(record) != len(fields):
+            record = [*record[: len(fields)], *[""] * (len(fields) - len(record))]
+        extra = {name: record[index] for name, index in extras if record[index]}
+        name = record[name_at] or None if name_at is not None else None
+        rows.append(ContactRow(len(rows) + 1, record[phone_at], name, extra or None))
     return rows
