@@ -9,7 +9,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
+
+from callstats.pipelined_redis import PipelinedScript
 
 log = logging.getLogger("callstats.ratelimit")
 POLICY_NAME = "stats"
@@ -91,28 +93,30 @@ class LocalWindows:
 
 
 class RedisWindows:
-    """The same windows in Redis, shared by every process: one script call (one round trip) per hit."""
+    """The same windows in Redis, shared by every process: one script call per hit, pipelined."""
 
     def __init__(self, redis_url: str, amount: int, seconds: float) -> None:
-        self.pool = _pool(redis_url)
-        self.client = Redis(connection_pool=self.pool)
-        self.script = self.client.register_script(MOVING_WINDOW_HIT)
+        self.redis_url = redis_url
+        self.script = PipelinedScript(redis_url, MOVING_WINDOW_HIT)
         self.args = (amount, round(seconds * 1000))
 
     async def hit(self, key: str) -> tuple[bool, int, float]:
         """Like LocalWindows.hit, counted in Redis."""
-        allowed, remaining, reset_ms = await self.script(keys=(KEY_PREFIX + key,), args=self.args)
+        allowed, remaining, reset_ms = await self.script((KEY_PREFIX + key,), self.args)
         return bool(allowed), int(remaining), int(reset_ms) / 1000
 
     async def reset(self) -> None:
         """Forget every count."""
-        async for key in self.client.scan_iter(match=KEY_PREFIX + "*", count=1000):
-            await self.client.delete(key)
+        client = Redis.from_url(self.redis_url)
+        try:
+            async for key in client.scan_iter(match=KEY_PREFIX + "*", count=1000):
+                await client.delete(key)
+        finally:
+            await client.aclose()
 
     async def aclose(self) -> None:
-        """Close the connections."""
-        await self.client.aclose()
-        await self.pool.aclose()
+        """Close the connection."""
+        self.script.close()
 
 
 class StatsRateLimiter:
@@ -152,9 +156,3 @@ class StatsRateLimiter:
         """Close the Redis connections, if any."""
         if self.shared is not None:
             await self.shared.aclose()
-
-
-def _pool(redis_url: str) -> ConnectionPool:
-    """A Redis pool whose calls give up quickly: a hung Redis must not stall stats reads (they fail open)."""
-    timeouts = {} if "timeout=" in redis_url else {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
-    return ConnectionPool.from_url(redis_url, **timeouts)
