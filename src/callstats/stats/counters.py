@@ -207,10 +207,14 @@ def _series_rows(
     ]
 
 
-def key_and_counters_select() -> Select[Any]:
-    """One round trip for a stats read: the key, the campaign if the key's account owns it, its counters."""
+def key_and_counters_select(key_id: Any = None, campaign_id: Any = None) -> Select[Any]:
+    """One round trip for a stats read: the key, the campaign if the key's account owns it, its counters.
+
+    `key_id` and `campaign_id` are bind parameters of those names unless other expressions are given.
+    """
     k, c, cc = api_keys.c, campaigns.c, campaign_counters.c
-    campaign_id: Any = bindparam("campaign_id")
+    key_id = bindparam("key_id") if key_id is None else key_id
+    campaign_id = bindparam("campaign_id") if campaign_id is None else campaign_id
     joined = api_keys.outerjoin(campaigns, and_(c.id == campaign_id, c.account_id == k.account_id)).outerjoin(
         campaign_counters, cc.campaign_id == c.id
     )
@@ -224,7 +228,7 @@ def key_and_counters_select() -> Select[Any]:
             *summed_columns(),
         )
         .select_from(joined)
-        .where(k.id == bindparam("key_id"))
+        .where(k.id == key_id)
         .group_by(k.account_id, k.secret_hash, k.scope, k.revoked_at, c.name)
     )
 
