@@ -132,8 +132,9 @@ class HotReader:
             self._proxy = self._sqlite = None
 
     async def aclose(self) -> None:
-        """Close every connection, PostgreSQL's too."""
+        """Close every connection, PostgreSQL's too, once the batches under way are answered."""
         self.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         connections, self._idle = self._idle, []
         for conn in connections:
             await conn.close()

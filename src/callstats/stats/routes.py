@@ -163,6 +163,8 @@ def _as_api_error(exc: Exception) -> ApiError:
 
 def _include(query_string: bytes) -> frozenset[str]:
     """The extra sections asked for with ?include=a,b; a 400 for anything unknown."""
+    if not query_string:
+        return frozenset()
     asked: set[str] = set()
     for values in parse_qs(query_string.decode("latin-1")).get("include", []):
         asked.update(v.strip() for v in values.split(",") if v.strip())
