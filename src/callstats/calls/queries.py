@@ -1,7 +1,7 @@
 """SQL of the calls domain: a batch's events, contacts and calls, read and written set-wise.
 
-Statements are built once at import (with bind parameters): building SQLAlchemy
-constructs per request cost more than running them.
+Statements are built once at import (with bind parameters) and run on the driver's
+connection (db/driver.py): SQLAlchemy's per-execute work cost more than running them.
 """
 
 from __future__ import annotations
@@ -12,18 +12,24 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from callstats.calls.lifecycle import CallState, ContactState, RetryRules
+from callstats.db.driver import Statement
 from callstats.db.schema import call_events, calls, campaigns, contacts
 
 _CHUNK = 500
 
-_RULES = select(campaigns.c.id, campaigns.c.max_attempts, campaigns.c.retry_on).where(
-    campaigns.c.id.in_(bindparam("ids", expanding=True)), campaigns.c.account_id == bindparam("account_id")
+_RULES = Statement(
+    select(campaigns.c.id, campaigns.c.max_attempts, campaigns.c.retry_on).where(
+        campaigns.c.id.in_(bindparam("ids", expanding=True)),
+        campaigns.c.account_id == bindparam("account_id"),
+    )
 )
-_IDS_BY_PHONE = select(contacts.c.phone, contacts.c.id).where(
-    contacts.c.campaign_id == bindparam("campaign_id"),
-    contacts.c.phone.in_(bindparam("phones", expanding=True)),
+_IDS_BY_PHONE = Statement(
+    select(contacts.c.phone, contacts.c.id).where(
+        contacts.c.campaign_id == bindparam("campaign_id"),
+        contacts.c.phone.in_(bindparam("phones", expanding=True)),
+    )
 )
-_LOCKED_CONTACTS = (
+_LOCKED_CONTACTS = Statement(
     select(
         contacts.c.campaign_id,
         contacts.c.id,
@@ -39,11 +45,13 @@ _LOCKED_CONTACTS = (
     .order_by(contacts.c.id)
     .with_for_update()
 )
-_EVENT_HASHES = select(call_events.c.event_id, call_events.c.body_hash).where(
-    call_events.c.account_id == bindparam("account_id"),
-    call_events.c.event_id.in_(bindparam("ids", expanding=True)),
+_EVENT_HASHES = Statement(
+    select(call_events.c.event_id, call_events.c.body_hash).where(
+        call_events.c.account_id == bindparam("account_id"),
+        call_events.c.event_id.in_(bindparam("ids", expanding=True)),
+    )
 )
-_LOCKED_CALLS = (
+_LOCKED_CALLS = Statement(
     select(
         calls.c.call_id,
         calls.c.contact_id,
@@ -61,11 +69,14 @@ _LOCKED_CALLS = (
     .order_by(calls.c.call_id)
     .with_for_update()
 )
-_INSERT_EVENTS = insert(call_events)
-_SAVE_CONTACTS = update(contacts).where(contacts.c.id == bindparam("b_id"))
-_INSERT_CALLS = insert(calls)
-_SAVE_CALLS = update(calls).where(
-    calls.c.account_id == bindparam("b_account"), calls.c.call_id == bindparam("b_call")
+_INSERT_EVENTS = Statement(insert(call_events), [c.name for c in call_events.c])
+_CONTACT_FIELDS = ["state", "attempts", "live_call_id", "last_outcome", "finalized_at"]
+_SAVE_CONTACTS = Statement(update(contacts).where(contacts.c.id == bindparam("b_id")), _CONTACT_FIELDS)
+_INSERT_CALLS = Statement(insert(calls), [c.name for c in calls.c])
+_CALL_FIELDS = ["status", "answered_at", "ended_at", "outcome", "duration_seconds"]
+_SAVE_CALLS = Statement(
+    update(calls).where(calls.c.account_id == bindparam("b_account"), calls.c.call_id == bindparam("b_call")),
+    _CALL_FIELDS,
 )
 
 
@@ -78,7 +89,7 @@ def retry_rules(conn: Connection, account_id: str, campaign_ids: set[str]) -> di
     """The retry rules of those campaigns the account owns."""
     if not campaign_ids:
         return {}
-    rows = conn.execute(_RULES, {"ids": sorted(campaign_ids), "account_id": account_id})
+    rows = _RULES.rows(conn, {"ids": sorted(campaign_ids), "account_id": account_id})
     return {
         cid: RetryRules(max_attempts=max_attempts, retry_on=frozenset(o for o in retry_on.split(",") if o))
         for cid, max_attempts, retry_on in rows
@@ -93,7 +104,7 @@ def contact_ids_by_phone(conn: Connection, pairs: set[tuple[str, str]]) -> dict[
     found: dict[tuple[str, str], int] = {}
     for campaign_id, phones in phones_by_campaign.items():
         for chunk in _chunks(phones):
-            rows = conn.execute(_IDS_BY_PHONE, {"campaign_id": campaign_id, "phones": list(chunk)})
+            rows = _IDS_BY_PHONE.rows(conn, {"campaign_id": campaign_id, "phones": list(chunk)})
             found.update({(campaign_id, phone): contact_id for phone, contact_id in rows})
     return found
 
@@ -102,7 +113,7 @@ def locked_contacts(conn: Connection, account_id: str, ids: set[int]) -> dict[in
     """The account's contacts with these ids and their campaign, locked in id order (no deadlock cycles)."""
     found: dict[int, tuple[str, ContactState]] = {}
     for chunk in _chunks(sorted(ids)):
-        rows = conn.execute(_LOCKED_CONTACTS, {"ids": list(chunk), "account_id": account_id})
+        rows = _LOCKED_CONTACTS.rows(conn, {"ids": list(chunk), "account_id": account_id})
         found.update({row[1]: (row[0], ContactState(*row[1:])) for row in rows})
     return found
 
@@ -111,7 +122,7 @@ def stored_event_hashes(conn: Connection, account_id: str, event_ids: set[str]) 
     """Body hashes of the events already stored under these ids."""
     found: dict[str, str] = {}
     for chunk in _chunks(sorted(event_ids)):
-        rows = conn.execute(_EVENT_HASHES, {"ids": list(chunk), "account_id": account_id})
+        rows = _EVENT_HASHES.rows(conn, {"ids": list(chunk), "account_id": account_id})
         found.update({event_id: body_hash for event_id, body_hash in rows})
     return found
 
@@ -120,7 +131,7 @@ def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> dict[
     """The account's calls with these ids, locked."""
     found: dict[str, CallState] = {}
     for chunk in _chunks(sorted(call_ids)):
-        rows = conn.execute(_LOCKED_CALLS, {"ids": list(chunk), "account_id": account_id})
+        rows = _LOCKED_CALLS.rows(conn, {"ids": list(chunk), "account_id": account_id})
         found.update({row[0]: CallState(*row) for row in rows})
     return found
 
@@ -128,7 +139,7 @@ def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> dict[
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Store applied events (a concurrent redelivery makes this fail, and the batch is retried)."""
     if rows:
-        conn.execute(_INSERT_EVENTS, rows)
+        _INSERT_EVENTS.executemany(conn, rows)
 
 
 def save_contacts(conn: Connection, states: Iterable[ContactState]) -> None:
@@ -145,7 +156,7 @@ def save_contacts(conn: Connection, states: Iterable[ContactState]) -> None:
         for c in states
     ]
     if rows:
-        conn.execute(_SAVE_CONTACTS, rows)
+        _SAVE_CONTACTS.executemany(conn, rows)
 
 
 def _call_values(call: CallState) -> dict[str, Any]:
@@ -173,11 +184,11 @@ def insert_calls(conn: Connection, account_id: str, new_calls: Iterable[tuple[st
         for campaign_id, call in new_calls
     ]
     if rows:
-        conn.execute(_INSERT_CALLS, rows)
+        _INSERT_CALLS.executemany(conn, rows)
 
 
 def save_calls(conn: Connection, account_id: str, changed: Iterable[CallState]) -> None:
     """Write existing calls' fields."""
     rows = [{"b_account": account_id, "b_call": call.call_id, **_call_values(call)} for call in changed]
     if rows:
-        conn.execute(_SAVE_CALLS, rows)
+        _SAVE_CALLS.executemany(conn, rows)

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, RowMapping, Select, and_, bindparam, case, fu
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callstats.calls.lifecycle import OUTCOMES
+from callstats.db.driver import Statement
 from callstats.db.engine import Database
 from callstats.db.schema import (
     COUNTER_COLUMNS,
@@ -134,8 +135,8 @@ def _latest(current: Any, incoming: Any) -> Any:
 
 
 @functools.cache
-def _upserts(dialect_name: str) -> tuple[Any, Any, Any]:
-    """The three add-to-slot statements, built once per dialect."""
+def _upserts(dialect_name: str) -> tuple[Statement, Statement, Statement]:
+    """The three add-to-slot statements, built once per dialect (and run on the driver's connection)."""
     dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
     cc, h, ts = campaign_counters.c, campaign_histograms.c, campaign_timeseries.c
     counters_stmt = dialect.insert(campaign_counters)
@@ -145,14 +146,23 @@ def _upserts(dialect_name: str) -> tuple[Any, Any, Any]:
     histogram_stmt = dialect.insert(campaign_histograms)
     series_stmt = dialect.insert(campaign_timeseries)
     return (
-        counters_stmt.on_conflict_do_update(index_elements=[cc.campaign_id, cc.slot], set_=counters_set),
-        histogram_stmt.on_conflict_do_update(
-            index_elements=[h.campaign_id, h.kind, h.bucket, h.slot],
-            set_={"count": h.count + histogram_stmt.excluded["count"]},
+        Statement(
+            counters_stmt.on_conflict_do_update(index_elements=[cc.campaign_id, cc.slot], set_=counters_set),
+            [c.name for c in campaign_counters.c],
         ),
-        series_stmt.on_conflict_do_update(
-            index_elements=[ts.campaign_id, ts.minute, ts.slot],
-            set_={name: ts[name] + series_stmt.excluded[name] for name in SERIES_COLUMNS},
+        Statement(
+            histogram_stmt.on_conflict_do_update(
+                index_elements=[h.campaign_id, h.kind, h.bucket, h.slot],
+                set_={"count": h.count + histogram_stmt.excluded["count"]},
+            ),
+            [c.name for c in campaign_histograms.c],
+        ),
+        Statement(
+            series_stmt.on_conflict_do_update(
+                index_elements=[ts.campaign_id, ts.minute, ts.slot],
+                set_={name: ts[name] + series_stmt.excluded[name] for name in SERIES_COLUMNS},
+            ),
+            [c.name for c in campaign_timeseries.c],
         ),
     )
 
@@ -175,10 +185,10 @@ def write(
         if n
     ]
     if histogram_rows:
-        conn.execute(histogram_upsert, histogram_rows)
+        histogram_upsert.executemany(conn, histogram_rows)
     series_rows = _series_rows(account_id, campaign_id, slot, delta.extras.series)
     if series_rows:
-        conn.execute(series_upsert, series_rows)
+        series_upsert.executemany(conn, series_rows)
     if not delta and not force:
         return
     values: dict[str, Any] = dict.fromkeys(COUNTER_COLUMNS, 0)
@@ -191,7 +201,7 @@ def write(
         first_call_at=delta.first_call_at,
         last_final_at=delta.last_final_at,
     )
-    conn.execute(counters_upsert, values)
+    counters_upsert.execute(conn, values)
 
 
 def _series_rows(

@@ -1,0 +1,113 @@
+"""Core statements run on the driver's connection: compiled once per dialect, then executed directly.
+
+SQLAlchemy's per-execute bookkeeping (cache key, parameter processing, result
+objects) costs more than SQLite's own work on a one-row statement, and the write
+path runs a dozen statements per request. They stay Core constructs (one schema
+for both dialects); only their execution skips the framework, on the caller's
+connection and inside its transaction. Types here need no bind or result
+processing (strings and integers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Params = Mapping[str, Any]
+
+
+class Statement:
+    """A Core statement, compiled on first use for each dialect and IN-list length."""
+
+    def __init__(self, statement: Executable, column_keys: Sequence[str] | None = None) -> None:
+        self.statement = statement
+        self.column_keys = list(column_keys) if column_keys is not None else None
+        self._compiled: dict[str, SQLCompiler] = {}
+        self._sql: dict[tuple[str, tuple[int, ...]], str] = {}
+
+    def rows(self, conn: Connection, params: Params) -> list[tuple[Any, ...]]:
+        """Run it with `params` and fetch every row."""
+        sql, args = self._bound(conn.dialect, params)
+        with _cursor(conn, sql, args) as cursor:
+            cursor.execute(sql, args)
+            return list(cursor.fetchall())
+
+    def execute(self, conn: Connection, params: Params) -> None:
+        """Run it once with `params` (no rows wanted)."""
+        sql, args = self._bound(conn.dialect, params)
+        with _cursor(conn, sql, args) as cursor:
+            cursor.execute(sql, args)
+
+    def executemany(self, conn: Connection, rows: Sequence[Params]) -> None:
+        """Run it for every row (no IN lists here): one prepared statement, pipelined where the driver can."""
+        compiled = self._compile(conn.dialect)
+        sql = self._render(conn.dialect, compiled, {})
+        names = compiled.positiontup
+        args: Sequence[Any] = [tuple(row[n] for n in names) for row in rows] if names is not None else rows
+        with _cursor(conn, sql, args) as cursor:
+            cursor.executemany(sql, args)
+
+    def _compile(self, dialect: Dialect) -> SQLCompiler:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self.statement.compile(dialect=dialect, column_keys=self.column_keys)  # type: ignore[attr-defined]
+            assert isinstance(compiled, SQLCompiler)
+            self._compiled[dialect.name] = compiled
+        return compiled
+
+    def _bound(self, dialect: Dialect, params: Params) -> tuple[str, Any]:
+        """The SQL (IN lists rendered for these lengths) and the driver's arguments."""
+        compiled = self._compile(dialect)
+        lists = {name: params[name] for name, bind in compiled.binds.items() if bind.expanding}
+        sql = self._render(dialect, compiled, lists)
+        if compiled.positiontup is not None:
+            args: list[Any] = []
+            for name in compiled.positiontup:
+                if name in lists:
+                    args.extend(lists[name])
+                else:
+                    args.append(params[name])
+            return sql, tuple(args)
+        named = {name: value for name, value in params.items() if name not in lists}
+        for name, values in lists.items():
+            named.update({f"{name}_{i}": value for i, value in enumerate(values)})
+        return sql, named
+
+    def _render(self, dialect: Dialect, compiled: SQLCompiler, lists: Mapping[str, Sequence[Any]]) -> str:
+        key = (dialect.name, tuple(len(values) for values in lists.values()))
+        sql = self._sql.get(key)
+        if sql is None:
+            sql = compiled.string
+            for name, values in lists.items():
+                assert values, f"empty IN list {name}"
+                if compiled.positiontup is not None:
+                    marks = ", ".join("?" for _ in values)
+                else:
+                    marks = ", ".join(f"%({name}_{i})s" for i in range(len(values)))
+                sql = sql.replace(f"__[POSTCOMPILE_{name}]", marks)
+            self._sql[key] = sql
+        return sql
+
+
+@contextmanager
+def _cursor(conn: Connection, sql: str, args: Any) -> Iterator[Any]:
+    """A driver cursor; driver errors come out as SQLAlchemy's (retries and 503s depend on them)."""
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None
+    cursor = dbapi_connection.cursor()
+    try:
+        yield cursor
+    except conn.dialect.loaded_dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
+        error_type = conn.dialect.loaded_dbapi.Error
+        raise DBAPIError.instance(sql, args, exc, error_type, connection_invalidated=lost) from exc
+    finally:
+        cursor.close()
