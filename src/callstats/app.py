@@ -13,6 +13,8 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 
 from callstats import __version__
+from callstats.calls.endpoint import PATH as EVENTS_PATH
+from callstats.calls.endpoint import RecordEventsEndpoint
 from callstats.calls.routes import router as calls_router
 from callstats.campaigns.routes import router as campaigns_router
 from callstats.config import Settings
@@ -58,7 +60,8 @@ class CallstatsApp(Dispatcher):
     """The ASGI application, with handles on what tests and the CLI need."""
 
     def __init__(self, api: FastAPI, stats: StatsEndpoint, settings: Settings, db: Database) -> None:
-        super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes)
+        events = RecordEventsEndpoint(db, api.state.feed, settings.default_region)
+        super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, {EVENTS_PATH: events})
         self.settings = settings
         self.db = db
         self.limiter = stats.limiter

@@ -67,14 +67,23 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_json(error)
 
 
+def as_api_error(exc: Exception) -> ApiError:
+    """The error to show for any exception; a database or unexpected one is logged without details."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, DBAPIError):
+        log.warning("request failed: database error %s", type(exc).__name__)
+        return ServiceUnavailable() if is_unreachable(exc) else InternalError()
+    log.error("unexpected error: %s", where(exc))
+    return InternalError()
+
+
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
-    log.warning("request failed: database error %s", type(exc).__name__)
-    return error_json(ServiceUnavailable() if is_unreachable(exc) else InternalError())
+    return error_json(as_api_error(exc))
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    log.error("unexpected error: %s", where(exc))
-    return error_json(InternalError())
+    return error_json(as_api_error(exc))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -94,13 +103,16 @@ RawBody = Annotated[bytes, Depends(_raw_body)]
 
 
 class Dispatcher:
-    """The ASGI entry point: the stats hot path first, then the framework, with a body-size limit."""
+    """The ASGI entry point: the hot paths (stats, events) first, then the framework; a body-size limit."""
 
-    def __init__(self, api: FastAPI, stats: AsgiApp, stats_prefix: str, max_body_bytes: int) -> None:
+    def __init__(
+        self, api: FastAPI, stats: AsgiApp, stats_prefix: str, max_body_bytes: int, hot: dict[str, AsgiApp]
+    ) -> None:
         self.api = api
         self.stats = stats
         self.stats_prefix = stats_prefix
         self.max_body_bytes = max_body_bytes
+        self.hot = hot  # exact path -> endpoint served before the framework
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route one ASGI connection."""
@@ -112,7 +124,8 @@ class Dispatcher:
                 await error_json(PayloadTooLarge(self._too_large()))(scope, receive, send)
                 return
             receive = self._limited(receive)
-        await self.api(scope, receive, send)
+        endpoint = self.hot.get(scope["path"]) if scope["type"] == "http" else None
+        await (endpoint or self.api)(scope, receive, send)
 
     def _too_large(self) -> str:
         return f"Request body over the limit of {self.max_body_bytes} bytes"

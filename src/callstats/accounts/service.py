@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from callstats.accounts import keys
 from callstats.clock import now_ms
+from callstats.db.driver import Statement
 from callstats.db.engine import Database
 from callstats.db.schema import accounts, api_keys
 from callstats.errors import Forbidden, Unauthorized
@@ -107,23 +108,45 @@ def revoke_key(db: Database, key_id: str) -> bool:
     return db.write(work)
 
 
-def authenticate(db: Database, plaintext: str | None) -> ApiKey:
-    """The key behind an x-api-key header, or 401."""
+StoredKey = tuple[str, str, str, int | None]
+
+
+def key_id_of(plaintext: str | None) -> str:
+    """The key id of an x-api-key header, or 401 when it is missing or malformed (no database needed)."""
     if not plaintext:
         raise Unauthorized("Missing x-api-key header")
     key_id = keys.parse_key_id(plaintext)
     if key_id is None:
         raise Unauthorized("Invalid API key")
+    return key_id
+
+
+def authenticate(db: Database, plaintext: str | None) -> ApiKey:
+    """The key behind an x-api-key header, or 401."""
+    key_id = key_id_of(plaintext)
+    assert plaintext is not None
     with db.read() as conn:
-        row = conn.execute(
-            select(
-                api_keys.c.account_id, api_keys.c.secret_hash, api_keys.c.scope, api_keys.c.revoked_at
-            ).where(api_keys.c.id == key_id)
-        ).first()
-    return checked_key(plaintext, key_id, (row[0], row[1], row[2], row[3]) if row is not None else None)
+        return checked_key(plaintext, key_id, stored_key(conn, key_id))
 
 
-StoredKey = tuple[str, str, str, int | None]
+def writer_account(conn: Connection, plaintext: str, key_id: str) -> str:
+    """The account of a write key, checked on `conn` (inside the caller's transaction); else 401 or 403."""
+    key = checked_key(plaintext, key_id, stored_key(conn, key_id))
+    key.require_write()
+    return key.account_id
+
+
+_KEY_ROW = Statement(
+    select(api_keys.c.account_id, api_keys.c.secret_hash, api_keys.c.scope, api_keys.c.revoked_at).where(
+        api_keys.c.id == bindparam("key_id")
+    )
+)
+
+
+def stored_key(conn: Connection, key_id: str) -> StoredKey | None:
+    """The stored row (account_id, secret_hash, scope, revoked_at) of a key id, if there is one."""
+    rows = _KEY_ROW.rows(conn, {"key_id": key_id})
+    return (rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
 
 
 def checked_key(plaintext: str, key_id: str, row: StoredKey | None) -> ApiKey:

@@ -1,15 +1,16 @@
-"""HTTP route of the calls domain: recordCallEvents."""
+"""HTTP route of the calls domain: recordCallEvents, as OpenAPI describes it.
+
+The dispatcher serves this path with calls/endpoint.py before the framework sees
+it; this route declares it (and serves it the same way if reached directly).
+"""
 
 from __future__ import annotations
-
-import uuid
-from typing import Any
 
 from fastapi import APIRouter, Request
 
 from callstats.accounts.deps import WriteKey
 from callstats.calls import service
-from callstats.calls.schemas import RecordEventsEnvelope, RecordEventsResult, event_items
+from callstats.calls.schemas import RecordEventsEnvelope, event_items
 from callstats.db.deps import Db
 from callstats.web import RawBody
 
@@ -22,10 +23,5 @@ def record_call_events(key: WriteKey, db: Db, request: Request, body: RawBody) -
     region = request.app.state.settings.default_region
     items = event_items(body)
     result = service.record_events(db, key.account_id, items, region)
-    request.app.state.feed.publish_many(applied_campaigns(items, result))
+    request.app.state.feed.publish_many(service.applied_campaigns(items, result))
     return RecordEventsEnvelope(data=result)
-
-
-def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
-    """The campaigns an answered request applied events to (what the change feed must hear about)."""
-    return {str(uuid.UUID(items[r.index]["campaign_id"])) for r in result.results if r.status == "applied"}

@@ -9,6 +9,8 @@ counter deltas are written together before the commit.
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -55,11 +57,18 @@ class Resolved:
 
 def record_events(db: Database, account_id: str, items: list[Any], region: str) -> RecordEventsResult:
     """Apply a batch of raw events; each is applied, a duplicate, or rejected with a reason."""
+    return record_events_as(db, lambda _conn: account_id, items, region)
+
+
+def record_events_as(
+    db: Database, writer: Callable[[Connection], str], items: list[Any], region: str
+) -> RecordEventsResult:
+    """The same, for the account `writer` finds (or refuses) first thing in the write's transaction."""
     parsed = [parse_event(item) for item in items]
     phones = {ev.phone: _e164(ev.phone, region) for ev in parsed if isinstance(ev, CallEventIn) and ev.phone}
 
     def work(conn: Connection) -> list[EventResult]:
-        batch, resolved = _load(conn, account_id, parsed, phones)
+        batch, resolved = _load(conn, writer(conn), parsed, phones)
         results = [_one(batch, index, items[index], entry) for index, entry in enumerate(resolved)]
         _write(conn, batch, db.pick_slot())
         return results
@@ -70,6 +79,11 @@ def record_events(db: Database, account_id: str, items: list[Any], region: str) 
         for status in ("applied", "duplicate", "rejected")
     }
     return RecordEventsResult(received=len(items), results=results, **tally)
+
+
+def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
+    """The campaigns a request applied events to (what the change feed must hear about)."""
+    return {str(uuid.UUID(items[r.index]["campaign_id"])) for r in result.results if r.status == "applied"}
 
 
 def _e164(phone: str, region: str) -> str | InvalidPhone:
