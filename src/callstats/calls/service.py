@@ -24,7 +24,7 @@ from callstats.clock import now_ms
 from callstats.db.engine import Database
 from callstats.stats import counters
 from callstats.stats.counters import CounterDelta
-from callstats.stats.extras import ExtraDeltas, extra_deltas
+from callstats.stats.extras import add_extra_deltas
 
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 Status = Literal["applied", "duplicate", "rejected"]
@@ -153,15 +153,18 @@ def _one(batch: Batch, index: int, item: Any, entry: Resolved | str) -> EventRes
     if owner is None or owner[0] != event.campaign_id:
         return _result(index, event.event_id, "rejected", "NOT_FOUND", "contact not found in this campaign")
     call = batch.calls.get(event.call_id)
-    transition = lifecycle.apply(owner[1], call, event.lifecycle_event(), batch.rules[event.campaign_id])
+    happened = event.lifecycle_event()
+    transition = lifecycle.apply(owner[1], call, happened, batch.rules[event.campaign_id])
     if transition.effect == "rejected":
         return _result(index, event.event_id, "rejected", "CONFLICT", transition.reason)
-    _keep(batch, event, transition, is_new_call=call is None)
-    _count(batch, event.campaign_id, extra_deltas(owner[1], call, transition))
+    _keep(batch, event, happened.occurred_at, transition, is_new_call=call is None)
+    add_extra_deltas(_delta(batch, event.campaign_id).extras, owner[1], call, transition)
     return _result(index, event.event_id, "applied", reason=transition.reason)
 
 
-def _keep(batch: Batch, event: CallEventIn, transition: lifecycle.Transition, is_new_call: bool) -> None:
+def _keep(
+    batch: Batch, event: CallEventIn, occurred_at: int, transition: lifecycle.Transition, is_new_call: bool
+) -> None:
     """Record an accepted event's effects in the batch."""
     body_hash = event.body_hash()
     batch.stored_hashes[event.event_id] = body_hash
@@ -173,7 +176,7 @@ def _keep(batch: Batch, event: CallEventIn, transition: lifecycle.Transition, is
             "campaign_id": event.campaign_id,
             "call_id": event.call_id,
             "type": event.type,
-            "occurred_at": event.occurred_ms(),
+            "occurred_at": occurred_at,
             "received_at": now_ms(),
             "effect": transition.effect,
         }
@@ -189,12 +192,15 @@ def _keep(batch: Batch, event: CallEventIn, transition: lifecycle.Transition, is
             batch.new_calls[event.call_id] = event.campaign_id
         else:
             batch.changed_calls.add(event.call_id)
-    delta = batch.deltas.setdefault(event.campaign_id, CounterDelta())
-    delta.add(transition.deltas, transition.started_at, transition.finalized_at)
+    _delta(batch, event.campaign_id).add(transition.deltas, transition.started_at, transition.finalized_at)
 
 
-def _count(batch: Batch, campaign_id: str, extras: ExtraDeltas) -> None:
-    batch.deltas.setdefault(campaign_id, CounterDelta()).extras.merge(extras)
+def _delta(batch: Batch, campaign_id: str) -> CounterDelta:
+    """The counter deltas the batch gathers for one campaign."""
+    delta = batch.deltas.get(campaign_id)
+    if delta is None:
+        delta = batch.deltas[campaign_id] = CounterDelta()
+    return delta
 
 
 def _write(conn: Connection, batch: Batch, slot: int) -> None:
