@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
+from anyio import CapacityLimiter
 from anyio.to_thread import run_sync
 
 from callstats.accounts.service import key_id_of, writer_account
@@ -25,6 +26,8 @@ from callstats.feed import ChangeFeed
 from callstats.web import as_api_error
 
 PATH = "/recordCallEvents"
+WRITERS_SQLITE = 4
+WRITERS_POSTGRESQL = 8
 Message = MutableMapping[str, Any]
 
 
@@ -35,6 +38,8 @@ class RecordEventsEndpoint:
         self.db = db
         self.feed = feed
         self.region = region
+        # A few writers at a time: more threads only contend for the GIL and the database's locks.
+        self.writers = CapacityLimiter(WRITERS_SQLITE if db.is_sqlite else WRITERS_POSTGRESQL)
 
     async def __call__(
         self,
@@ -49,7 +54,7 @@ class RecordEventsEndpoint:
             plaintext = _header(scope, b"x-api-key")
             key_id = key_id_of(plaintext)
             body = await _body(receive)
-            result, campaigns = await run_sync(self._record, plaintext, key_id, body)
+            result, campaigns = await run_sync(self._record, plaintext, key_id, body, limiter=self.writers)
             self.feed.publish_many(campaigns)
             headers: dict[str, str] = {}
             status, payload = 200, orjson.dumps({"success": True, "data": result})

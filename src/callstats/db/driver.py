@@ -46,50 +46,41 @@ class Statement:
 
     def executemany(self, conn: Connection, rows: Sequence[Params]) -> None:
         """Run it for every row (no IN lists here): one prepared statement, pipelined where the driver can."""
-        compiled = self._compile(conn.dialect)
-        sql = self._render(conn.dialect, compiled, {})
-        names = compiled.positiontup
-        args: Sequence[Any] = [tuple(row[n] for n in names) for row in rows] if names is not None else rows
-        with _cursor(conn, sql, args) as cursor:
-            cursor.executemany(sql, args)
+        sql = self._render(conn.dialect, self._compile(conn.dialect), {})
+        with _cursor(conn, sql, rows) as cursor:
+            if len(rows) == 1:  # psycopg's executemany pays for a pipeline round trip of its own
+                cursor.execute(sql, rows[0])
+            else:
+                cursor.executemany(sql, rows)
 
     def _compile(self, dialect: Dialect) -> SQLCompiler:
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
-            compiled = self.statement.compile(dialect=dialect, column_keys=self.column_keys)  # type: ignore[attr-defined]
-            assert isinstance(compiled, SQLCompiler)
+            # Named parameters on both drivers (sqlite3 :name, psycopg %(name)s): rows go in as they are.
+            named = type(dialect)(paramstyle="named") if dialect.paramstyle == "qmark" else dialect  # type: ignore[call-arg]
+            compiled = self.statement.compile(dialect=named, column_keys=self.column_keys)  # type: ignore[attr-defined]
+            assert isinstance(compiled, SQLCompiler) and compiled.positiontup is None
             self._compiled[dialect.name] = compiled
         return compiled
 
-    def _bound(self, dialect: Dialect, params: Params) -> tuple[str, Any]:
+    def _bound(self, dialect: Dialect, params: Params) -> tuple[str, dict[str, Any]]:
         """The SQL (IN lists rendered for these lengths) and the driver's arguments."""
         compiled = self._compile(dialect)
         lists = {name: params[name] for name, bind in compiled.binds.items() if bind.expanding}
-        sql = self._render(dialect, compiled, lists)
-        if compiled.positiontup is not None:
-            args: list[Any] = []
-            for name in compiled.positiontup:
-                if name in lists:
-                    args.extend(lists[name])
-                else:
-                    args.append(params[name])
-            return sql, tuple(args)
         named = {name: value for name, value in params.items() if name not in lists}
         for name, values in lists.items():
             named.update({f"{name}_{i}": value for i, value in enumerate(values)})
-        return sql, named
+        return self._render(dialect, compiled, lists), named
 
     def _render(self, dialect: Dialect, compiled: SQLCompiler, lists: Mapping[str, Sequence[Any]]) -> str:
         key = (dialect.name, tuple(len(values) for values in lists.values()))
         sql = self._sql.get(key)
         if sql is None:
             sql = compiled.string
+            mark = ":{}" if dialect.paramstyle == "qmark" else "%({})s"
             for name, values in lists.items():
                 assert values, f"empty IN list {name}"
-                if compiled.positiontup is not None:
-                    marks = ", ".join("?" for _ in values)
-                else:
-                    marks = ", ".join(f"%({name}_{i})s" for i in range(len(values)))
+                marks = ", ".join(mark.format(f"{name}_{i}") for i in range(len(values)))
                 sql = sql.replace(f"__[POSTCOMPILE_{name}]", marks)
             self._sql[key] = sql
         return sql
