@@ -126,10 +126,13 @@ class HotReader:
         return self._seen[params]
 
     def close(self) -> None:
-        """Give the long-lived SQLite connection back."""
+        """Give the long-lived SQLite connection back and hang up PostgreSQL's idle ones (no loop needed)."""
         if self._proxy is not None:
             self._proxy.close()
             self._proxy = self._sqlite = None
+        connections, self._idle = self._idle, []
+        for conn in connections:
+            conn.pgconn.finish()
 
     async def aclose(self) -> None:
         """Close every connection, PostgreSQL's too, once the batches under way are answered."""
