@@ -21,6 +21,7 @@ from callstats.calls.lifecycle import CallState, ContactState, RetryRules
 from callstats.calls.schemas import CallEventIn, EventResult, RecordEventsResult, parse_event, raw_event_id
 from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.clock import now_ms
+from callstats.db.driver import pipelined
 from callstats.db.engine import Database
 from callstats.stats import counters
 from callstats.stats.counters import CounterDelta
@@ -204,7 +205,12 @@ def _delta(batch: Batch, campaign_id: str) -> CounterDelta:
 
 
 def _write(conn: Connection, batch: Batch, slot: int) -> None:
-    """Write the batch's rows and counter deltas."""
+    """Write the batch's rows and counter deltas (in one round trip on PostgreSQL)."""
+    with pipelined(conn):
+        _write_all(conn, batch, slot)
+
+
+def _write_all(conn: Connection, batch: Batch, slot: int) -> None:
     queries.insert_events(conn, batch.events)
     queries.save_contacts(conn, (batch.contacts[cid][1] for cid in sorted(batch.changed_contacts)))
     queries.insert_calls(

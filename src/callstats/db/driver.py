@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -95,10 +95,29 @@ def _cursor(conn: Connection, sql: str, args: Any) -> Iterator[Any]:
     try:
         yield cursor
     except conn.dialect.loaded_dbapi.Error as exc:
-        lost = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
-        if lost:
-            conn.invalidate(exc)
-        error_type = conn.dialect.loaded_dbapi.Error
-        raise DBAPIError.instance(sql, args, exc, error_type, connection_invalidated=lost) from exc
+        raise _translated(conn, exc, sql, args, cursor) from exc
     finally:
         cursor.close()
+
+
+@contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """Statements inside go out without waiting for each other's results (PostgreSQL): one round trip."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    dbapi_connection: Any = conn.connection.dbapi_connection
+    try:
+        with dbapi_connection.pipeline():
+            yield
+    except conn.dialect.loaded_dbapi.Error as exc:  # a statement's error arrives when the pipeline syncs
+        raise _translated(conn, exc, "(pipeline)", None, None) from exc
+
+
+def _translated(conn: Connection, exc: Exception, sql: str, args: Any, cursor: Any) -> StatementError:
+    """A driver error as SQLAlchemy's (retries and 503s depend on it); a lost connection is invalidated."""
+    lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)  # type: ignore[arg-type]
+    if lost:
+        conn.invalidate(exc)
+    error_type: type[Exception] = conn.dialect.loaded_dbapi.Error
+    return DBAPIError.instance(sql, args, exc, error_type, connection_invalidated=lost)
