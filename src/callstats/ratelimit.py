@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from limits import RateLimitItem, parse
 from redis.asyncio import Redis
@@ -43,8 +43,7 @@ return {allowed and 1 or 0, limit - count, reset}
 """
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """Whether a request may go on, and the figures the RateLimit headers carry."""
 
     allowed: bool
