@@ -383,15 +383,21 @@ def _swap_across_calls(chooser: Chooser, stream: list[Event], _phones: list[str]
     return swapped
 
 
+def _near(stream: list[Event], j: int) -> int:
+    """A time beside position j of the stream, so that later perturbations built on it stay in its window."""
+    return stream[max(j - 1, 0)].at_ms if stream else BASE_MS
+
+
 def _unknown_contact(chooser: Chooser, stream: list[Event], _phones: list[str], n: int) -> list[Event]:
-    stranger = Event(f"x{n}-u", phone_of(999), f"x{n}-nobody", "call.started", BASE_MS)
     j = chooser.integer(0, len(stream))
+    stranger = Event(f"x{n}-u", phone_of(999), f"x{n}-nobody", "call.started", _near(stream, j))
     return [*stream[:j], stranger, *stream[j:]]
 
 
 def _malformed(chooser: Chooser, stream: list[Event], phones: list[str], n: int) -> list[Event]:
-    bad = Event(f"x{n}-m", pick(chooser, phones), f"x{n}-bad", "call.ended", BASE_MS, "busy", valid=False)
     j = chooser.integer(0, len(stream))
+    at = _near(stream, j)
+    bad = Event(f"x{n}-m", pick(chooser, phones), f"x{n}-bad", "call.ended", at, "busy", valid=False)
     return [*stream[:j], bad, *stream[j:]]
 
 
