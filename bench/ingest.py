@@ -14,7 +14,7 @@ from bench import wrk
 from bench.dataset import DataSet
 from bench.servers import Server
 from callstats.db.engine import Database
-from callstats.stats.reconcile import differences
+from callstats.stats.reconcile import live_differences
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _stored(data: DataSet, label: str) -> tuple[int, int, bool]:
                 ),
                 {"cid": data.campaigns[label]},
             ).one()
-            found = differences(conn, data.campaigns[label])
+        found = live_differences(db, data.campaigns[label])
         return int(stored), int(last - first) if stored else 0, found == []
     finally:
         db.dispose()

@@ -178,11 +178,10 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id `keys lis
 @app.command()
 def reconcile(campaign_id: Annotated[str, typer.Argument(help="The campaign to check.")]) -> None:
     """Recompute a campaign's numbers from raw rows and report any difference from its counters."""
-    from callstats.stats.reconcile import differences
+    from callstats.stats.reconcile import live_differences
 
     db = _database(_settings())
-    with db.read() as conn:
-        found = differences(conn, campaign_id)
+    found = live_differences(db, campaign_id)
     db.dispose()
     if found is None:
         _fail(f"Campaign {campaign_id} not found.")

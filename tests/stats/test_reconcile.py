@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from callstats.app import CallstatsApp
-from callstats.stats.reconcile import differences, recompute
+from callstats.stats.reconcile import differences, live_differences, recompute, snapshot
 from callstats.stats.response import stats_response
 from tests.conftest import new_campaign
 from tests.oracle import BASE_MS, CampaignOracle, Event, comparable, phone_of
@@ -56,6 +56,24 @@ async def busy_campaign(client: httpx.AsyncClient, auth: dict[str, str]) -> tupl
     for event in events:
         oracle.deliver(event)
     return campaign_id, oracle
+
+
+async def test_snapshot_does_not_see_writes_committed_while_it_reads(
+    client: httpx.AsyncClient, auth: dict[str, str], app: CallstatsApp
+) -> None:
+    """Reconcile reads one snapshot: a write committed between its statements does not show as drift."""
+    campaign_id, _ = await busy_campaign(client, auth)
+    count = text("SELECT count(*) FROM contacts WHERE campaign_id = :c")
+    with snapshot(app.db) as conn:
+        before = conn.execute(count, {"c": campaign_id}).scalar_one()
+        more = {"contacts": [{"phone": phone_of(n)} for n in range(100, 103)]}
+        added = await client.post(f"/addContacts/{campaign_id}", json=more, headers=auth)
+        assert added.status_code == 200 and added.json()["data"]["accepted"] == 3
+        assert conn.execute(count, {"c": campaign_id}).scalar_one() == before
+        assert differences(conn, campaign_id) == []
+    with app.db.read() as conn:
+        assert conn.execute(count, {"c": campaign_id}).scalar_one() == before + 3
+    assert live_differences(app.db, campaign_id) == []
 
 
 async def test_recompute_equals_api_and_oracle(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import groupby
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from callstats.calls.lifecycle import OUTCOMES
+from callstats.db.engine import Database
 from callstats.db.schema import (
     SERIES_COLUMNS,
     calls,
@@ -221,3 +223,25 @@ def differences(conn: Connection, campaign_id: str) -> list[Difference] | None:
         for name in fresh_fields
         if stored_fields[name] != fresh_fields[name]
     ]
+
+
+@contextmanager
+def snapshot(db: Database) -> Iterator[Connection]:
+    """A connection whose reads all see one snapshot, however many statements they take.
+
+    Reconciling a live campaign reads the counters and the raw rows in several
+    statements; under PostgreSQL's default READ COMMITTED a write committing in
+    between would show up as a false difference. (SQLite's reads already hold one
+    snapshot per transaction.)
+    """
+    with db.read() as conn:
+        if not db.is_sqlite:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
+def live_differences(db: Database, campaign_id: str) -> list[Difference] | None:
+    """`differences` on one snapshot: safe while events are being written."""
+    with snapshot(db) as conn:
+        return differences(conn, campaign_id)
