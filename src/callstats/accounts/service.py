@@ -12,7 +12,7 @@ from callstats.clock import now_ms
 from callstats.db.driver import Statement
 from callstats.db.engine import Database
 from callstats.db.schema import accounts, api_keys
-from callstats.errors import Forbidden, Unauthorized
+from callstats.errors import ApiError, Forbidden, Unauthorized
 
 
 @dataclass(frozen=True)
@@ -129,13 +129,28 @@ def authenticate(db: Database, plaintext: str | None) -> ApiKey:
         return checked_key(plaintext, key_id, stored_key(conn, key_id))
 
 
-def writer_account(conn: Connection, plaintext: str, key_id: str) -> str:
-    """The account of a write key, checked on `conn` (inside the caller's transaction); else 401 or 403."""
-    key = checked_key(plaintext, key_id, stored_key(conn, key_id))
-    key.require_write()
-    return key.account_id
+def writer_accounts(conn: Connection, presented: list[tuple[str, str]]) -> list[str | ApiError]:
+    """For each (plaintext, key id) presented, its write key's account or why not (401 or 403): one query."""
+    rows = {
+        row[0]: (row[1], row[2], row[3], row[4])
+        for row in _KEY_ROWS.rows(conn, {"ids": sorted({k for _, k in presented})})
+    }
+    found: list[str | ApiError] = []
+    for plaintext, key_id in presented:
+        try:
+            key = checked_key(plaintext, key_id, rows.get(key_id))
+            key.require_write()
+            found.append(key.account_id)
+        except ApiError as exc:
+            found.append(exc)
+    return found
 
 
+_KEY_ROWS = Statement(
+    select(
+        api_keys.c.id, api_keys.c.account_id, api_keys.c.secret_hash, api_keys.c.scope, api_keys.c.revoked_at
+    ).where(api_keys.c.id.in_(bindparam("ids", expanding=True)))
+)
 _KEY_ROW = Statement(
     select(api_keys.c.account_id, api_keys.c.secret_hash, api_keys.c.scope, api_keys.c.revoked_at).where(
         api_keys.c.id == bindparam("key_id")

@@ -3,7 +3,9 @@
 A request's events share one transaction: the contacts and calls they touch are
 read and locked set-wise, each event is applied in order in memory through
 `lifecycle.apply` (a rejected event changes nothing), and the resulting rows and
-counter deltas are written together before the commit.
+counter deltas are written together before the commit. Several requests can share
+one transaction (calls/group.py): their events are loaded together and applied
+request by request, exactly as if they had run one after another.
 """
 
 from __future__ import annotations
@@ -65,21 +67,68 @@ def record_events_as(
     db: Database, writer: Callable[[Connection], str], items: list[Any], region: str
 ) -> RecordEventsResult:
     """The same, for the account `writer` finds (or refuses) first thing in the write's transaction."""
-    parsed = [parse_event(item) for item in items]
-    phones = {ev.phone: _e164(ev.phone, region) for ev in parsed if isinstance(ev, CallEventIn) and ev.phone}
+    outcome = record_requests(db, lambda conn: [writer(conn)], [items], region)[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
-    def work(conn: Connection) -> list[EventResult]:
-        batch, resolved = _load(conn, writer(conn), parsed, phones)
-        results = [_one(batch, index, items[index], entry) for index, entry in enumerate(resolved)]
-        _write(conn, batch, db.pick_slot())
-        return results
 
-    results = db.write(work)
+def record_requests(
+    db: Database,
+    writers: Callable[[Connection], list[str | Exception]],
+    requests: list[list[Any]],
+    region: str,
+) -> list[RecordEventsResult | Exception]:
+    """Several requests' events in one transaction, each answered as if it had run alone, in this order.
+
+    `writers` finds each request's account (or why it may not write) first thing in the transaction;
+    a request's events only read and change that account's rows. An exception raised (rather than
+    returned) fails the whole transaction: nothing of any request is stored.
+    """
+    parsed = [[parse_event(item) for item in items] for items in requests]
+    phones = {
+        ev.phone: _e164(ev.phone, region)
+        for events in parsed
+        for ev in events
+        if isinstance(ev, CallEventIn) and ev.phone
+    }
+
+    def work(conn: Connection) -> list[list[EventResult] | Exception]:
+        accounts = writers(conn)
+        outcomes: list[list[EventResult] | Exception] = [
+            a if isinstance(a, Exception) else [] for a in accounts
+        ]
+        batches: dict[str, Batch] = {}
+        resolved: list[list[Resolved | str]] = [[] for _ in requests]
+        for account_id in sorted({a for a in accounts if isinstance(a, str)}):  # one lock order
+            mine = [n for n, a in enumerate(accounts) if a == account_id]
+            batch, entries = _load(conn, account_id, [ev for n in mine for ev in parsed[n]], phones)
+            batches[account_id] = batch
+            start = 0
+            for n in mine:
+                resolved[n], start = entries[start : start + len(parsed[n])], start + len(parsed[n])
+        for n, account in enumerate(accounts):  # in arrival order, as if one after another
+            if isinstance(account, str):
+                batch, items = batches[account], requests[n]
+                outcomes[n] = [_one(batch, index, items[index], e) for index, e in enumerate(resolved[n])]
+        slot = db.pick_slot()
+        with pipelined(conn):
+            for batch in batches.values():
+                _write_all(conn, batch, slot)
+        return outcomes
+
+    return [
+        outcome if isinstance(outcome, Exception) else _tallied(len(items), outcome)
+        for items, outcome in zip(requests, db.write(work), strict=True)
+    ]
+
+
+def _tallied(received: int, results: list[EventResult]) -> RecordEventsResult:
     tally = {
         status: sum(1 for r in results if r.status == status)
         for status in ("applied", "duplicate", "rejected")
     }
-    return RecordEventsResult(received=len(items), results=results, **tally)
+    return RecordEventsResult(received=received, results=results, **tally)
 
 
 def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
@@ -204,13 +253,8 @@ def _delta(batch: Batch, campaign_id: str) -> CounterDelta:
     return delta
 
 
-def _write(conn: Connection, batch: Batch, slot: int) -> None:
-    """Write the batch's rows and counter deltas (in one round trip on PostgreSQL)."""
-    with pipelined(conn):
-        _write_all(conn, batch, slot)
-
-
 def _write_all(conn: Connection, batch: Batch, slot: int) -> None:
+    """Write the batch's rows and counter deltas (inside `pipelined`: one round trip on PostgreSQL)."""
     queries.insert_events(conn, batch.events)
     queries.save_contacts(conn, (batch.contacts[cid][1] for cid in sorted(batch.changed_contacts)))
     queries.insert_calls(
