@@ -2,8 +2,9 @@
 
 A carrier webhook sends one event per request, so the framework's per-request
 machinery (dependencies run in worker threads, response models) cost more than
-the write itself. This endpoint reads the body, then checks the key and writes
-the events in one worker-thread hop, on one connection and in one transaction.
+the write itself. This endpoint reads and parses the body, then hands it to group
+commit (calls/group.py): the key check and the write happen in a worker thread, in
+one transaction shared with the other requests waiting at that moment.
 Statuses, error envelopes and fields are the route's (calls/routes.py, which
 declares it for OpenAPI).
 """
@@ -14,20 +15,18 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
-from anyio import CapacityLimiter
-from anyio.to_thread import run_sync
 
-from callstats.accounts.service import key_id_of, writer_account
-from callstats.calls import service
-from callstats.calls.schemas import RecordEventsResult, event_items
+from callstats.accounts.service import key_id_of
+from callstats.calls.group import GroupCommit
+from callstats.calls.schemas import event_items
 from callstats.db.engine import Database
 from callstats.errors import ApiError, MethodNotAllowed, PayloadTooLarge, rendered
 from callstats.feed import ChangeFeed
 from callstats.web import as_api_error
 
 PATH = "/recordCallEvents"
-WRITERS_SQLITE = 4
-WRITERS_POSTGRESQL = 8
+WRITERS_SQLITE = 2
+WRITERS_POSTGRESQL = 3
 Message = MutableMapping[str, Any]
 
 
@@ -38,8 +37,8 @@ class RecordEventsEndpoint:
         self.db = db
         self.feed = feed
         self.region = region
-        # A few writers at a time: more threads only contend for the GIL and the database's locks.
-        self.writers = CapacityLimiter(WRITERS_SQLITE if db.is_sqlite else WRITERS_POSTGRESQL)
+        # A few groups at a time: more threads only contend for the GIL and the database's locks.
+        self.groups = GroupCommit(db, region, WRITERS_SQLITE if db.is_sqlite else WRITERS_POSTGRESQL)
 
     async def __call__(
         self,
@@ -53,8 +52,10 @@ class RecordEventsEndpoint:
                 raise MethodNotAllowed()
             plaintext = _header(scope, b"x-api-key")
             key_id = key_id_of(plaintext)
-            body = await _body(receive)
-            result, campaigns = await run_sync(self._record, plaintext, key_id, body, limiter=self.writers)
+            outcome = await self.groups.record(plaintext, key_id, _items(await _body(receive)))
+            if isinstance(outcome, Exception):
+                raise outcome
+            result, campaigns = outcome
             self.feed.publish_many(campaigns)
             headers: dict[str, str] = {}
             status, payload = 200, orjson.dumps({"success": True, "data": result})
@@ -71,25 +72,15 @@ class RecordEventsEndpoint:
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": payload})
 
-    def _record(
-        self, plaintext: str, key_id: str, body: bytes | ApiError
-    ) -> tuple[RecordEventsResult, set[str]]:
-        """Check the key and write, in one transaction; a bad body is told only to a valid write key.
 
-        Returns the result and the campaigns it applied events to (what the change feed must hear about).
-        """
-        try:
-            if isinstance(body, ApiError):
-                raise body
-            items = event_items(body)
-        except ApiError:
-            with self.db.read() as conn:
-                writer_account(conn, plaintext, key_id)
-            raise
-        result = service.record_events_as(
-            self.db, lambda conn: writer_account(conn, plaintext, key_id), items, self.region
-        )
-        return result, service.applied_campaigns(items, result)
+def _items(body: bytes | ApiError) -> list[Any] | ApiError:
+    """The body's events, or why it is unusable (told only to a valid write key, after the key check)."""
+    if isinstance(body, ApiError):
+        return body
+    try:
+        return event_items(body)
+    except ApiError as exc:
+        return exc
 
 
 def _header(scope: Message, name: bytes) -> str:

@@ -1,0 +1,122 @@
+"""Group commit: requests waiting to write are taken together and written in one transaction.
+
+A carrier sends one event per request, so a transaction's fixed costs (its round
+trips, the commit, a worker-thread hop) dwarf the event's own work. While a group
+is being written, the requests that arrive queue here; the next free writer takes
+them all (up to MAX_EVENTS) and `service.record_requests` applies them in arrival
+order, request by request, exactly as if they had run one after another. Each
+request is checked with its own key and only touches its own account's rows. A
+request is answered only after its group's commit. When a shared transaction fails,
+each of its requests runs again alone, so one request's problem never fails or
+half-stores another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from anyio.to_thread import run_sync
+from sqlalchemy import Connection
+
+from callstats.accounts.service import writer_accounts
+from callstats.calls import service
+from callstats.calls.schemas import RecordEventsResult
+from callstats.db.engine import Database
+from callstats.errors import ApiError
+
+MAX_EVENTS = 4_000  # per group; one request may hold up to 1,000 (schemas.MAX_EVENTS_PER_REQUEST)
+Outcome = tuple[RecordEventsResult, set[str]] | Exception  # the result and the campaigns it applied to
+
+
+@dataclass
+class Request:
+    """One request waiting to write: its key, its events (or why its body is unusable), its outcome."""
+
+    plaintext: str
+    key_id: str
+    items: list[Any] | ApiError  # a bad body is told only to a valid write key
+    done: asyncio.Future[Outcome]
+
+    def size(self) -> int:
+        """How much of a group's event budget the request takes."""
+        return len(self.items) if isinstance(self.items, list) else 1
+
+
+class GroupCommit:
+    """Takes waiting requests together: at most `writers` groups are being written at a time."""
+
+    def __init__(self, db: Database, region: str, writers: int) -> None:
+        self.db = db
+        self.region = region
+        self.writers = writers
+        self.busy = 0
+        self.waiting: deque[Request] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def record(self, plaintext: str, key_id: str, items: list[Any] | ApiError) -> Outcome:
+        """Write one request's events with whichever others are waiting; its own outcome."""
+        request = Request(plaintext, key_id, items, asyncio.get_running_loop().create_future())
+        self.waiting.append(request)
+        if self.busy < self.writers:
+            self.busy += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(request.done)  # a client that leaves does not cancel others' write
+
+    async def _drain(self) -> None:
+        """Write groups while requests wait."""
+        try:
+            while self.waiting:
+                group = [self.waiting.popleft()]
+                budget = MAX_EVENTS - group[0].size()
+                while self.waiting and self.waiting[0].size() <= budget:
+                    budget -= self.waiting[0].size()
+                    group.append(self.waiting.popleft())
+                outcomes: list[Outcome] = [RuntimeError("write abandoned")] * len(group)
+                try:
+                    outcomes = await run_sync(self.write, group)
+                finally:  # only a cancelled run leaves the placeholders: never leave a request hanging
+                    for request, outcome in zip(group, outcomes, strict=True):
+                        if not request.done.done():
+                            request.done.set_result(outcome)
+        finally:
+            self.busy -= 1
+
+    def write(self, group: list[Request]) -> list[Outcome]:
+        """Write a group in one transaction; if that fails, each request alone (in a worker thread)."""
+        try:
+            results = service.record_requests(
+                self.db, _checked(group), [_events(r) for r in group], self.region
+            )
+        except Exception as exc:
+            if len(group) == 1:
+                return [exc]
+            return [self.write([request])[0] for request in group]
+        return [
+            result
+            if isinstance(result, Exception)
+            else (result, service.applied_campaigns(_events(r), result))
+            for r, result in zip(group, results, strict=True)
+        ]
+
+
+def _events(request: Request) -> list[Any]:
+    return request.items if isinstance(request.items, list) else []
+
+
+def _checked(group: list[Request]) -> Callable[[Connection], list[str | Exception]]:
+    """Each request's account, checked in the transaction: a bad body is told only to a valid write key."""
+
+    def check(conn: Connection) -> list[str | Exception]:
+        accounts = writer_accounts(conn, [(r.plaintext, r.key_id) for r in group])
+        return [
+            r.items if isinstance(account, str) and isinstance(r.items, ApiError) else account
+            for r, account in zip(group, accounts, strict=True)
+        ]
+
+    return check

@@ -1,0 +1,135 @@
+"""Group commit: requests written together answer as if each had run alone, and fail alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from callstats.app import CallstatsApp
+from callstats.calls import lifecycle, service
+from callstats.calls.endpoint import PATH
+from callstats.calls.group import GroupCommit
+from callstats.db.engine import Database
+from tests.agreement import assert_stats
+from tests.calls.test_concurrency import SeededChoices, http_client, setup_campaign
+from tests.oracle import BASE_MS, RETRYABLE, Event, Rules, simulate_contact
+from tests.test_errors import assert_error
+
+
+class HeldWriter:
+    """One writer whose next group is held until every request sent meanwhile waits behind it."""
+
+    def __init__(self, app: CallstatsApp, monkeypatch: pytest.MonkeyPatch) -> None:
+        groups = app.hot[PATH].groups  # type: ignore[attr-defined]
+        assert isinstance(groups, GroupCommit)
+        self.groups = groups
+        monkeypatch.setattr(groups, "writers", 1)
+        self.release = threading.Event()
+        self.held = 0
+        self.sizes: list[int] = []
+        original = service.record_requests
+
+        def record_requests(db: Database, writers: Any, requests: list[list[Any]], region: str) -> Any:
+            self.sizes.append(len(requests))
+            if not self.release.is_set():
+                self.held = len(requests)
+                self.release.wait(30)
+            return original(db, writers, requests, region)
+
+        monkeypatch.setattr(service, "record_requests", record_requests)
+
+    async def send(
+        self, app: CallstatsApp, requests: list[tuple[dict[str, str], dict[str, Any]]]
+    ) -> list[Any]:
+        """Send the requests at once; the first group is held until all the others wait: one group."""
+        self.release.clear()
+        self.held = 0
+
+        async def post(headers: dict[str, str], body: dict[str, Any]) -> httpx.Response:
+            async with http_client(app) as http:
+                return await http.post(PATH, json=body, headers=headers)
+
+        tasks = [asyncio.create_task(post(headers, body)) for headers, body in requests]
+        for _ in range(3000):
+            if self.held + len(self.groups.waiting) == len(requests):
+                break
+            await asyncio.sleep(0.01)
+        self.release.set()
+        return await asyncio.gather(*tasks)
+
+
+async def test_grouped_single_event_requests_match_the_oracle(
+    client: httpx.AsyncClient, auth: dict[str, str], app: CallstatsApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One event per request, many requests per group: stats == reconcile == oracle."""
+    choices = SeededChoices(7)
+    rules = Rules(3, frozenset(RETRYABLE))
+    campaign_id, phones, oracle = await setup_campaign(client, auth, rules, 12)
+    streams = [
+        simulate_contact(choices, f"k{i}", phone, rules, BASE_MS + choices.integer(0, 10**6))
+        for i, phone in enumerate(phones)
+    ]
+    prefix = f"{uuid.uuid4().hex[:12]}:"
+    writer = HeldWriter(app, monkeypatch)
+    for step in range(max(len(s) for s in streams)):
+        round_ = [s[step] for s in streams if step < len(s)]
+        requests = [(auth, {"events": [e.body(campaign_id, prefix)]}) for e in round_]
+        requests += requests[:2]  # redeliveries in the same group are duplicates
+        responses = await writer.send(app, requests)
+        results = [r.json()["data"]["results"][0] for r in responses]
+        expected = [oracle.deliver(e) for e in round_] + [("duplicate", None)] * len(requests[len(round_) :])
+        assert [(r["status"], r["error"]) for r in results] == expected
+    assert max(writer.sizes) > 1
+    data = await assert_stats(client, auth, app, campaign_id, oracle)
+    assert data["calls_pending"] < len(phones)
+
+
+async def test_a_failing_request_does_not_affect_its_group(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    app: CallstatsApp,
+    monkeypatch: pytest.MonkeyPatch,
+    make_key: Callable[..., str],
+) -> None:
+    """An unexpected error fails its own request only; key errors and other accounts stay their own."""
+    rules = Rules(3, frozenset(RETRYABLE))
+    campaign_id, phones, oracle = await setup_campaign(client, auth, rules, 6)
+    prefix = f"{uuid.uuid4().hex[:12]}:"
+    events = [Event(f"s{n}", phone, f"c{n}", "call.started", BASE_MS + n) for n, phone in enumerate(phones)]
+    original = lifecycle.apply
+
+    def apply(*args: Any) -> Any:
+        if args[2].call_id == f"{prefix}boom":
+            raise RuntimeError("boom")
+        return original(*args)
+
+    monkeypatch.setattr(lifecycle, "apply", apply)
+    boom = {**events[0].body(campaign_id, prefix), "event_id": f"{prefix}boom", "call_id": f"{prefix}boom"}
+    writer = HeldWriter(app, monkeypatch)
+    stranger = {"x-api-key": make_key("other")}
+    requests = [(auth, {"events": [e.body(campaign_id, prefix)]}) for e in events[:3]]
+    requests += [
+        (auth, {"events": [boom]}),
+        ({"x-api-key": make_key("acme", "read")}, {"events": [events[3].body(campaign_id, prefix)]}),
+        (stranger, {"events": [events[4].body(campaign_id, prefix)]}),  # another account's campaign
+        (auth, {"events": []}),
+        (auth, {"events": [events[5].body(campaign_id, prefix)]}),
+    ]
+    responses = await writer.send(app, requests)
+    assert [r.status_code for r in responses] == [200, 200, 200, 500, 403, 200, 400, 200]
+    assert_error(responses[3], 500, "INTERNAL_SERVER_ERROR")
+    assert_error(responses[4], 403, "FORBIDDEN")
+    assert_error(responses[6], 400, "VALIDATION_ERROR")
+    assert responses[5].json()["data"]["results"][0]["error"] == "NOT_FOUND"
+    for n in (0, 1, 2, 7):
+        assert responses[n].json()["data"]["applied"] == 1
+    assert max(writer.sizes) > 1
+    for event in events[:3] + events[5:]:
+        assert oracle.deliver(event) == ("applied", None)
+    await assert_stats(client, auth, app, campaign_id, oracle)
