@@ -26,7 +26,7 @@ from callstats.web import as_api_error
 
 PATH = "/recordCallEvents"
 WRITERS_SQLITE = 2
-WRITERS_POSTGRESQL = 3
+WRITERS_POSTGRESQL = 2
 Message = MutableMapping[str, Any]
 
 

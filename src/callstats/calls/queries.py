@@ -6,7 +6,7 @@ connection (db/driver.py): SQLAlchemy's per-execute work cost more than running 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -85,14 +85,16 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield values[start : start + _CHUNK]
 
 
-def retry_rules(conn: Connection, account_id: str, campaign_ids: set[str]) -> dict[str, RetryRules]:
-    """The retry rules of those campaigns the account owns."""
+def retry_rules(
+    conn: Connection, account_id: str, campaign_ids: set[str]
+) -> Callable[[], dict[str, RetryRules]]:
+    """The retry rules of those campaigns the account owns (sent now, fetched by calling the result)."""
     if not campaign_ids:
-        return {}
-    rows = _RULES.rows(conn, {"ids": sorted(campaign_ids), "account_id": account_id})
-    return {
+        return dict
+    sent = _RULES.send(conn, {"ids": sorted(campaign_ids), "account_id": account_id})
+    return lambda: {
         cid: RetryRules(max_attempts=max_attempts, retry_on=frozenset(o for o in retry_on.split(",") if o))
-        for cid, max_attempts, retry_on in rows
+        for cid, max_attempts, retry_on in sent()
     }
 
 
@@ -109,31 +111,42 @@ def contact_ids_by_phone(conn: Connection, pairs: set[tuple[str, str]]) -> dict[
     return found
 
 
-def locked_contacts(conn: Connection, account_id: str, ids: set[int]) -> dict[int, tuple[str, ContactState]]:
-    """The account's contacts with these ids and their campaign, locked in id order (no deadlock cycles)."""
-    found: dict[int, tuple[str, ContactState]] = {}
-    for chunk in _chunks(sorted(ids)):
-        rows = _LOCKED_CONTACTS.rows(conn, {"ids": list(chunk), "account_id": account_id})
-        found.update({row[1]: (row[0], ContactState(*row[1:])) for row in rows})
-    return found
+def locked_contacts(
+    conn: Connection, account_id: str, ids: set[int]
+) -> Callable[[], dict[int, tuple[str, ContactState]]]:
+    """The account's contacts with these ids and their campaign, locked in id order (no deadlock cycles).
+
+    Sent now, fetched by calling the result (see driver.Statement.send); so are the two below.
+    """
+    sent = [
+        _LOCKED_CONTACTS.send(conn, {"ids": list(chunk), "account_id": account_id})
+        for chunk in _chunks(sorted(ids))
+    ]
+
+    def fetch() -> dict[int, tuple[str, ContactState]]:
+        return {row[1]: (row[0], ContactState(*row[1:])) for rows in sent for row in rows()}
+
+    return fetch
 
 
-def stored_event_hashes(conn: Connection, account_id: str, event_ids: set[str]) -> dict[str, str]:
+def stored_event_hashes(
+    conn: Connection, account_id: str, event_ids: set[str]
+) -> Callable[[], dict[str, str]]:
     """Body hashes of the events already stored under these ids."""
-    found: dict[str, str] = {}
-    for chunk in _chunks(sorted(event_ids)):
-        rows = _EVENT_HASHES.rows(conn, {"ids": list(chunk), "account_id": account_id})
-        found.update({event_id: body_hash for event_id, body_hash in rows})
-    return found
+    sent = [
+        _EVENT_HASHES.send(conn, {"ids": list(chunk), "account_id": account_id})
+        for chunk in _chunks(sorted(event_ids))
+    ]
+    return lambda: {event_id: body_hash for rows in sent for event_id, body_hash in rows()}
 
 
-def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> dict[str, CallState]:
+def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> Callable[[], dict[str, CallState]]:
     """The account's calls with these ids, locked."""
-    found: dict[str, CallState] = {}
-    for chunk in _chunks(sorted(call_ids)):
-        rows = _LOCKED_CALLS.rows(conn, {"ids": list(chunk), "account_id": account_id})
-        found.update({row[0]: CallState(*row) for row in rows})
-    return found
+    sent = [
+        _LOCKED_CALLS.send(conn, {"ids": list(chunk), "account_id": account_id})
+        for chunk in _chunks(sorted(call_ids))
+    ]
+    return lambda: {row[0]: CallState(*row) for rows in sent for row in rows()}
 
 
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:

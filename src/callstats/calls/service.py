@@ -156,13 +156,14 @@ def _load(
     )
     resolved = [ev if isinstance(ev, str) else _resolve(ev, phones, by_phone) for ev in parsed]
     wanted = {r.contact_id for r in resolved if isinstance(r, Resolved) and r.contact_id is not None}
-    batch = Batch(
-        account_id=account_id,
-        rules=queries.retry_rules(conn, account_id, {ev.campaign_id for ev in valid}),
-        contacts=queries.locked_contacts(conn, account_id, wanted),
-        stored_hashes=queries.stored_event_hashes(conn, account_id, {ev.event_id for ev in valid}),
-        calls=queries.locked_calls(conn, account_id, {ev.call_id for ev in valid}),
-    )
+    with pipelined(conn):  # one round trip on PostgreSQL
+        rules = queries.retry_rules(conn, account_id, {ev.campaign_id for ev in valid})
+        contacts = queries.locked_contacts(conn, account_id, wanted)
+        hashes = queries.stored_event_hashes(conn, account_id, {ev.event_id for ev in valid})
+        calls = queries.locked_calls(conn, account_id, {ev.call_id for ev in valid})
+        batch = Batch(
+            account_id=account_id, rules=rules(), contacts=contacts(), calls=calls(), stored_hashes=hashes()
+        )
     return batch, resolved
 
 

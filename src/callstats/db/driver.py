@@ -10,7 +10,7 @@ processing (strings and integers).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,6 +37,27 @@ class Statement:
         with _cursor(conn, sql, args) as cursor:
             cursor.execute(sql, args)
             return list(cursor.fetchall())
+
+    def send(self, conn: Connection, params: Params) -> Callable[[], list[tuple[Any, ...]]]:
+        """Run it now, fetch its rows later: inside `pipelined`, queries sent together share one round trip.
+
+        Fetch inside the same `pipelined` block (its errors are translated there).
+        """
+        if conn.dialect.name != "postgresql":
+            rows = self.rows(conn, params)
+            return lambda: rows
+        sql, args = self._bound(conn.dialect, params)
+        dbapi_connection: Any = conn.connection.dbapi_connection
+        cursor = dbapi_connection.cursor()
+        cursor.execute(sql, args)
+
+        def fetch() -> list[tuple[Any, ...]]:
+            try:
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+
+        return fetch
 
     def execute(self, conn: Connection, params: Params) -> None:
         """Run it once with `params` (no rows wanted)."""
