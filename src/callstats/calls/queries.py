@@ -98,17 +98,24 @@ def retry_rules(
     }
 
 
-def contact_ids_by_phone(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Contact ids for (campaign_id, E.164 phone) pairs that exist."""
+def contact_ids_by_phone(
+    conn: Connection, pairs: set[tuple[str, str]]
+) -> Callable[[], dict[tuple[str, str], int]]:
+    """Contact ids for (campaign_id, E.164 phone) pairs that exist (sent now, fetched by calling the result).
+
+    Not filtered by account: the contacts found are then locked (or not) with the account's filter.
+    """
     phones_by_campaign: dict[str, list[str]] = {}
     for campaign_id, phone in sorted(pairs):
         phones_by_campaign.setdefault(campaign_id, []).append(phone)
-    found: dict[tuple[str, str], int] = {}
-    for campaign_id, phones in phones_by_campaign.items():
-        for chunk in _chunks(phones):
-            rows = _IDS_BY_PHONE.rows(conn, {"campaign_id": campaign_id, "phones": list(chunk)})
-            found.update({(campaign_id, phone): contact_id for phone, contact_id in rows})
-    return found
+    sent = [
+        (campaign_id, _IDS_BY_PHONE.send(conn, {"campaign_id": campaign_id, "phones": list(chunk)}))
+        for campaign_id, phones in phones_by_campaign.items()
+        for chunk in _chunks(phones)
+    ]
+    return lambda: {
+        (campaign_id, phone): contact_id for campaign_id, rows in sent for phone, contact_id in rows()
+    }
 
 
 def locked_contacts(

@@ -92,9 +92,18 @@ def record_requests(
         for ev in events
         if isinstance(ev, CallEventIn) and ev.phone
     }
+    pairs = {
+        (ev.campaign_id, phone)
+        for events in parsed
+        for ev in events
+        if isinstance(ev, CallEventIn) and ev.phone and isinstance(phone := phones[ev.phone], str)
+    }
 
     def work(conn: Connection) -> list[list[EventResult] | Exception]:
-        accounts = writers(conn)
+        with pipelined(conn):  # the phones' contacts (any account's) and the keys: one round trip
+            sent = queries.contact_ids_by_phone(conn, pairs)
+            accounts = writers(conn)
+            by_phone = sent()
         outcomes: list[list[EventResult] | Exception] = [
             a if isinstance(a, Exception) else [] for a in accounts
         ]
@@ -102,7 +111,7 @@ def record_requests(
         resolved: list[list[Resolved | str]] = [[] for _ in requests]
         for account_id in sorted({a for a in accounts if isinstance(a, str)}):  # one lock order
             mine = [n for n, a in enumerate(accounts) if a == account_id]
-            batch, entries = _load(conn, account_id, [ev for n in mine for ev in parsed[n]], phones)
+            batch, entries = _load(conn, account_id, [ev for n in mine for ev in parsed[n]], phones, by_phone)
             batches[account_id] = batch
             start = 0
             for n in mine:
@@ -147,13 +156,14 @@ def _e164(phone: str, region: str) -> str | InvalidPhone:
 
 
 def _load(
-    conn: Connection, account_id: str, parsed: list[CallEventIn | str], phones: dict[str, str | InvalidPhone]
+    conn: Connection,
+    account_id: str,
+    parsed: list[CallEventIn | str],
+    phones: dict[str, str | InvalidPhone],
+    by_phone: dict[tuple[str, str], int],
 ) -> tuple[Batch, list[Resolved | str]]:
-    """Read (and lock) everything the batch's events touch, in an order that cannot deadlock."""
+    """Read (and lock) everything the account's events touch, in an order that cannot deadlock."""
     valid = [ev for ev in parsed if isinstance(ev, CallEventIn)]
-    by_phone = queries.contact_ids_by_phone(
-        conn, {(ev.campaign_id, p) for ev in valid if ev.phone and isinstance(p := phones[ev.phone], str)}
-    )
     resolved = [ev if isinstance(ev, str) else _resolve(ev, phones, by_phone) for ev in parsed]
     wanted = {r.contact_id for r in resolved if isinstance(r, Resolved) and r.contact_id is not None}
     with pipelined(conn):  # one round trip on PostgreSQL
