@@ -2,44 +2,55 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections import deque
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from limits import RateLimitItem, parse
 from redis.asyncio import Redis
-
-from callstats.pipelined_redis import PipelinedScript
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 log = logging.getLogger("callstats.ratelimit")
 POLICY_NAME = "stats"
 KEY_PREFIX = "callstats:stats-window:"
+REDIS_BATCHES = 4  # script calls in flight at once; the hits arriving meanwhile wait for the next one
 
-# One round trip per hit: expire, count, maybe accept, and return what the headers need.
-# KEYS[1]: the campaign's accepted hits, newest first, in ms of Redis' clock (one clock for every
-# process and host). ARGV: limit, window in ms. Returns {allowed 0/1, remaining, ms until more quota}.
-MOVING_WINDOW_HIT = """
+# One round trip per batch of hits: for each key in order, expire, count, maybe accept, and return
+# what the headers need. KEYS: each hit's campaign list of accepted hits, newest first, in ms of
+# Redis' clock (one clock for every process and host; a key may repeat). ARGV: limit, window in ms.
+# Returns {allowed 0/1, remaining, ms until more quota} for each key, flattened.
+MOVING_WINDOW_HITS = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local oldest = redis.call('LINDEX', KEYS[1], -1)
-while oldest and tonumber(oldest) <= now - window do
-  redis.call('RPOP', KEYS[1])
-  oldest = redis.call('LINDEX', KEYS[1], -1)
+local replies = {}
+for _, key in ipairs(KEYS) do
+  local oldest = redis.call('LINDEX', key, -1)
+  while oldest and tonumber(oldest) <= now - window do
+    redis.call('RPOP', key)
+    oldest = redis.call('LINDEX', key, -1)
+  end
+  local count = redis.call('LLEN', key)
+  local allowed = count < limit
+  if allowed then
+    redis.call('LPUSH', key, now)
+    redis.call('PEXPIRE', key, window)
+    count = count + 1
+    oldest = oldest or now
+  end
+  local reset = 0
+  if oldest then reset = tonumber(oldest) + window - now end
+  replies[#replies + 1] = allowed and 1 or 0
+  replies[#replies + 1] = limit - count
+  replies[#replies + 1] = reset
 end
-local count = redis.call('LLEN', KEYS[1])
-local allowed = count < limit
-if allowed then
-  redis.call('LPUSH', KEYS[1], now)
-  redis.call('PEXPIRE', KEYS[1], window)
-  count = count + 1
-  oldest = oldest or now
-end
-local reset = 0
-if oldest then reset = tonumber(oldest) + window - now end
-return {allowed and 1 or 0, limit - count, reset}
+return replies
 """
 
 
@@ -92,30 +103,73 @@ class LocalWindows:
 
 
 class RedisWindows:
-    """The same windows in Redis, shared by every process: one script call per hit, pipelined."""
+    """The same windows in Redis, shared by every process.
+
+    The hits that arrive in one event-loop turn go to Redis as one call of one script, which counts
+    them in arrival order: one round trip and one pooled connection for all of them. Every hit is
+    sent in a batch that starts after it arrived, so batching changes no count. A hung Redis fails
+    the batch after the socket timeout (0.25 s unless the URL sets one), with the hits still waiting
+    for a free batch; the next hit reconnects. Connections, AUTH, TLS, the database, the protocol and
+    reloading a flushed script are redis-py's.
+    """
 
     def __init__(self, redis_url: str, amount: int, seconds: float) -> None:
-        self.redis_url = redis_url
-        self.script = PipelinedScript(redis_url, MOVING_WINDOW_HIT)
+        timeouts: dict[str, Any] = (
+            {} if "timeout=" in redis_url else {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+        )
+        # No retry: a retried timeout would hold stats reads for several timeouts instead of one.
+        self.client = Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0), **timeouts)
+        self.script = self.client.register_script(MOVING_WINDOW_HITS)
         self.args = (amount, round(seconds * 1000))
+        self._waiting: list[tuple[str, asyncio.Future[Any]]] = []
+        self._batches = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def hit(self, key: str) -> tuple[bool, int, float]:
         """Like LocalWindows.hit, counted in Redis."""
-        allowed, remaining, reset_ms = await self.script((KEY_PREFIX + key,), self.args)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((KEY_PREFIX + key, future))
+        if len(self._waiting) == 1:
+            asyncio.get_running_loop().call_soon(self._start_batch)
+        allowed, remaining, reset_ms = await future
         return bool(allowed), int(remaining), int(reset_ms) / 1000
+
+    def _start_batch(self) -> None:
+        if not self._waiting or self._batches >= REDIS_BATCHES:
+            return  # a batch that ends starts the next one
+        batch, self._waiting = self._waiting, []
+        self._batches += 1
+        task = asyncio.ensure_future(self._run_batch(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_batch(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        try:
+            flat = await self.script(keys=[key for key, _ in batch], args=self.args)
+            replies = [flat[n : n + 3] for n in range(0, len(flat), 3)]
+        except Exception as exc:
+            # Redis hung or gone: the hits queued meanwhile would wait on it too, so they fail now.
+            if isinstance(exc, (RedisConnectionError, RedisTimeout)):
+                batch, self._waiting = batch + self._waiting, []
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future), reply in zip(batch, replies, strict=True):
+                if not future.done():
+                    future.set_result(reply)
+        finally:
+            self._batches -= 1
+            self._start_batch()
 
     async def reset(self) -> None:
         """Forget every count."""
-        client = Redis.from_url(self.redis_url)
-        try:
-            async for key in client.scan_iter(match=KEY_PREFIX + "*", count=1000):
-                await client.delete(key)
-        finally:
-            await client.aclose()
+        async for key in self.client.scan_iter(match=KEY_PREFIX + "*", count=1000):
+            await self.client.delete(key)
 
     async def aclose(self) -> None:
-        """Close the connection."""
-        self.script.close()
+        """Close the connections."""
+        await self.client.aclose()
 
 
 class StatsRateLimiter:

@@ -11,11 +11,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from callstats.accounts import keys
 from callstats.accounts.service import create_key, revoke_key
 from callstats.app import CallstatsApp, create_app
 from callstats.config import Settings
+from callstats.ratelimit import StatsRateLimiter
 from tests.conftest import REDIS_URL, new_campaign
 
 LIMIT = 5
@@ -188,3 +190,105 @@ async def test_redis_limit_holds_across_processes(database_url: str) -> None:
         for _ in range(LIMIT):
             await read_stats(one, bad, other_campaign)
         assert remaining(await read_stats(one, auth, other_campaign)) == LIMIT - 2
+
+
+async def _silent_server() -> tuple[asyncio.Server, int]:
+    """A TCP server that accepts and reads but never answers (a hung Redis)."""
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+@NEEDS_REDIS
+async def test_many_hits_in_one_turn_get_distinct_counts() -> None:
+    """Hits sent together (one pipeline) are each counted once, in order, each with its own remaining."""
+    assert REDIS_URL
+    limiter = StatsRateLimiter("30/minute", REDIS_URL)
+    campaign, other = str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        decisions = await asyncio.gather(*(limiter.hit(campaign) for _ in range(40)), limiter.hit(other))
+        assert all(d is not None for d in decisions)
+        ours = [d for d in decisions[:40] if d is not None]
+        assert sorted(d.remaining for d in ours if d.allowed) == list(range(30))
+        assert [d.allowed for d in ours].count(False) == 10
+        assert all(d.remaining == 0 and d.reset_seconds >= 1 for d in ours if not d.allowed)
+        assert decisions[40] is not None and decisions[40].remaining == 29
+    finally:
+        await limiter.aclose()
+
+
+@NEEDS_REDIS
+async def test_script_flushed_from_redis_still_counts() -> None:
+    """After SCRIPT FLUSH (a restarted Redis), the script is loaded again and the count goes on."""
+    assert REDIS_URL
+    limiter = StatsRateLimiter(f"{LIMIT}/minute", REDIS_URL)
+    admin = Redis.from_url(REDIS_URL)
+    campaign = str(uuid.uuid4())
+    try:
+        first = await limiter.hit(campaign)
+        await admin.script_flush()
+        after = await asyncio.gather(limiter.hit(campaign), limiter.hit(campaign))
+        assert first is not None and first.remaining == LIMIT - 1
+        assert sorted(d.remaining for d in after if d is not None) == [LIMIT - 3, LIMIT - 2]
+    finally:
+        await limiter.aclose()
+        await admin.aclose()
+
+
+async def test_hung_redis_fails_open_within_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    """No answer within socket_timeout: every waiting hit is let through (None), none waits longer."""
+    server, port = await _silent_server()
+    async with server:
+        url = f"redis://:s3cret@127.0.0.1:{port}/0?socket_timeout=0.2&socket_connect_timeout=0.2"
+        limiter = StatsRateLimiter(f"{LIMIT}/minute", url)
+        try:
+            started = time.monotonic()
+            first = await asyncio.gather(*(limiter.hit("c") for _ in range(20)))
+            await asyncio.sleep(0)
+            second = await asyncio.gather(*(limiter.hit("c") for _ in range(5)))
+            assert first == [None] * 20 and second == [None] * 5
+            assert time.monotonic() - started < 1.0
+        finally:
+            await limiter.aclose()
+    assert "rate limiter unavailable" in caplog.text and "s3cret" not in caplog.text
+
+
+async def test_unreachable_redis_fails_open_at_once() -> None:
+    """Nobody listening: the hit is let through at once."""
+    server, port = await _silent_server()
+    server.close()
+    await server.wait_closed()
+    limiter = StatsRateLimiter(f"{LIMIT}/minute", f"redis://127.0.0.1:{port}/0")
+    try:
+        started = time.monotonic()
+        assert await limiter.hit("c") is None
+        assert time.monotonic() - started < 0.5
+    finally:
+        await limiter.aclose()
+
+
+@NEEDS_REDIS
+async def test_counts_resume_after_the_connection_is_lost() -> None:
+    """When Redis drops the limiter's connections, the next hits reconnect and the count goes on."""
+    assert REDIS_URL
+    limiter = StatsRateLimiter(f"{LIMIT}/minute", REDIS_URL)
+    admin = Redis.from_url(REDIS_URL)
+    campaign = str(uuid.uuid4())
+    try:
+        first = await limiter.hit(campaign)
+        assert first is not None and first.remaining == LIMIT - 1
+        await admin.client_setname("callstats-test-admin")
+        for client in await admin.client_list():
+            if client["name"] != "callstats-test-admin" and "evalsha" in client["cmd"]:
+                await admin.client_kill_filter(_id=client["id"])
+        later = [await limiter.hit(campaign) for _ in range(2)]
+        counted = [d.remaining for d in later if d is not None]
+        assert counted and counted[-1] == LIMIT - 1 - len(counted)
+    finally:
+        await limiter.aclose()
+        await admin.aclose()
