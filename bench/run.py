@@ -66,6 +66,7 @@ def build_postgres(admin_url: str, plan: Plan) -> DataSet:
     """A fresh PostgreSQL database: one campaign to read, pending ones to call."""
     engine, data = dataset.open_dataset(dataset.fresh_postgres(admin_url, "callstats_bench"))
     dataset.add_history_campaign(engine, data, "read", plan.pg_size)
+    dataset.add_event_history(engine, data, "read")
     dataset.add_pending_campaign(engine, data, "batch", plan.pool)
     dataset.add_pending_campaign(engine, data, "single", plan.pool)
     dataset.finish(engine)
