@@ -9,7 +9,7 @@ transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 OUTCOMES: Final = ("answered", "busy", "no_answer", "failed", "voicemail")
@@ -114,8 +114,23 @@ def apply(contact: ContactState, call: CallState | None, event: CallEvent, rules
     if event.type == "call.answered":
         if call.answered_at is not None:
             return Transition("no_change", contact, call, reason="call already answered")
-        return Transition("applied", contact, replace(call, answered_at=event.occurred_at))
+        return Transition("applied", contact, _answered(call, event.occurred_at))
     return _finish(contact, call, event, rules, {})
+
+
+def _answered(call: CallState, at: int) -> CallState:
+    # The states are built field by field, not with dataclasses.replace: this runs for every event.
+    return CallState(
+        call_id=call.call_id,
+        contact_id=call.contact_id,
+        attempt=call.attempt,
+        started_at=call.started_at,
+        status=call.status,
+        answered_at=at,
+        ended_at=call.ended_at,
+        outcome=call.outcome,
+        duration_seconds=call.duration_seconds,
+    )
 
 
 def _reject(contact: ContactState, call: CallState | None, reason: str) -> Transition:
@@ -130,7 +145,14 @@ def _start_unseen(contact: ContactState, event: CallEvent, rules: RetryRules) ->
         return _reject(contact, None, f"contact is already {contact.state}")
     if contact.attempts >= rules.max_attempts:
         return _reject(contact, None, "contact has used all its attempts")
-    started = replace(contact, state=IN_PROGRESS, attempts=contact.attempts + 1, live_call_id=event.call_id)
+    started = ContactState(
+        contact_id=contact.contact_id,
+        state=IN_PROGRESS,
+        attempts=contact.attempts + 1,
+        live_call_id=event.call_id,
+        last_outcome=contact.last_outcome,
+        finalized_at=contact.finalized_at,
+    )
     call = CallState(
         call_id=event.call_id,
         contact_id=contact.contact_id,
@@ -140,26 +162,36 @@ def _start_unseen(contact: ContactState, event: CallEvent, rules: RetryRules) ->
     )
     deltas = {PENDING: -1, IN_PROGRESS: 1}
     if event.type == "call.ended":
-        return replace(_finish(started, call, event, rules, deltas), started_call=True)
+        return _finish(started, call, event, rules, deltas, started_call=True)
     return Transition("applied", started, call, deltas, started_call=True)
 
 
 def _finish(
-    contact: ContactState, call: CallState, event: CallEvent, rules: RetryRules, deltas: dict[str, int]
+    contact: ContactState,
+    call: CallState,
+    event: CallEvent,
+    rules: RetryRules,
+    deltas: dict[str, int],
+    started_call: bool = False,
 ) -> Transition:
     """End the contact's live call with the event's outcome."""
     outcome = event.outcome or "failed"
-    ended = replace(
-        call,
+    ended = CallState(
+        call_id=call.call_id,
+        contact_id=call.contact_id,
+        attempt=call.attempt,
+        started_at=call.started_at,
         status=ENDED,
-        outcome=outcome,
+        answered_at=call.answered_at,
         ended_at=event.occurred_at,
+        outcome=outcome,
         duration_seconds=event.duration_seconds,
     )
     state = _state_after(outcome, contact.attempts, rules)
-    finished = replace(
-        contact,
+    finished = ContactState(
+        contact_id=contact.contact_id,
         state=state,
+        attempts=contact.attempts,
         live_call_id=None,
         last_outcome=outcome,
         finalized_at=event.occurred_at if state in FINAL_STATES else None,
@@ -172,7 +204,9 @@ def _finish(
     _add(moved, "bd_" + outcome, 1)
     if outcome == "answered":
         _add(moved, "talk_seconds", event.duration_seconds)
-    return Transition("applied", finished, ended, {k: v for k, v in moved.items() if v})
+    return Transition(
+        "applied", finished, ended, {k: v for k, v in moved.items() if v}, started_call=started_call
+    )
 
 
 def _state_after(outcome: str, attempts: int, rules: RetryRules) -> str:
