@@ -142,7 +142,8 @@ def _tallied(received: int, results: list[EventResult]) -> RecordEventsResult:
 
 def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
     """The campaigns a request applied events to (what the change feed must hear about)."""
-    return {str(uuid.UUID(items[r.index]["campaign_id"])) for r in result.results if r.status == "applied"}
+    named = {items[r.index]["campaign_id"] for r in result.results if r.status == "applied"}
+    return {str(uuid.UUID(campaign_id)) for campaign_id in named}  # a UUID parse per campaign, not per event
 
 
 def _e164(phone: str, region: str) -> str | InvalidPhone:
