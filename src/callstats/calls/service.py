@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -49,9 +49,11 @@ class Batch:
     deltas: dict[str, CounterDelta] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Resolved:
-    """A valid event and the contact id it names (None when its phone names no contact)."""
+class Resolved(NamedTuple):
+    """A valid event and the contact id it names (None when its phone names no contact).
+
+    A named tuple, not a frozen dataclass: one is built per event, and a tuple's is the cheaper.
+    """
 
     event: CallEventIn
     contact_id: int | None
