@@ -96,9 +96,12 @@ def _canonical_uuid(value: str) -> str:
     return str(uuid.UUID(value))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventResult:
-    """What became of one event: applied, duplicate or rejected (with why)."""
+    """What became of one event: applied, duplicate or rejected (with why).
+
+    Not frozen: one is built per event, and a frozen dataclass's __init__ costs twice as much.
+    """
 
     index: int
     event_id: str | None
