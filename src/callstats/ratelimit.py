@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -15,6 +14,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
+
+from callstats.turns import TurnBatches
 
 log = logging.getLogger("callstats.ratelimit")
 POLICY_NAME = "stats"
@@ -121,46 +122,19 @@ class RedisWindows:
         self.client = Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0), **timeouts)
         self.script = self.client.register_script(MOVING_WINDOW_HITS)
         self.args = (amount, round(seconds * 1000))
-        self._waiting: list[tuple[str, asyncio.Future[Any]]] = []
-        self._batches = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches: TurnBatches[str, list[int]] = TurnBatches(
+            self._count, REDIS_BATCHES, lambda exc: isinstance(exc, (RedisConnectionError, RedisTimeout))
+        )
 
     async def hit(self, key: str) -> tuple[bool, int, float]:
         """Like LocalWindows.hit, counted in Redis."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((KEY_PREFIX + key, future))
-        if len(self._waiting) == 1:
-            asyncio.get_running_loop().call_soon(self._start_batch)
-        allowed, remaining, reset_ms = await future
+        allowed, remaining, reset_ms = await self.batches(KEY_PREFIX + key)
         return bool(allowed), int(remaining), int(reset_ms) / 1000
 
-    def _start_batch(self) -> None:
-        if not self._waiting or self._batches >= REDIS_BATCHES:
-            return  # a batch that ends starts the next one
-        batch, self._waiting = self._waiting, []
-        self._batches += 1
-        task = asyncio.ensure_future(self._run_batch(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run_batch(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
-        try:
-            flat = await self.script(keys=[key for key, _ in batch], args=self.args)
-            replies = [flat[n : n + 3] for n in range(0, len(flat), 3)]
-        except Exception as exc:
-            # Redis hung or gone: the hits queued meanwhile would wait on it too, so they fail now.
-            if isinstance(exc, (RedisConnectionError, RedisTimeout)):
-                batch, self._waiting = batch + self._waiting, []
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-        else:
-            for (_, future), reply in zip(batch, replies, strict=True):
-                if not future.done():
-                    future.set_result(reply)
-        finally:
-            self._batches -= 1
-            self._start_batch()
+    async def _count(self, keys: list[str]) -> list[list[int]]:
+        """One script call for a batch of hits; a hung or gone Redis also fails the hits queued behind it."""
+        flat = await self.script(keys=keys, args=self.args)
+        return [flat[n : n + 3] for n in range(0, len(flat), 3)]
 
     async def reset(self) -> None:
         """Forget every count."""
@@ -168,7 +142,8 @@ class RedisWindows:
             await self.client.delete(key)
 
     async def aclose(self) -> None:
-        """Close the connections."""
+        """Close the connections once the batches under way are answered."""
+        await self.batches.drain()
         await self.client.aclose()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -10,10 +9,10 @@ from sqlalchemy import literal_column
 
 from callstats.db.engine import Database
 from callstats.stats.counters import key_and_counters_select
+from callstats.turns import TurnBatches
 
 POSTGRES_CONNECTIONS = 8
 Row = tuple[Any, ...]
-Waiting = tuple[str, str, "asyncio.Future[Row | None]"]
 
 
 def batched_sql(db: Database) -> str:
@@ -41,9 +40,9 @@ class HotReader:
         # PostgreSQL: reads wait here for the next batch, which runs on one of a few autocommit
         # connections; a pool's per-checkout bookkeeping cost as much CPU as the query itself.
         self.batch_sql = batched_sql(db) if not db.is_sqlite else ""
-        self._waiting: list[Waiting] = []
-        self._batches = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches: TurnBatches[tuple[str, str], Row | None] = TurnBatches(
+            self._read_batch, POSTGRES_CONNECTIONS
+        )
         self._idle: list[AsyncConnection[Any]] = []
 
     def _params(self, key_id: str, campaign_id: str) -> Any:
@@ -62,38 +61,12 @@ class HotReader:
         Each read is answered by a query sent after it arrived, so it sees every commit acknowledged
         before it: batching saves round trips and per-query driver work, never freshness.
         """
-        future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((key_id, campaign_id, future))
-        if len(self._waiting) == 1:
-            asyncio.get_running_loop().call_soon(self._start_batch)
-        return await future
+        return await self.batches((key_id, campaign_id))
 
-    def _start_batch(self) -> None:
-        if not self._waiting or self._batches >= POSTGRES_CONNECTIONS:
-            return  # a batch that ends starts the next one
-        batch, self._waiting = self._waiting, []
-        self._batches += 1
-        task = asyncio.ensure_future(self._run_batch(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run_batch(self, batch: list[Waiting]) -> None:
-        try:
-            rows = await self._query(
-                {"key_ids": [b[0] for b in batch], "campaign_ids": [b[1] for b in batch]}
-            )
-        except Exception as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-        else:
-            found = {row[0]: tuple(row[1:]) for row in rows}
-            for place, (_, _, future) in enumerate(batch, start=1):
-                if not future.done():
-                    future.set_result(found.get(place))
-        finally:
-            self._batches -= 1
-            self._start_batch()
+    async def _read_batch(self, pairs: list[tuple[str, str]]) -> list[Row | None]:
+        rows = await self._query({"key_ids": [p[0] for p in pairs], "campaign_ids": [p[1] for p in pairs]})
+        found = {row[0]: tuple(row[1:]) for row in rows}
+        return [found.get(place) for place in range(1, len(pairs) + 1)]
 
     async def _query(self, params: dict[str, list[str]]) -> list[Row]:
         conn = self._idle.pop() if self._idle else await self._connect()
@@ -137,7 +110,7 @@ class HotReader:
     async def aclose(self) -> None:
         """Close every connection, PostgreSQL's too, once the batches under way are answered."""
         self.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.batches.drain()
         connections, self._idle = self._idle, []
         for conn in connections:
             await conn.close()
