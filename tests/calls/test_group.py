@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from callstats.app import CallstatsApp
+from callstats.calls import group as group_module
 from callstats.calls import lifecycle, service
 from callstats.calls.endpoint import PATH
 from callstats.calls.group import GroupCommit
@@ -32,11 +33,13 @@ class HeldWriter:
         monkeypatch.setattr(groups, "writers", 1)
         self.release = threading.Event()
         self.held = 0
-        self.sizes: list[int] = []
+        self.sizes: list[int] = []  # requests per group
+        self.events: list[int] = []  # events per group
         original = service.record_requests
 
         def record_requests(db: Database, writers: Any, requests: list[list[Any]], region: str) -> Any:
             self.sizes.append(len(requests))
+            self.events.append(sum(len(events) for events in requests))
             if not self.release.is_set():
                 self.held = len(requests)
                 self.release.wait(30)
@@ -131,5 +134,26 @@ async def test_a_failing_request_does_not_affect_its_group(
         assert responses[n].json()["data"]["applied"] == 1
     assert max(writer.sizes) > 1
     for event in events[:3] + events[5:]:
+        assert oracle.deliver(event) == ("applied", None)
+    await assert_stats(client, auth, app, campaign_id, oracle)
+
+
+async def test_a_group_holds_at_most_max_events(
+    client: httpx.AsyncClient, auth: dict[str, str], app: CallstatsApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting requests are taken in order while their events fit the group's budget; the rest wait."""
+    monkeypatch.setattr(group_module, "MAX_EVENTS", 3)
+    rules = Rules(3, frozenset(RETRYABLE))
+    campaign_id, phones, oracle = await setup_campaign(client, auth, rules, 7)
+    prefix = f"{uuid.uuid4().hex[:12]}:"
+    events = [Event(f"s{n}", phone, f"c{n}", "call.started", BASE_MS + n) for n, phone in enumerate(phones)]
+    bodies = [e.body(campaign_id, prefix) for e in events]
+    writer = HeldWriter(app, monkeypatch)
+    shapes = [bodies[0:1], bodies[1:3], bodies[3:4], bodies[4:6], bodies[6:7]]  # 1, 2, 1, 2, 1 events
+    responses = await writer.send(app, [(auth, {"events": shape}) for shape in shapes])
+    assert [r.json()["data"]["applied"] for r in responses] == [1, 2, 1, 2, 1]
+    assert sum(writer.events) == 7 and max(writer.events) <= 3  # never over the budget
+    assert max(writer.sizes) > 1 and len(writer.sizes) >= 3  # grouped, and split where it must be
+    for event in events:
         assert oracle.deliver(event) == ("applied", None)
     await assert_stats(client, auth, app, campaign_id, oracle)
