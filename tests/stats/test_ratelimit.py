@@ -222,22 +222,29 @@ async def test_many_hits_in_one_turn_get_distinct_counts() -> None:
         await limiter.aclose()
 
 
-@NEEDS_REDIS
-async def test_script_flushed_from_redis_still_counts() -> None:
-    """After SCRIPT FLUSH (a restarted Redis), the script is loaded again and the count goes on."""
+@asynccontextmanager
+async def shared_limiter() -> AsyncIterator[tuple[StatsRateLimiter, Redis]]:
+    """A Redis limiter of LIMIT per minute and an admin client on the same Redis, both closed after."""
     assert REDIS_URL
     limiter = StatsRateLimiter(f"{LIMIT}/minute", REDIS_URL)
     admin = Redis.from_url(REDIS_URL)
-    campaign = str(uuid.uuid4())
     try:
+        yield limiter, admin
+    finally:
+        await limiter.aclose()
+        await admin.aclose()
+
+
+@NEEDS_REDIS
+async def test_script_flushed_from_redis_still_counts() -> None:
+    """After SCRIPT FLUSH (a restarted Redis), the script is loaded again and the count goes on."""
+    campaign = str(uuid.uuid4())
+    async with shared_limiter() as (limiter, admin):
         first = await limiter.hit(campaign)
         await admin.script_flush()
         after = await asyncio.gather(limiter.hit(campaign), limiter.hit(campaign))
         assert first is not None and first.remaining == LIMIT - 1
         assert sorted(d.remaining for d in after if d is not None) == [LIMIT - 3, LIMIT - 2]
-    finally:
-        await limiter.aclose()
-        await admin.aclose()
 
 
 async def test_hung_redis_fails_open_within_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
@@ -275,11 +282,8 @@ async def test_unreachable_redis_fails_open_at_once() -> None:
 @NEEDS_REDIS
 async def test_counts_resume_after_the_connection_is_lost() -> None:
     """When Redis drops the limiter's connections, the next hits reconnect and the count goes on."""
-    assert REDIS_URL
-    limiter = StatsRateLimiter(f"{LIMIT}/minute", REDIS_URL)
-    admin = Redis.from_url(REDIS_URL)
     campaign = str(uuid.uuid4())
-    try:
+    async with shared_limiter() as (limiter, admin):
         first = await limiter.hit(campaign)
         assert first is not None and first.remaining == LIMIT - 1
         await admin.client_setname("callstats-test-admin")
@@ -289,6 +293,3 @@ async def test_counts_resume_after_the_connection_is_lost() -> None:
         later = [await limiter.hit(campaign) for _ in range(2)]
         counted = [d.remaining for d in later if d is not None]
         assert counted and counted[-1] == LIMIT - 1 - len(counted)
-    finally:
-        await limiter.aclose()
-        await admin.aclose()
