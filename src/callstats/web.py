@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -76,6 +76,14 @@ def as_api_error(exc: Exception) -> ApiError:
         return ServiceUnavailable() if is_unreachable(exc) else InternalError()
     log.error("unexpected error: %s", where(exc))
     return InternalError()
+
+
+async def send_json(send: Send, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
+    """Send a whole JSON response from a plain ASGI endpoint (the hot paths skip the framework)."""
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:

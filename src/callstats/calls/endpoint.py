@@ -22,7 +22,7 @@ from callstats.calls.schemas import event_items
 from callstats.db.engine import Database
 from callstats.errors import ApiError, MethodNotAllowed, PayloadTooLarge, rendered
 from callstats.feed import ChangeFeed
-from callstats.web import as_api_error
+from callstats.web import as_api_error, send_json
 
 PATH = "/recordCallEvents"
 WRITERS_SQLITE = 2
@@ -64,13 +64,7 @@ class RecordEventsEndpoint:
         except Exception as exc:
             status, headers, envelope = rendered(as_api_error(exc))
             payload = orjson.dumps(envelope)
-        raw_headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-        ]
-        raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, status, headers.items(), payload)
 
 
 def _items(body: bytes | ApiError) -> list[Any] | ApiError:

@@ -36,6 +36,7 @@ from callstats.ratelimit import StatsRateLimiter
 from callstats.stats.counters import HOT_COLUMNS, from_row, read_histograms
 from callstats.stats.hot import HotReader
 from callstats.stats.response import INCLUDABLE, attempts_section, durations_section, stats_response
+from callstats.web import send_json
 
 PATH_PREFIX = "/getCampaignStats/"
 log = logging.getLogger("callstats.stats")
@@ -68,7 +69,7 @@ class StatsEndpoint:
         except Exception as exc:
             status, extra, envelope = rendered(_as_api_error(exc))
             headers, body = list(extra.items()), orjson.dumps(envelope)
-        await _send(send, status, headers, body)
+        await send_json(send, status, headers, body)
 
     async def _stats(
         self, raw_id: str, request_headers: dict[bytes, bytes], include: frozenset[str]
@@ -179,10 +180,3 @@ def _etag_matches(if_none_match: bytes | None, etag: str) -> bool:
         return False
     tags = [t.strip().removeprefix("W/") for t in if_none_match.decode("latin-1").split(",")]
     return "*" in tags or etag in tags
-
-
-async def _send(send: Send, status: int, headers: Headers, body: bytes) -> None:
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
