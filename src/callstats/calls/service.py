@@ -10,7 +10,6 @@ request by request, exactly as if they had run one after another.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +28,6 @@ from callstats.stats import counters
 from callstats.stats.counters import CounterDelta
 from callstats.stats.extras import add_extra_deltas
 
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 Status = Literal["applied", "duplicate", "rejected"]
 
 
@@ -149,9 +147,7 @@ def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
 
 
 def _e164(phone: str, region: str) -> str | InvalidPhone:
-    """The phone in E.164 (cheaply when it already is), or why it is not one."""
-    if _E164.match(phone):
-        return phone
+    """The phone in E.164, or why it is not one (the rules addContacts applies, fast path included)."""
     try:
         return normalize(phone, region)
     except InvalidPhone as exc:
