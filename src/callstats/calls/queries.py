@@ -118,6 +118,16 @@ def contact_ids_by_phone(
     }
 
 
+def _account_rows(
+    statement: Statement, conn: Connection, account_id: str, ids: set[Any]
+) -> Callable[[], list[tuple[Any, ...]]]:
+    """The account's rows for these ids, sent now in sorted chunks; fetched by calling the result."""
+    sent = [
+        statement.send(conn, {"ids": list(chunk), "account_id": account_id}) for chunk in _chunks(sorted(ids))
+    ]
+    return lambda: [row for rows in sent for row in rows()]
+
+
 def locked_contacts(
     conn: Connection, account_id: str, ids: set[int]
 ) -> Callable[[], dict[int, tuple[str, ContactState]]]:
@@ -125,35 +135,22 @@ def locked_contacts(
 
     Sent now, fetched by calling the result (see driver.Statement.send); so are the two below.
     """
-    sent = [
-        _LOCKED_CONTACTS.send(conn, {"ids": list(chunk), "account_id": account_id})
-        for chunk in _chunks(sorted(ids))
-    ]
-
-    def fetch() -> dict[int, tuple[str, ContactState]]:
-        return {row[1]: (row[0], ContactState(*row[1:])) for rows in sent for row in rows()}
-
-    return fetch
+    fetch = _account_rows(_LOCKED_CONTACTS, conn, account_id, ids)
+    return lambda: {row[1]: (row[0], ContactState(*row[1:])) for row in fetch()}
 
 
 def stored_event_hashes(
     conn: Connection, account_id: str, event_ids: set[str]
 ) -> Callable[[], dict[str, str]]:
     """Body hashes of the events already stored under these ids."""
-    sent = [
-        _EVENT_HASHES.send(conn, {"ids": list(chunk), "account_id": account_id})
-        for chunk in _chunks(sorted(event_ids))
-    ]
-    return lambda: {event_id: body_hash for rows in sent for event_id, body_hash in rows()}
+    fetch = _account_rows(_EVENT_HASHES, conn, account_id, event_ids)
+    return lambda: {event_id: body_hash for event_id, body_hash in fetch()}
 
 
 def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> Callable[[], dict[str, CallState]]:
     """The account's calls with these ids, locked."""
-    sent = [
-        _LOCKED_CALLS.send(conn, {"ids": list(chunk), "account_id": account_id})
-        for chunk in _chunks(sorted(call_ids))
-    ]
-    return lambda: {row[0]: CallState(*row) for rows in sent for row in rows()}
+    fetch = _account_rows(_LOCKED_CALLS, conn, account_id, call_ids)
+    return lambda: {row[0]: CallState(*row) for row in fetch()}
 
 
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
