@@ -16,6 +16,7 @@ from callstats import __version__
 from callstats.calls.endpoint import PATH as EVENTS_PATH
 from callstats.calls.endpoint import RecordEventsEndpoint
 from callstats.calls.routes import router as calls_router
+from callstats.calls.schemas import EventRules
 from callstats.campaigns.routes import router as campaigns_router
 from callstats.config import Settings
 from callstats.dashboard.routes import install_dashboard
@@ -60,7 +61,7 @@ class CallstatsApp(Dispatcher):
     """The ASGI application, with handles on what tests and the CLI need."""
 
     def __init__(self, api: FastAPI, stats: StatsEndpoint, settings: Settings, db: Database) -> None:
-        events = RecordEventsEndpoint(db, api.state.feed, settings.default_region)
+        events = RecordEventsEndpoint(db, api.state.feed, EventRules.from_settings(settings))
         super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, {EVENTS_PATH: events})
         self.settings = settings
         self.db = db

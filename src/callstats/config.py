@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -18,6 +20,9 @@ class Settings(BaseSettings):
     stats_rate_limit: str = "200/minute"
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
     default_region: str = "US"
+    # Event times before this, or more than events_max_ahead_seconds past the server's clock, are refused.
+    events_earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    events_max_ahead_seconds: int = Field(default=86_400, ge=0, le=100 * 366 * 86_400)
     counter_slots: int = Field(default=16, ge=1, le=256)
     db_pool_size: int = Field(default=20, ge=1)
     log_level: str = "info"

@@ -18,7 +18,7 @@ import orjson
 
 from callstats.accounts.service import key_id_of
 from callstats.calls.group import GroupCommit
-from callstats.calls.schemas import event_items
+from callstats.calls.schemas import EventRules, event_items
 from callstats.db.engine import Database
 from callstats.errors import ApiError, MethodNotAllowed, PayloadTooLarge, rendered
 from callstats.feed import ChangeFeed
@@ -33,12 +33,12 @@ Message = MutableMapping[str, Any]
 class RecordEventsEndpoint:
     """The ASGI endpoint recording call events."""
 
-    def __init__(self, db: Database, feed: ChangeFeed, region: str) -> None:
+    def __init__(self, db: Database, feed: ChangeFeed, rules: EventRules) -> None:
         self.db = db
         self.feed = feed
-        self.region = region
+        self.rules = rules
         # A few groups at a time: more threads only contend for the GIL and the database's locks.
-        self.groups = GroupCommit(db, region, WRITERS_SQLITE if db.is_sqlite else WRITERS_POSTGRESQL)
+        self.groups = GroupCommit(db, rules, WRITERS_SQLITE if db.is_sqlite else WRITERS_POSTGRESQL)
 
     async def __call__(
         self,

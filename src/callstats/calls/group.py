@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 
 from callstats.accounts.service import writer_accounts
 from callstats.calls import service
-from callstats.calls.schemas import RecordEventsResult
+from callstats.calls.schemas import EventRules, RecordEventsResult
 from callstats.db.engine import Database
 from callstats.errors import ApiError
 
@@ -49,9 +49,9 @@ class Request:
 class GroupCommit:
     """Takes waiting requests together: at most `writers` groups are being written at a time."""
 
-    def __init__(self, db: Database, region: str, writers: int) -> None:
+    def __init__(self, db: Database, rules: EventRules, writers: int) -> None:
         self.db = db
-        self.region = region
+        self.rules = rules
         self.writers = writers
         self.busy = 0
         self.waiting: deque[Request] = deque()
@@ -91,7 +91,7 @@ class GroupCommit:
         """Write a group in one transaction; if that fails, each request alone (in a worker thread)."""
         try:
             results = service.record_requests(
-                self.db, _checked(group), [_events(r) for r in group], self.region
+                self.db, _checked(group), [_events(r) for r in group], self.rules
             )
         except Exception as exc:
             if len(group) == 1:

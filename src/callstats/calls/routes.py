@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from callstats.accounts.deps import WriteKey
 from callstats.calls import service
-from callstats.calls.schemas import RecordEventsEnvelope, event_items
+from callstats.calls.schemas import EventRules, RecordEventsEnvelope, event_items
 from callstats.db.deps import Db
 from callstats.web import RawBody
 
@@ -20,8 +20,8 @@ router = APIRouter(tags=["calls"])
 @router.post("/recordCallEvents")
 def record_call_events(key: WriteKey, db: Db, request: Request, body: RawBody) -> RecordEventsEnvelope:
     """Record up to 1,000 call events; each is applied, a duplicate, or rejected with a reason."""
-    region = request.app.state.settings.default_region
+    rules = EventRules.from_settings(request.app.state.settings)
     items = event_items(body)
-    result = service.record_events(db, key.account_id, items, region)
+    result = service.record_events(db, key.account_id, items, rules)
     request.app.state.feed.publish_many(service.applied_campaigns(items, result))
     return RecordEventsEnvelope(data=result)

@@ -14,11 +14,39 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from callstats.calls.lifecycle import CallEvent
+from callstats.config import Settings
 from callstats.errors import ValidationFailed
 
 MAX_EVENTS_PER_REQUEST = 1_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)  # built once: a timedelta per event cost 1 us
+
+
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """What ingestion accepts beyond an event's shape, from the settings (built once per app).
+
+    `default_region`: ISO 3166 alpha-2 region of phones written without +country. `earliest_ms` and
+    `max_ahead_ms`: an event's occurred_at must lie in [earliest_ms, server clock + max_ahead_ms],
+    epoch milliseconds.
+    """
+
+    default_region: str = "US"
+    earliest_ms: int = 946_684_800_000  # 2000-01-01T00:00:00Z
+    max_ahead_ms: int = 86_400_000  # one day
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventRules:
+        """The rules CALLSTATS_DEFAULT_REGION, CALLSTATS_EVENTS_EARLIEST and ..._MAX_AHEAD_SECONDS set."""
+        earliest = settings.events_earliest
+        if earliest.tzinfo is None:
+            earliest = earliest.replace(tzinfo=UTC)
+        return cls(
+            default_region=settings.default_region,
+            earliest_ms=(earliest - _EPOCH) // _MILLISECOND,
+            max_ahead_ms=settings.events_max_ahead_seconds * 1000,
+        )
+
 
 EventType = Literal["call.started", "call.answered", "call.ended"]
 Outcome = Literal["answered", "busy", "no_answer", "failed", "voicemail"]

@@ -19,7 +19,14 @@ from sqlalchemy import Connection
 
 from callstats.calls import lifecycle, queries
 from callstats.calls.lifecycle import CallState, ContactState, RetryRules
-from callstats.calls.schemas import CallEventIn, EventResult, RecordEventsResult, parse_event, raw_event_id
+from callstats.calls.schemas import (
+    CallEventIn,
+    EventResult,
+    EventRules,
+    RecordEventsResult,
+    parse_event,
+    raw_event_id,
+)
 from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.clock import now_ms
 from callstats.db.driver import pipelined
@@ -58,16 +65,16 @@ class Resolved(NamedTuple):
     problem: str | None = None
 
 
-def record_events(db: Database, account_id: str, items: list[Any], region: str) -> RecordEventsResult:
+def record_events(db: Database, account_id: str, items: list[Any], rules: EventRules) -> RecordEventsResult:
     """Apply a batch of raw events; each is applied, a duplicate, or rejected with a reason."""
-    return record_events_as(db, lambda _conn: account_id, items, region)
+    return record_events_as(db, lambda _conn: account_id, items, rules)
 
 
 def record_events_as(
-    db: Database, writer: Callable[[Connection], str], items: list[Any], region: str
+    db: Database, writer: Callable[[Connection], str], items: list[Any], rules: EventRules
 ) -> RecordEventsResult:
     """The same, for the account `writer` finds (or refuses) first thing in the write's transaction."""
-    outcome = record_requests(db, lambda conn: [writer(conn)], [items], region)[0]
+    outcome = record_requests(db, lambda conn: [writer(conn)], [items], rules)[0]
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
@@ -77,7 +84,7 @@ def record_requests(
     db: Database,
     writers: Callable[[Connection], list[str | Exception]],
     requests: list[list[Any]],
-    region: str,
+    rules: EventRules,
 ) -> list[RecordEventsResult | Exception]:
     """Several requests' events in one transaction, each answered as if it had run alone, in this order.
 
@@ -87,7 +94,7 @@ def record_requests(
     """
     parsed = [[parse_event(item) for item in items] for items in requests]
     phones = {
-        ev.phone: _e164(ev.phone, region)
+        ev.phone: _e164(ev.phone, rules.default_region)
         for events in parsed
         for ev in events
         if isinstance(ev, CallEventIn) and ev.phone

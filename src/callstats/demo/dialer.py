@@ -14,6 +14,7 @@ from anyio.to_thread import run_sync
 
 from callstats.app import BackgroundTask
 from callstats.calls.lifecycle import RetryRules
+from callstats.calls.schemas import EventRules
 from callstats.calls.service import record_events
 from callstats.db.engine import Database
 from callstats.demo.simulation import DialerConfig, DialerSimulation, SimEvent
@@ -90,6 +91,7 @@ async def _dial(
 
 async def _record(db: Database, campaign: DemoCampaign, items: list[dict[str, Any]]) -> None:
     """Ingest one tick's events; a rejection means the simulation and the server disagree."""
-    result = await run_sync(record_events, db, campaign.account_id, items, campaign.region)
+    rules = EventRules(default_region=campaign.region)
+    result = await run_sync(record_events, db, campaign.account_id, items, rules)
     for rejected in (r for r in result.results if r.status == "rejected"):
         log.warning("demo event %s rejected: %s", rejected.event_id, rejected.reason)
