@@ -170,9 +170,9 @@ class StatsRateLimiter:
             except Exception as exc:  # the limiter must not take stats reads down with it
                 log.warning("rate limiter unavailable, request let through: %s", type(exc).__name__)
                 return None
-        return Decision(
-            allowed, self.item.amount, self.window_seconds, max(remaining, 0), math.ceil(reset_in)
-        )
+        # Clamped: a clock read between the count and now can put the reset a hair past the window.
+        reset_seconds = min(math.ceil(reset_in), self.window_seconds)
+        return Decision(allowed, self.item.amount, self.window_seconds, max(remaining, 0), reset_seconds)
 
     async def reset(self) -> None:
         """Forget every count (tests and operators)."""
