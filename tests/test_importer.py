@@ -194,7 +194,7 @@ def test_cli_imports_in_requests_of_ten_thousand(server: tuple[ServerProcess, st
             f"received {made.received:,}, accepted 0, duplicate {made.accepted + made.duplicate:,}"
             in human.stdout
         )
-        assert f"  line {made.invalid_lines[0]}: '12': not a valid phone number" in human.stdout
+        assert f"  line {made.invalid_lines[0]}: '12': too short for a number of US (+1)" in human.stdout
         assert human.stderr == ""
 
 

@@ -1,4 +1,4 @@
-"""Phone numbers: validated and normalized to E.164. Pure."""
+"""Phone numbers: validated and normalized to a contact's identity, E.164 plus any extension. Pure."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from functools import cache
 
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+
+from callstats.bodies import NUL, NUL_REASON
 
 # Imports mostly send numbers already in E.164; checking those against phonenumbers' own metadata
 # directly costs a tenth of parse + is_valid_number + format. Every other form, and every number this
@@ -19,13 +21,58 @@ Matcher = Callable[[str], bool]
 
 
 class InvalidPhone(ValueError):
-    """A phone number that cannot be dialed, with the reason."""
+    """A phone number that cannot be dialed, with the reason in words a user can act on."""
+
+
+class UnknownRegion(ValueError):
+    """A region code phonenumbers has no numbering plan for."""
+
+
+EXTENSION = ";ext="
+"""How an extension is written in a contact's identity: RFC 3966's `;ext=` (section 5.1.5)."""
+
+# What a spreadsheet makes of a long number: 6.08555E+09 (digits lost) and 6085550147.0 (a float).
+_SCIENTIFIC = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+")
+_DECIMAL = re.compile(r"\+?[0-9]{6,}[.,][0-9]+")
+# 2024-01-31, 31/01/2024, 1.2.24, optionally with a time: what a spreadsheet shows for a date cell.
+_DATE = re.compile(r"[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{1,4}(?:[ T][0-9:.]+)?")
+
+_PARSE_ERRORS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "is not a phone number (no dialable digits)",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short to be a phone number",
+    phonenumbers.NumberParseException.TOO_LONG: "too long to be a phone number",
+}
+_LENGTH_ERRORS = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+    phonenumbers.ValidationResult.TOO_SHORT: "too short for a number of {region} (+{code})",
+    phonenumbers.ValidationResult.TOO_LONG: "too long for a number of {region} (+{code})",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "has a length no number of {region} (+{code}) has",
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "is missing its area code for {region} (+{code})",
+}
+
+
+def region_code(value: str) -> str:
+    """`value` as an ISO 3166-1 alpha-2 region phonenumbers knows (upper-cased), or UnknownRegion."""
+    code = value.strip().upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise UnknownRegion(f"unknown region {value!r}: use an ISO 3166-1 alpha-2 code such as US, GB or DE")
+    return code
 
 
 def normalize(raw: object, default_region: str) -> str:
-    """The E.164 form of `raw`, or InvalidPhone saying why not."""
+    """The identity of the number `raw`: E.164, plus `;ext=N` when it carries an extension.
+
+    `raw` is the value sent (a string, or a JSON integer); a number without `+country` is read as a
+    number of `default_region`. `608-555-0147 x12` in US gives `+16085550147;ext=12`; extensions
+    are read by phonenumbers' parser (x, ext, ext., #, extension, `,`, `;ext=`). Raises InvalidPhone
+    with a reason in words (e.g. "looks like Excel scientific notation") when it cannot be dialed.
+    """
     if raw is None:
         raise InvalidPhone("phone is required")
+    if isinstance(raw, float):
+        raise InvalidPhone(f"has a decimal part ({raw!r}): send phone numbers as text")
     if not isinstance(raw, str | int) or isinstance(raw, bool):
         raise InvalidPhone("phone must be a string")
     text = str(raw).strip()
@@ -37,14 +84,40 @@ def normalize(raw: object, default_region: str) -> str:
 
 
 def parse_in_full(text: str, default_region: str) -> str:
-    """The E.164 form of a stripped, non-empty `text` by phonenumbers' parse, validation and format."""
+    """normalize() of a stripped, non-empty `text` by phonenumbers' parse, validation and format."""
+    _refuse_spreadsheet_shapes(text)
     try:
         parsed = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidPhone(f"not a phone number ({exc._msg})") from None
+        raise InvalidPhone(_PARSE_ERRORS.get(exc.error_type, "is not a phone number")) from None
     if not phonenumbers.is_valid_number(parsed):
-        raise InvalidPhone("not a valid phone number")
-    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+        raise InvalidPhone(_why_invalid(text, parsed))
+    e164 = str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    return f"{e164}{EXTENSION}{parsed.extension}" if parsed.extension else e164
+
+
+def _refuse_spreadsheet_shapes(text: str) -> None:
+    """InvalidPhone when `text` is a number a spreadsheet turned into a float, digits lost or not."""
+    if NUL in text:
+        raise InvalidPhone(f"phone {NUL_REASON}")
+    if _SCIENTIFIC.fullmatch(text):
+        raise InvalidPhone(
+            f"looks like Excel scientific notation ({text}): format the column as text and export again"
+        )
+    if _DECIMAL.fullmatch(text):
+        raise InvalidPhone(f"has a decimal part ({text}): format the column as text and export again")
+
+
+def _why_invalid(text: str, parsed: phonenumbers.PhoneNumber) -> str:
+    """Why phonenumbers parsed `text` as `parsed` yet does not hold it valid, in words."""
+    if _DATE.fullmatch(text):
+        return f"looks like a date ({text}), not a phone number: format the column as text"
+    region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    template = _LENGTH_ERRORS.get(
+        reason, "is not a valid number of {region} (+{code}): check the digits or add +country code"
+    )
+    return template.format(region=region, code=parsed.country_code)
 
 
 def is_plain_valid_e164(text: str) -> bool:

@@ -15,6 +15,7 @@ from callstats.campaigns.schemas import (
     CreateCampaign,
     Pagination,
     contact_rows,
+    create_campaign_body,
 )
 from callstats.db.deps import Db
 from callstats.ids import CampaignId
@@ -23,10 +24,22 @@ from callstats.web import RawBody
 router = APIRouter(tags=["campaigns"])
 
 
-@router.post("/createCampaign", status_code=201)
-def create_campaign(body: CreateCampaign, key: WriteKey, db: Db) -> CampaignEnvelope:
+# The body is read raw and parsed with the depth limit of every route (bodies.parse_json); OpenAPI
+# still shows the model it must fit.
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": CreateCampaign.model_json_schema()}},
+    }
+}
+
+
+@router.post("/createCampaign", status_code=201, openapi_extra=_CREATE_BODY)
+def create_campaign(key: WriteKey, db: Db, request: Request, body: RawBody) -> CampaignEnvelope:
     """Create a campaign; answers 201 with its campaign_id."""
-    return CampaignEnvelope(data=service.create_campaign(db, key.account_id, body))
+    fields = create_campaign_body(body)
+    server_region = request.app.state.settings.default_region
+    return CampaignEnvelope(data=service.create_campaign(db, key.account_id, fields, server_region))
 
 
 @router.get("/getCampaigns")

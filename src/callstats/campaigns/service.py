@@ -32,13 +32,14 @@ def _campaign(row: RowMapping) -> Campaign:
         name=row["name"],
         max_attempts=row["max_attempts"],
         retry_on=[o for o in row["retry_on"].split(",") if o],
+        default_region=row["default_region"],
         total_contacts=int(row["total_contacts"]),
         created_at=iso_utc(row["created_at"]) or "",
     )
 
 
-def create_campaign(db: Database, account_id: str, body: CreateCampaign) -> Campaign:
-    """Store a new campaign for the account."""
+def create_campaign(db: Database, account_id: str, body: CreateCampaign, server_region: str) -> Campaign:
+    """Store a new campaign for the account; its region is the body's, or else `server_region`."""
     campaign_id = str(uuid.uuid4())
     values = {
         "id": campaign_id,
@@ -46,6 +47,7 @@ def create_campaign(db: Database, account_id: str, body: CreateCampaign) -> Camp
         "name": body.name,
         "max_attempts": body.max_attempts,
         "retry_on": ",".join(body.retry_on),
+        "default_region": body.default_region or server_region,
         "created_at": now_ms(),
     }
 

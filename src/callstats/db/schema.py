@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -59,6 +60,8 @@ campaigns = Table(
     Column("max_attempts", Integer, nullable=False),
     Column("retry_on", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # ISO 3166-1 alpha-2: the region of the campaign's numbers written without +country
+    Column("default_region", String(2), nullable=False),
     Index("ix_campaigns_account_created", "account_id", "created_at", "id"),
 )
 
@@ -68,7 +71,8 @@ contacts = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("campaign_id", String(36), ForeignKey("campaigns.id"), nullable=False),
     Column("account_id", String(36), nullable=False),
-    Column("phone", String(20), nullable=False),
+    # The contact's identity: E.164 plus any extension in RFC 3966 form, "+16085550147;ext=12"
+    Column("phone", String(64), nullable=False),
     Column("name", String(200), nullable=True),
     Column("metadata", Text, nullable=True),
     Column("state", String(12), nullable=False),
@@ -94,6 +98,8 @@ calls = Table(
     Column("started_at", BigInteger, nullable=False),
     Column("answered_at", BigInteger, nullable=True),
     Column("ended_at", BigInteger, nullable=True),
+    # Whether started_at comes from a call.started (else from the event that opened the call)
+    Column("start_reported", Boolean, nullable=False),
     Index("ix_calls_campaign_contact", "campaign_id", "contact_id", "attempt"),
 )
 

@@ -86,7 +86,7 @@ def create_demo_campaign(db: Database, contacts: int, region: str) -> tuple[Demo
     """An account with a write key and a campaign of `contacts` contacts; the campaign and the key."""
     key = create_key(db, "demo", "write")
     campaign = create_campaign(
-        db, key.account_id, CreateCampaign(name=f"Demo campaign ({contacts} contacts)")
+        db, key.account_id, CreateCampaign(name=f"Demo campaign ({contacts} contacts)"), region
     )
     phones = demo_phones(contacts)
     for start in range(0, len(phones), MAX_CONTACTS_PER_REQUEST):
