@@ -85,7 +85,9 @@ def create_app(
     settings: Settings, db: Database | None = None, background: Sequence[BackgroundTask] = ()
 ) -> CallstatsApp:
     """The callstats ASGI app for these settings; `background` tasks run while it serves."""
-    database = db or Database(settings.database_url, settings.db_pool_size, settings.counter_slots)
+    database = db or Database(
+        settings.database_url, settings.db_pool_size, settings.counter_slots, settings.db_timeout_seconds
+    )
     stats = StatsEndpoint(database, StatsRateLimiter(settings.stats_rate_limit, settings.redis_url))
     api = FastAPI(
         title="callstats",

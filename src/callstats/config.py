@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     events_max_ahead_seconds: int = Field(default=86_400, ge=0, le=100 * 366 * 86_400)
     counter_slots: int = Field(default=16, ge=1, le=256)
     db_pool_size: int = Field(default=20, ge=1)
+    # Longest wait on the database for one step (connect, statement, commit, free connection, lock): then 503.
+    db_timeout_seconds: float = Field(default=5.0, gt=0, le=3600)
     log_level: str = "info"
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     stream_poll_seconds: float | None = Field(default=None, gt=0)  # None: 0.2 s on SQLite, 1 s otherwise

@@ -19,6 +19,8 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from callstats.db.engine import bounded_step
+
 Params = Mapping[str, Any]
 
 
@@ -49,7 +51,8 @@ class Statement:
         sql, args = self._bound(conn.dialect, params)
         dbapi_connection: Any = conn.connection.dbapi_connection
         cursor = dbapi_connection.cursor()
-        cursor.execute(sql, args)
+        with bounded_step(conn):
+            cursor.execute(sql, args)
 
         def fetch() -> list[tuple[Any, ...]]:
             try:
@@ -109,12 +112,14 @@ class Statement:
 
 @contextmanager
 def _cursor(conn: Connection, sql: str, args: Any) -> Iterator[Any]:
-    """A driver cursor; driver errors come out as SQLAlchemy's (retries and 503s depend on them)."""
+    """A driver cursor, its use bounded by the database's timeout; driver errors come out as SQLAlchemy's
+    (retries and 503s depend on them)."""
     dbapi_connection = conn.connection.dbapi_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
     try:
-        yield cursor
+        with bounded_step(conn):
+            yield cursor
     except conn.dialect.loaded_dbapi.Error as exc:
         raise _translated(conn, exc, sql, args, cursor) from exc
     finally:
@@ -129,7 +134,7 @@ def pipelined(conn: Connection) -> Iterator[None]:
         return
     dbapi_connection: Any = conn.connection.dbapi_connection
     try:
-        with dbapi_connection.pipeline():
+        with bounded_step(conn), dbapi_connection.pipeline():
             yield
     except conn.dialect.loaded_dbapi.Error as exc:  # a statement's error arrives when the pipeline syncs
         raise _translated(conn, exc, "(pipeline)", None, None) from exc

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from contextlib import nullcontext
 from typing import Any
 
 from psycopg import AsyncConnection
 from sqlalchemy import literal_column
 
-from callstats.db.engine import Database
+from callstats.db.engine import Database, is_unreachable
 from callstats.stats.counters import key_and_counters_select
 from callstats.turns import TurnBatches
 
@@ -40,8 +42,10 @@ class HotReader:
         # PostgreSQL: reads wait here for the next batch, which runs on one of a few autocommit
         # connections; a pool's per-checkout bookkeeping cost as much CPU as the query itself.
         self.batch_sql = batched_sql(db) if not db.is_sqlite else ""
+        # A database found unreachable fails the reads queued behind the batch too: each read waits
+        # for one timeout at most, not one per batch ahead of it.
         self.batches: TurnBatches[tuple[str, str], Row | None] = TurnBatches(
-            self._read_batch, POSTGRES_CONNECTIONS
+            self._read_batch, POSTGRES_CONNECTIONS, is_unreachable
         )
         self._idle: list[AsyncConnection[Any]] = []
 
@@ -70,9 +74,11 @@ class HotReader:
 
     async def _query(self, params: dict[str, list[str]]) -> list[Row]:
         conn = self._idle.pop() if self._idle else await self._connect()
+        watchdog = self.db.watchdog  # a frozen server never answers: hang up after the timeout
         try:
-            cursor = await conn.execute(self.batch_sql, params, prepare=True)
-            return await cursor.fetchall()
+            with watchdog.step(conn) if watchdog is not None else nullcontext():
+                cursor = await conn.execute(self.batch_sql, params, prepare=True)
+                return await cursor.fetchall()
         finally:
             if conn.broken or conn.closed:
                 await conn.close()
@@ -81,7 +87,9 @@ class HotReader:
 
     async def _connect(self) -> AsyncConnection[Any]:
         conninfo = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=5)
+        # psycopg enforces connect_timeout itself on async connections (whole seconds, at least 2).
+        timeout = max(2, math.ceil(self.db.timeout_seconds or 5))
+        return await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=timeout)
 
     def _read_sqlite(self, params: Any) -> tuple[Any, ...] | None:
         # One long-lived autocommit connection that never writes: `PRAGMA data_version` changes exactly
