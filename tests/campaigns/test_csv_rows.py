@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callstats.campaigns.schemas import ContactRow, contact_rows
+from callstats.campaigns.contact_lists import contact_rows
+from callstats.campaigns.schemas import ContactRow
 from callstats.errors import ValidationFailed
 
 
@@ -67,4 +68,4 @@ def test_random_csv_bodies_are_read_as_dict_reader_reads_them(
 def test_a_header_without_phone_is_refused() -> None:
     """No phone column: the body is refused whole."""
     with pytest.raises(ValidationFailed):
-        contact_rows(b"number\n1\n", "text/csv")
+        contact_rows(b"email\n1\n", "text/csv")

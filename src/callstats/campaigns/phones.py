@@ -112,7 +112,7 @@ def _why_invalid(text: str, parsed: phonenumbers.PhoneNumber) -> str:
     """Why phonenumbers parsed `text` as `parsed` yet does not hold it valid, in words."""
     if _DATE.fullmatch(text):
         return f"looks like a date ({text}), not a phone number: format the column as text"
-    region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    region = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
     reason = phonenumbers.is_possible_number_with_reason(parsed)
     template = _LENGTH_ERRORS.get(
         reason, "is not a valid number of {region} (+{code}): check the digits or add +country code"

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, and_, func, insert, or_, select, text
 
-from callstats.db.schema import campaign_counters, campaigns
+from callstats.db.schema import campaign_counters, campaigns, contacts
 
 
 def insert_campaign(conn: Connection, values: dict[str, Any]) -> None:
@@ -62,7 +62,7 @@ _TYPED = tuple(zip(CONTACT_COLUMNS, _PG_TYPES, strict=True))
 _PG_INSERT = text(
     f"INSERT INTO contacts ({', '.join(CONTACT_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _TYPED)}) "
-    "ON CONFLICT (campaign_id, phone) DO NOTHING RETURNING id"
+    "ON CONFLICT (campaign_id, phone) DO NOTHING RETURNING phone"
 )
 
 
@@ -73,19 +73,50 @@ _SQLITE_INSERT = (
 )
 
 
-def insert_contacts(conn: Connection, rows: list[tuple[Any, ...]]) -> int:
+def insert_contacts(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
     """Insert contacts (tuples in CONTACT_COLUMNS order) in phone order, skipping phones the campaign holds.
 
-    Returns the number inserted; rows reach the driver as they are, without per-row parameter processing.
+    Returns the phones skipped because the campaign already held them (a concurrent request's
+    included); rows reach the driver as they are, without per-row parameter processing.
     """
     rows = sorted(rows, key=_phone)
     if not rows:
-        return 0
+        return set()
     if conn.dialect.name != "postgresql":
-        return int(conn.exec_driver_sql(_SQLITE_INSERT, rows).rowcount)
-    inserted = 0
+        return _sqlite_insert(conn, rows)
+    inserted: set[str] = set()
     for start in range(0, len(rows), 5000):
         columns = zip(*rows[start : start + 5000], strict=True)
         arrays = dict(zip(CONTACT_COLUMNS, (list(values) for values in columns), strict=True))
-        inserted += len(conn.execute(_PG_INSERT, arrays).all())
-    return inserted
+        inserted.update(conn.execute(_PG_INSERT, arrays).scalars())
+    return {_phone(row) for row in rows} - inserted
+
+
+def _sqlite_insert(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+    """insert_contacts on SQLite: the skipped phones are those the campaign held before (lower ids).
+
+    Writes are serialized (BEGIN IMMEDIATE) and new rowids are above every existing one, so a
+    contact of these phones with an id up to the maximum before the insert was already there.
+    """
+    before = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM contacts").scalar_one()
+    if int(conn.exec_driver_sql(_SQLITE_INSERT, rows).rowcount) == len(rows):
+        return set()
+    campaign_id, phones = rows[0][0], [_phone(row) for row in rows]
+    held: set[str] = set()
+    for start in range(0, len(phones), 500):
+        query = select(contacts.c.phone).where(
+            contacts.c.campaign_id == campaign_id,
+            contacts.c.id <= before,
+            contacts.c.phone.in_(phones[start : start + 500]),
+        )
+        held.update(conn.execute(query).scalars())
+    return held
+
+
+def campaign_region(conn: Connection, account_id: str, campaign_id: str) -> str | None:
+    """The default region of one campaign of the account, or None when the account has no such campaign."""
+    query = select(campaigns.c.default_region).where(
+        campaigns.c.id == campaign_id, campaigns.c.account_id == account_id
+    )
+    region: str | None = conn.execute(query).scalar_one_or_none()
+    return region

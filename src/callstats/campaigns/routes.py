@@ -8,16 +8,18 @@ from fastapi import APIRouter, Header, Query, Request
 
 from callstats.accounts.deps import ReadKey, WriteKey
 from callstats.campaigns import service
+from callstats.campaigns.contact_lists import contact_rows
+from callstats.campaigns.phones import UnknownRegion, region_code
 from callstats.campaigns.schemas import (
     AddContactsEnvelope,
     CampaignEnvelope,
     CampaignPage,
     CreateCampaign,
     Pagination,
-    contact_rows,
     create_campaign_body,
 )
 from callstats.db.deps import Db
+from callstats.errors import ValidationFailed
 from callstats.ids import CampaignId
 from callstats.web import RawBody
 
@@ -60,6 +62,20 @@ def get_campaign(campaign_id: CampaignId, key: ReadKey, db: Db) -> CampaignEnvel
     return CampaignEnvelope(data=service.get_campaign(db, key.account_id, campaign_id))
 
 
+_REGION = (
+    "ISO 3166-1 alpha-2 region for numbers without +country, for this request only (default: the campaign's)"
+)
+_PHONE_COLUMN = "the CSV column holding the phones (default: the first of phone, phone_number, mobile, ...)"
+
+
+def _region(value: str | None) -> str | None:
+    """The `region` query parameter as a known region code, None when absent; a 400 when unknown."""
+    try:
+        return None if value is None else region_code(value)
+    except UnknownRegion as exc:
+        raise ValidationFailed(f"region: {exc}") from None
+
+
 @router.post("/addContacts/{campaignId}")
 def add_contacts(
     campaign_id: CampaignId,
@@ -68,11 +84,12 @@ def add_contacts(
     request: Request,
     body: RawBody,
     content_type: Annotated[str, Header()] = "application/json",
+    region: Annotated[str | None, Query(max_length=8, description=_REGION)] = None,
+    phone_column: Annotated[str | None, Query(max_length=200, description=_PHONE_COLUMN)] = None,
 ) -> AddContactsEnvelope:
-    """Add up to 10,000 contacts (JSON or CSV); phones are normalized to E.164."""
-    rows = contact_rows(body, content_type)
-    region = request.app.state.settings.default_region
-    added = service.add_contacts(db, key.account_id, campaign_id, rows, region)
+    """Add up to 10,000 contacts (JSON or CSV); phones are normalized to E.164 plus any extension."""
+    rows = contact_rows(body, content_type, phone_column)
+    added = service.add_contacts(db, key.account_id, campaign_id, rows, _region(region))
     if added.accepted:
         request.app.state.feed.publish(campaign_id)
     return AddContactsEnvelope(data=added)

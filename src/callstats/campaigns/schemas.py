@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -118,11 +114,23 @@ class ContactRow:
 
 
 class InvalidRow(BaseModel):
-    """Why one submitted row was not added."""
+    """Why one submitted row was not added; `phone` is the value sent, as text (null when none was)."""
 
     row: int
     phone: str | None
     reason: str
+
+
+class DuplicateRow(BaseModel):
+    """A row not added because its contact is already there.
+
+    `phone` is the identity it repeats (E.164 plus any `;ext=`); `earlier_row` is the row of the same
+    request that added it first, or null when the campaign already held it.
+    """
+
+    row: int
+    phone: str
+    earlier_row: int | None
 
 
 class AddContactsResult(BaseModel):
@@ -133,6 +141,7 @@ class AddContactsResult(BaseModel):
     duplicate: int
     invalid: int
     errors: list[InvalidRow]
+    duplicates: list[DuplicateRow]
 
 
 class AddContactsEnvelope(BaseModel):
@@ -140,56 +149,3 @@ class AddContactsEnvelope(BaseModel):
 
     success: bool = True
     data: AddContactsResult
-
-
-def contact_rows(body: bytes, content_type: str) -> list[ContactRow]:
-    """The rows of an addContacts body, JSON or CSV; a 400 when the body as a whole is unusable."""
-    media = content_type.split(";")[0].strip().lower()
-    rows = _csv_rows(body) if media in ("text/csv", "application/csv") else _json_rows(body)
-    if len(rows) > MAX_CONTACTS_PER_REQUEST:
-        raise ValidationFailed(f"contacts: at most {MAX_CONTACTS_PER_REQUEST} per request, got {len(rows)}")
-    return rows
-
-
-def _json_rows(body: bytes) -> list[ContactRow]:
-    try:
-        parsed: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("body: not valid JSON (send JSON or Content-Type: text/csv)") from None
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("contacts"), list):
-        raise ValidationFailed(
-            'body: expected {"contacts": [{"phone": ..., "name"?: ..., "metadata"?: ...}]}'
-        )
-    rows = []
-    for index, item in enumerate(parsed["contacts"], start=1):
-        if isinstance(item, dict):
-            rows.append(ContactRow(index, item.get("phone"), item.get("name"), item.get("metadata")))
-        else:
-            rows.append(ContactRow(index, None, problem="contact must be an object"))
-    return rows
-
-
-def _csv_rows(body: bytes) -> list[ContactRow]:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValidationFailed("body: CSV must be UTF-8") from None
-    reader = csv.reader(io.StringIO(text))
-    fields = [f.strip().lower() for f in next(reader, None) or []]
-    if "phone" not in fields:
-        raise ValidationFailed("body: the CSV header row must name a 'phone' column")
-    # Read as csv.DictReader would (a repeated column's last value wins), by index rather than by a
-    # dict per row, which cost more than the rest of the parse.
-    columns = {name: index for index, name in enumerate(fields)}
-    phone_at, name_at = columns["phone"], columns.get("name")
-    extras = [(name, index) for name, index in columns.items() if name not in ("phone", "name") and name]
-    rows: list[ContactRow] = []
-    for record in reader:
-        if not record:
-            continue  # DictReader skips blank lines, and so do row numbers
-        if len(record) != len(fields):
-            record = [*record[: len(fields)], *[""] * (len(fields) - len(record))]
-        extra = {name: record[index] for name, index in extras if record[index]}
-        name = record[name_at] or None if name_at is not None else None
-        rows.append(ContactRow(len(rows) + 1, record[phone_at], name, extra or None))
-    return rows

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping
 
+from callstats.bodies import NUL, NUL_REASON, nul_free
 from callstats.campaigns import queries
 from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.campaigns.schemas import (
@@ -16,6 +17,7 @@ from callstats.campaigns.schemas import (
     Campaign,
     ContactRow,
     CreateCampaign,
+    DuplicateRow,
     InvalidRow,
 )
 from callstats.clock import now_ms
@@ -97,57 +99,100 @@ def list_campaigns(
 def _checked_rows(
     rows: list[ContactRow], region: str
 ) -> tuple[list[tuple[ContactRow, str]], list[InvalidRow]]:
-    """Valid rows with their E.164 phone, and the invalid ones with reasons."""
+    """Valid rows with their identity (E.164 plus any extension), and the invalid ones with reasons."""
     valid: list[tuple[ContactRow, str]] = []
     invalid: list[InvalidRow] = []
     for row in rows:
-        shown = row.phone if isinstance(row.phone, str) else None
         try:
             if row.problem:
                 raise InvalidPhone(row.problem)
             phone = normalize(row.phone, region)
             _check_extras(row)
         except InvalidPhone as exc:
-            invalid.append(InvalidRow(row=row.row, phone=shown, reason=str(exc)))
+            invalid.append(InvalidRow(row=row.row, phone=sent_text(row.phone), reason=str(exc)))
             continue
         valid.append((row, phone))
     return valid, invalid
 
 
+def sent_text(value: object) -> str | None:
+    """The phone value a row sent, as text: a string as it is, any other JSON value as JSON, None as None."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)[:200]
+
+
 def _check_extras(row: ContactRow) -> None:
-    if row.name is not None and (not isinstance(row.name, str) or len(row.name) > 200):
-        raise InvalidPhone("name must be a string of at most 200 characters")
-    if row.metadata is not None and not isinstance(row.metadata, dict):
-        raise InvalidPhone("metadata must be an object")
+    """InvalidPhone when a row's name or metadata cannot be stored (not text, too long, a NUL)."""
+    if row.name is not None:
+        if not isinstance(row.name, str) or len(row.name) > 200:
+            raise InvalidPhone("name must be a string of at most 200 characters")
+        if NUL in row.name:
+            raise InvalidPhone(f"name {NUL_REASON}")
+    if row.metadata is not None:
+        if not isinstance(row.metadata, dict):
+            raise InvalidPhone("metadata must be an object")
+        if not nul_free(row.metadata):
+            raise InvalidPhone(f"metadata {NUL_REASON}")
+
+
+def campaign_region(db: Database, account_id: str, campaign_id: str) -> str:
+    """The default region of one campaign of the account, or 404."""
+    with db.read() as conn:
+        region = queries.campaign_region(conn, account_id, campaign_id)
+    if region is None:
+        raise CampaignNotFound()
+    return region
+
+
+def _first_rows(
+    valid: list[tuple[ContactRow, str]],
+) -> tuple[dict[str, ContactRow], list[DuplicateRow]]:
+    """Each identity's first row, and the later rows that repeat one (with the row they repeat)."""
+    first: dict[str, ContactRow] = {}
+    repeats: list[DuplicateRow] = []
+    for row, phone in valid:
+        earlier = first.setdefault(phone, row)
+        if earlier is not row:
+            repeats.append(DuplicateRow(row=row.row, phone=phone, earlier_row=earlier.row))
+    return first, repeats
 
 
 def add_contacts(
-    db: Database, account_id: str, campaign_id: str, rows: list[ContactRow], region: str
+    db: Database, account_id: str, campaign_id: str, rows: list[ContactRow], region: str | None = None
 ) -> AddContactsResult:
-    """Validate, normalize and add contacts; duplicates (in the request or the campaign) are skipped."""
-    valid, invalid = _checked_rows(rows, region)
-    unique: dict[str, ContactRow] = {}
-    for row, phone in valid:
-        unique.setdefault(phone, row)
-    created = now_ms()
-    values = [_contact_values(row, phone, campaign_id, account_id, created) for phone, row in unique.items()]
+    """Validate, normalize and add contacts; duplicates (in the request or the campaign) are skipped.
 
-    def work(conn: Connection) -> int:
-        if queries.campaign_row(conn, account_id, campaign_id) is None:
+    Phones without +country are read in `region`, or else the campaign's default region. Each
+    duplicate row is listed with the identity it repeats and the earlier row of this request (null
+    when the campaign already held it). Raises CampaignNotFound.
+    """
+    if region is None:
+        region = campaign_region(db, account_id, campaign_id)
+    valid, invalid = _checked_rows(rows, region)
+    first, duplicates = _first_rows(valid)
+    created = now_ms()
+    values = [_contact_values(row, phone, campaign_id, account_id, created) for phone, row in first.items()]
+
+    def work(conn: Connection) -> set[str]:
+        if queries.campaign_region(conn, account_id, campaign_id) is None:
             raise CampaignNotFound()
-        inserted = queries.insert_contacts(conn, values)
+        held = queries.insert_contacts(conn, values)
+        inserted = len(values) - len(held)
         delta = CounterDelta({"total": inserted, "pending": inserted})
         delta.extras.histogram[("a", 0)] += inserted
         counters.write(conn, account_id, campaign_id, db.pick_slot(), delta)
-        return inserted
+        return held
 
-    accepted = db.write(work)
+    held = db.write(work)
+    duplicates += [DuplicateRow(row=first[phone].row, phone=phone, earlier_row=None) for phone in held]
     return AddContactsResult(
         received=len(rows),
-        accepted=accepted,
-        duplicate=len(valid) - accepted,
+        accepted=len(values) - len(held),
+        duplicate=len(duplicates),
         invalid=len(invalid),
         errors=invalid,
+        duplicates=sorted(duplicates, key=lambda duplicate: duplicate.row),
     )
 
 

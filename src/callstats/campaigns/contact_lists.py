@@ -1,0 +1,208 @@
+"""Reading an addContacts body into rows: JSON, or CSV in any delimiter, header naming and charset.
+
+CSV files come from CRMs, dialers and spreadsheets: European Excel writes `phone;name`, other
+tools tabs or pipes; headers say `Phone Number`, `phone_number` (VICIdial), `mobile`...; files are
+windows-1252 or UTF-16 as often as UTF-8. Pure: bytes in, rows out, ValidationFailed (400) when the
+body as a whole is unusable. Row-level problems (a NUL in a cell) travel with the row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from typing import Any
+
+from callstats.bodies import NUL, NUL_REASON, parse_json
+from callstats.campaigns.schemas import MAX_CONTACTS_PER_REQUEST, ContactRow
+from callstats.errors import ValidationFailed
+
+DELIMITERS = (",", ";", "\t", "|")
+"""The delimiters a CSV may use, preferred in this order when the header counts them equally."""
+
+PHONE_HEADERS = (
+    "phone", "phone_number", "phone_no", "mobile", "mobile_phone", "mobile_number", "cell",
+    "cell_phone", "cell_number", "telephone", "telephone_number", "tel", "msisdn", "number",
+)  # fmt: skip
+"""Header names read as the phone column, first match wins; compared case-, space-, `_`- and
+`-`-insensitively, so `Phone Number`, `PHONE-NUMBER` and `phonenumber` are `phone_number`."""
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM starts it
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_SEPARATORS = re.compile(r"[\s_\-.]+")
+_CSV_MEDIA = ("text/csv", "application/csv", "text/tab-separated-values")
+
+
+def contact_rows(body: bytes, content_type: str, phone_column: str | None = None) -> list[ContactRow]:
+    """The rows of an addContacts body, JSON or CSV; a 400 when the body as a whole is unusable.
+
+    `content_type` is the request's header (its `charset` parameter is honoured for CSV);
+    `phone_column` names the CSV column holding the phones (else one of PHONE_HEADERS).
+    """
+    media = content_type.split(";")[0].strip().lower()
+    if media in _CSV_MEDIA:
+        rows = csv_rows(decode_csv(body, charset_of(content_type)), phone_column)
+    else:
+        rows = _json_rows(body)
+    if len(rows) > MAX_CONTACTS_PER_REQUEST:
+        raise ValidationFailed(f"contacts: at most {MAX_CONTACTS_PER_REQUEST} per request, got {len(rows)}")
+    return rows
+
+
+def charset_of(content_type: str) -> str | None:
+    """The `charset` parameter of a Content-Type header (RFC 9110 section 8.3.1), or None."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"') or None
+    return None
+
+
+def decode_csv(body: bytes, charset: str | None) -> str:
+    """The text of a CSV body: in the declared charset, else by its BOM (UTF-8/16/32), else UTF-8.
+
+    Any codec Python knows is accepted (windows-1252, iso-8859-1, utf-16, shift_jis...). Raises
+    ValidationFailed naming the charset when it is unknown or the bytes are not text in it.
+    """
+    encoding = charset or next((name for bom, name in _BOMS if body.startswith(bom)), "utf-8-sig")
+    try:
+        codec = codecs.lookup(encoding)
+        text = body.decode(codec.name)
+    except LookupError:
+        raise ValidationFailed(f"body: unknown charset {charset!r}") from None
+    except UnicodeDecodeError as exc:
+        hint = "" if charset else " (declare it, e.g. Content-Type: text/csv; charset=windows-1252)"
+        raise ValidationFailed(
+            f"body: not {charset or 'UTF-8'} text (byte {exc.start}){hint}; the CSV's charset is needed"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """The delimiter of a CSV, from its header line: the one of DELIMITERS found most outside quotes.
+
+    The header alone is read because data cells often hold commas (`Smith, Jane` in a `;` file) while
+    header names rarely do; a one-column header gives ",".
+    """
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    return max(DELIMITERS, key=lambda d: counts[d])  # max keeps the first of equal counts
+
+
+def header_key(name: str) -> str:
+    """A header name compared with PHONE_HEADERS: lower case, spaces, `-` and `.` as `_`, trimmed."""
+    return _SEPARATORS.sub("_", name.strip().lower()).strip("_")
+
+
+def phone_column_index(header: list[str], phone_column: str | None) -> int:
+    """Where the phones are in `header`: `phone_column` if given, else the first of PHONE_HEADERS.
+
+    A repeated column's last occurrence wins (as csv.DictReader reads it). Raises ValidationFailed
+    listing the columns read when none fits.
+    """
+    keys = [header_key(name) for name in header]
+    if phone_column is not None:
+        wanted = [phone_column.strip(), header_key(phone_column)]
+        for names in ([name.strip() for name in header], keys):
+            found = [index for index, name in enumerate(names) if name in wanted]
+            if found:
+                return found[-1]
+        raise ValidationFailed(f"phone_column: no column {phone_column!r} in the CSV header; {_read(header)}")
+    compact = [key.replace("_", "") for key in keys]
+    for known in PHONE_HEADERS:
+        found = [index for index, key in enumerate(compact) if key == known.replace("_", "")]
+        if found:
+            return found[-1]
+    raise ValidationFailed(
+        f"body: no phone column in the CSV header (looked for {', '.join(PHONE_HEADERS)}); {_read(header)}; "
+        "name yours with ?phone_column=NAME"
+    )
+
+
+def _line_end(text: str) -> int:
+    """Where the first line of `text` ends (at its first CR or LF, or the end), without copying it."""
+    ends = [at for at in (text.find("\n"), text.find("\r")) if at >= 0]
+    return min(ends, default=len(text))
+
+
+def _read(header: list[str]) -> str:
+    return f"columns read: {header!r}"
+
+
+def csv_rows(text: str, phone_column: str | None = None) -> list[ContactRow]:
+    """The rows of a CSV text: phones from the phone column, `name` as the name, other columns as metadata.
+
+    Blank lines are skipped (row numbers count data rows only); metadata keys are the lower-cased,
+    trimmed header names and keep non-empty cells only. A row with a NUL in a cell is invalid.
+    """
+    delimiter = sniff_delimiter(text[: _line_end(text)])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader, None) or []
+        phone_at = phone_column_index(header, phone_column)
+        fields = [f.strip().lower() for f in header]
+        columns = {name: index for index, name in enumerate(fields)}
+        name_at = columns.get("name")
+        skip = {fields[phone_at], "name"}
+        extras = [(name, index) for name, index in columns.items() if name not in skip and name]
+        return _records(reader, len(fields), phone_at, name_at, extras, check_nul=NUL in text)
+    except csv.Error as exc:
+        raise ValidationFailed(f"body: not valid CSV at line {reader.line_num} ({exc})") from None
+
+
+def _records(
+    reader: Any,
+    width: int,
+    phone_at: int,
+    name_at: int | None,
+    extras: list[tuple[str, int]],
+    check_nul: bool,
+) -> list[ContactRow]:
+    """The data rows of a csv.reader past its header (see csv_rows)."""
+    rows: list[ContactRow] = []
+    for record in reader:
+        if not record:
+            continue  # DictReader skips blank lines, and so do row numbers
+        if len(record) != width:
+            record = [*record[:width], *[""] * (width - len(record))]
+        extra = {name: record[index] for name, index in extras if record[index]}
+        name = record[name_at] or None if name_at is not None else None
+        problem = _nul_problem(record) if check_nul else None
+        rows.append(ContactRow(len(rows) + 1, record[phone_at], name, extra or None, problem))
+    return rows
+
+
+def _nul_problem(record: list[str]) -> str | None:
+    """The reason a CSV record is refused for a NUL character, naming its column (1-based), or None."""
+    for index, cell in enumerate(record, start=1):
+        if NUL in cell:
+            return f"column {index}: {NUL_REASON}"
+    return None
+
+
+def _json_rows(body: bytes) -> list[ContactRow]:
+    """The rows of a JSON body {"contacts": [{"phone", "name"?, "metadata"?}, ...]}."""
+    parsed: Any = parse_json(body)
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("contacts"), list):
+        raise ValidationFailed(
+            'body: expected {"contacts": [{"phone": ..., "name"?: ..., "metadata"?: ...}]}'
+            " (or send Content-Type: text/csv)"
+        )
+    rows = []
+    for index, item in enumerate(parsed["contacts"], start=1):
+        if isinstance(item, dict):
+            rows.append(ContactRow(index, item.get("phone"), item.get("name"), item.get("metadata")))
+        else:
+            rows.append(ContactRow(index, None, problem="contact must be an object"))
+    return rows
