@@ -251,7 +251,10 @@ class RedisRelay:
         """SUBSCRIBE and yield each message."""
         import redis.asyncio
 
-        client = redis.asyncio.Redis.from_url(self.redis_url, socket_connect_timeout=2)
+        # A partition leaves a quiet subscription open: pinging every 30 s finds it dead and reconnects.
+        client = redis.asyncio.Redis.from_url(
+            self.redis_url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=30
+        )
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(CHANNEL)
@@ -290,7 +293,18 @@ class PostgresRelay:
         """LISTEN and yield each notification's payload."""
         import psycopg
 
-        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True, connect_timeout=2)
+        # A partition leaves a quiet LISTEN open: TCP keepalives (and tcp_user_timeout for unacknowledged
+        # data) find it dead within about a minute, and _listen reconnects (libpq connection parameters).
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo,
+            autocommit=True,
+            connect_timeout=2,
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+            tcp_user_timeout=60_000,
+        )
         try:
             await conn.execute(f"LISTEN {CHANNEL}")
             async for notification in conn.notifies():
