@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callstats.campaigns.phones import InvalidPhone, is_plain_valid_e164, normalize, parse_in_full
+from callstats.campaigns.phones import (
+    InvalidPhone,
+    UnknownRegion,
+    is_plain_valid_e164,
+    normalize,
+    parse_in_full,
+    region_code,
+)
 
 
 def outcome(check: object, text: str, region: str = "US") -> str:
@@ -114,3 +121,65 @@ def test_the_fast_path_agrees_with_phonenumbers_around_valid_numbers(e164: str, 
     """Hypothesis-chosen near misses of valid numbers: same E.164 or the same error message."""
     for text in near_misses(e164, random.Random(seed)):
         assert outcome(normalize, text) == outcome(parse_in_full, text), text
+
+
+# Issue 8: the extension is part of a contact's identity, written as RFC 3966's ";ext=".
+
+EXTENSION_FORMS = [
+    "608-555-0147 x12", "608-555-0147 X12", "608-555-0147 x 12", "608-555-0147x12", "608-555-0147-x12",
+    "608-555-0147 ext 12", "608-555-0147 EXT 12", "608-555-0147 ext. 12", "608-555-0147 Ext. 12",
+    "608-555-0147 ext12", "608-555-0147,12", "608-555-0147;ext=12", "608-555-0147 #12",
+    "608-555-0147 extension 12", "(608) 555-0147 x12", "+1 608 555 0147 x12", "+16085550147;ext=12",
+    "tel:+1-608-555-0147;ext=12", " 608.555.0147 ext. 12 ",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", EXTENSION_FORMS)
+def test_every_extension_form_gives_e164_plus_ext(text: str) -> None:
+    """x, ext, ext., -x, `,`, `;ext=`, `#`, extension, any case: one identity, `+16085550147;ext=12`."""
+    assert normalize(text, "US") == "+16085550147;ext=12"
+    parsed = phonenumbers.parse(text, "US")  # the oracle: phonenumbers' own reading of the extension
+    assert parsed.extension == "12"
+
+
+@pytest.mark.parametrize("extension", ["1", "11", "1234", "12345678901234567890"])
+def test_extensions_differ_by_their_digits(extension: str) -> None:
+    """Different extensions of one number are different identities; no extension is a third."""
+    with_ext = normalize(f"608-555-0147 ext. {extension}", "US")
+    assert with_ext == f"+16085550147;ext={extension}"
+    assert with_ext != normalize("608-555-0147", "US") == "+16085550147"
+
+
+@pytest.mark.parametrize("text", ["608-555-0147;ext=123456789012345678901", "608-555-0147 x1234567890"])
+def test_an_extension_too_long_is_refused(text: str) -> None:
+    """phonenumbers reads at most 20 digits after ext/;ext= and 9 after x, # or `,`: longer is 'too
+    long', never truncated into another contact."""
+    with pytest.raises(InvalidPhone, match="too long"):
+        normalize(text, "US")
+
+
+@pytest.mark.parametrize(
+    ("text", "region", "expected"),
+    [
+        ("2079460958", "GB", "+442079460958"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("2079460958", "US", "+12079460958"),
+        ("020 7946 0958 x5", "GB", "+442079460958;ext=5"),
+    ],
+)
+def test_the_region_reads_national_numbers(text: str, region: str, expected: str) -> None:
+    """The default region decides what a number without +country means."""
+    assert normalize(text, region) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [("gb", "GB"), (" us ", "US"), ("De", "DE")])
+def test_region_codes_are_upper_cased(value: str, expected: str) -> None:
+    """Region codes are ISO 3166-1 alpha-2 as phonenumbers knows them, upper-cased."""
+    assert region_code(value) == expected
+
+
+@pytest.mark.parametrize("value", ["UK", "XX", "USA", "", "001"])
+def test_unknown_regions_are_refused(value: str) -> None:
+    """UK is not ISO 3166 (GB is); 001 is phonenumbers' non-geographic entity, not a region."""
+    with pytest.raises(UnknownRegion):
+        region_code(value)
