@@ -68,6 +68,8 @@ def serve(
     """Serve the API (SQLite by default, PostgreSQL via CALLSTATS_DATABASE_URL)."""
     import uvicorn
 
+    from callstats.logs import log_config
+
     settings = _settings()
     _database(settings).dispose()
     uvicorn.run(
@@ -76,6 +78,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        log_config=log_config(settings.log_level),  # JSON lines, no tracebacks (docs/deployment.md)
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
@@ -99,15 +102,19 @@ def demo(
 @app.command("import")
 def import_contacts(
     campaign_id: Annotated[str, typer.Argument(help="The campaign to add the contacts to.")],
-    csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a 'phone' column.")],
+    csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a phone column.")],
     key: Annotated[str, typer.Option(envvar="CALLSTATS_API_KEY", help="A write key.")],
     url: Annotated[str, typer.Option(envvar="CALLSTATS_URL", help="The server.")] = "http://127.0.0.1:8000",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")] = False,
+    encoding: Annotated[str | None, typer.Option(help="The file's charset if not UTF-8 (BOM wins).")] = None,
+    phone_column: Annotated[str | None, typer.Option(help="The column holding the phones.")] = None,
+    region: Annotated[str | None, typer.Option(help="Region of numbers without +country.")] = None,
 ) -> None:
     """Add a CSV file's contacts to a campaign through the HTTP API, 10,000 rows per request."""
-    from callstats.importer import run_command
+    from callstats.importer import ImportOptions, run_command
 
-    raise typer.Exit(run_command(campaign_id, csv_file, url, key, as_json))
+    options = ImportOptions(encoding, phone_column, region)
+    raise typer.Exit(run_command(campaign_id, csv_file, url, key, as_json, options))
 
 
 @app.command()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterable
+from pathlib import Path
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent) + "/"  # the folder holding callstats/
 
 
 class ApiError(Exception):
@@ -61,11 +65,17 @@ class CampaignNotFound(NotFound):
 
 
 class MethodNotAllowed(ApiError):
-    """The route exists but not for this method."""
+    """The route exists but not for this method; `allowed` names the methods it has.
+
+    A 405 carries an `Allow` header listing them (RFC 9110, section 15.5.6).
+    """
 
     status = 405
     code = "METHOD_NOT_ALLOWED"
     default_message = "Method not allowed"
+
+    def __init__(self, allowed: Iterable[str], message: str | None = None) -> None:
+        super().__init__(message, headers={"Allow": ", ".join(sorted(allowed))})
 
 
 class Conflict(ApiError):
@@ -77,11 +87,18 @@ class Conflict(ApiError):
 
 
 class PayloadTooLarge(ApiError):
-    """The body is over the configured limit."""
+    """The body is over the configured limit.
+
+    The connection is closed after the answer, and the answer says so (`Connection: close`): the rest
+    of the body is not worth reading (RFC 9110, section 15.5.14).
+    """
 
     status = 413
     code = "PAYLOAD_TOO_LARGE"
     default_message = "Request body too large"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Connection": "close"})
 
 
 class UnsupportedMediaType(ValidationFailed):
@@ -99,7 +116,10 @@ class RateLimited(ApiError):
 
 
 class InternalError(ApiError):
-    """Unexpected failure."""
+    """Unexpected failure; `request_id` (sent as `X-Request-Id`) matches the answer to its log line."""
+
+    def __init__(self, message: str | None = None, request_id: str | None = None) -> None:
+        super().__init__(message, headers={"X-Request-Id": request_id} if request_id else None)
 
 
 class StatsFailed(InternalError):
@@ -125,9 +145,24 @@ def rendered(error: ApiError) -> tuple[int, dict[str, str], dict[str, object]]:
 
 
 def where(exc: BaseException) -> str:
-    """An exception's type and the line that raised it: enough to find it, with no message, SQL or trace."""
+    """Where an exception was raised, with no message, SQL or absolute path: `file:line in function`.
+
+    The innermost frame in callstats' own code (the line an operator can act on), else the innermost
+    frame; the file is relative to the folder holding the package (`callstats/calls/group.py`), or to
+    site-packages for a library, or only its name.
+    """
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
-        return type(exc).__name__
-    last = frames[-1]
-    return f"{type(exc).__name__} at {last.filename.rsplit('/site-packages/', 1)[-1]}:{last.lineno}"
+        return "unknown"
+    ours = [f for f in frames if f.filename.startswith(_PACKAGE_ROOT + "callstats/")]
+    frame = (ours or frames)[-1]
+    return f"{_relative(frame.filename)}:{frame.lineno} in {frame.name}"
+
+
+def _relative(filename: str) -> str:
+    """A source file's path without the machine's part: package-relative, or its bare name."""
+    if filename.startswith(_PACKAGE_ROOT):
+        return filename[len(_PACKAGE_ROOT) :]
+    if "/site-packages/" in filename:
+        return filename.rsplit("/site-packages/", 1)[1]
+    return filename.rsplit("/", 1)[-1]

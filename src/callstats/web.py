@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+import re
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from callstats import logs
 from callstats.db.engine import is_unreachable
 from callstats.errors import (
     ApiError,
@@ -22,21 +24,49 @@ from callstats.errors import (
     ServiceUnavailable,
     ValidationFailed,
     rendered,
-    where,
 )
 
-log = logging.getLogger("callstats.web")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no space, bounded
+
 
 def error_json(error: ApiError) -> JSONResponse:
     """The response for an ApiError."""
     status, headers, body = rendered(error)
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def request_id(scope: Scope) -> str:
+    """The id that ties an answer to its log line: the client's `X-Request-Id` when sane (1-128
+    printable ASCII characters, optional whitespace around it trimmed), else a new random one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            sent = bytes(value).decode("latin-1").strip(" \t")
+            if _SANE_REQUEST_ID.fullmatch(sent):
+                return sent
+    return uuid.uuid4().hex
+
+
+def as_api_error(exc: Exception, scope: Scope, unexpected: type[InternalError] = InternalError) -> ApiError:
+    """The error to show for any exception of a request: the one mapper of every route.
+
+    An ApiError as it is; an unreachable database (or other backend) a 503 with Retry-After; anything
+    else an `unexpected` (500) whose `X-Request-Id` names the one log line written for it.
+    """
+    if isinstance(exc, ApiError):
+        return exc
+    method, path = str(scope.get("method", "")), str(scope.get("path", ""))
+    if is_unreachable(exc):
+        logs.backend_unavailable(exc, method, path)
+        return ServiceUnavailable()
+    rid = request_id(scope)
+    logs.unexpected_error(exc, rid, method, path)
+    return unexpected(request_id=rid)
 
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -57,25 +87,26 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    """The framework's own HTTP errors in the envelope, each with the code its status has."""
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 404:
-        return error_json(NotFound("No such route"))
-    if exc.status_code == 405:
-        return error_json(MethodNotAllowed())
+    return error_json(_framework_error(exc))
+
+
+def _framework_error(exc: StarletteHTTPException) -> ApiError:
+    status = exc.status_code
+    if status == 400:  # FastAPI's own body parser failed (bad JSON, nesting past its recursion limit)
+        return ValidationFailed("body: not valid JSON")
+    if status == 404:
+        return NotFound("No such route")
+    if status == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return MethodNotAllowed(m.strip() for m in allowed.split(",") if m.strip())
+    if status == 413:
+        return PayloadTooLarge()
     error = ApiError(str(exc.detail))
-    error.status = exc.status_code
-    return error_json(error)
-
-
-def as_api_error(exc: Exception) -> ApiError:
-    """The error to show for any exception; a database or unexpected one is logged without details."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, DBAPIError):
-        log.warning("request failed: database error %s", type(exc).__name__)
-        return ServiceUnavailable() if is_unreachable(exc) else InternalError()
-    log.error("unexpected error: %s", where(exc))
-    return InternalError()
+    error.status = status
+    error.code = "VALIDATION_ERROR" if status < 500 else "INTERNAL_SERVER_ERROR"
+    return error
 
 
 async def send_json(send: Send, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
@@ -86,12 +117,8 @@ async def send_json(send: Send, status: int, headers: Iterable[tuple[str, str]],
     await send({"type": "http.response.body", "body": body})
 
 
-async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
-    return error_json(as_api_error(exc))
-
-
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    return error_json(as_api_error(exc))
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return error_json(as_api_error(exc, request.scope))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -99,7 +126,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(DBAPIError, _unexpected)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -132,8 +159,35 @@ class Dispatcher:
                 await error_json(PayloadTooLarge(self._too_large()))(scope, receive, send)
                 return
             receive = self._limited(receive)
-        endpoint = self.hot.get(scope["path"]) if scope["type"] == "http" else None
-        await (endpoint or self.api)(scope, receive, send)
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        endpoint = self.hot.get(scope["path"])
+        if endpoint is not None:
+            await endpoint(scope, receive, send)  # answers every error itself, in the envelope
+            return
+        await self._framework(scope, receive, send)
+
+    async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve an HTTP request with the framework; no exception escapes to the server.
+
+        Starlette's outermost middleware answers an unexpected error through our handler (which logs
+        it) and then raises it again; an ASGI server that sees it closes the keep-alive connection
+        without a word (uvicorn also logs its traceback). Here it stops: when the answer went out
+        the connection stays usable, and when none started, this sends the 500 itself.
+        """
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.api(scope, receive, tracked)
+        except Exception as exc:
+            if not started:
+                await error_json(as_api_error(exc, scope))(scope, receive, send)
 
     def _too_large(self) -> str:
         return f"Request body over the limit of {self.max_body_bytes} bytes"

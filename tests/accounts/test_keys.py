@@ -90,10 +90,31 @@ def test_malformed_keys_do_not_parse(candidate: str) -> None:
 
 
 def test_whitespace_around_a_key_is_not_accepted() -> None:
-    """The key must be exact: a pasted newline or space is not silently ignored."""
+    """The key itself must be exact: parsing never ignores a pasted newline or space (the header's
+    optional whitespace is trimmed before, by `presented`)."""
     plaintext = keys.generate().plaintext
     for padded in (plaintext + "\n", " " + plaintext, plaintext + " "):
         assert keys.parse_key_id(padded) is None
+
+
+@pytest.mark.parametrize(
+    "field_value",
+    [" {k}", "{k} ", "  {k}  ", "\t{k}", "{k}\t", "\t {k} \t", "{k}"],
+    ids=["leading-space", "trailing-space", "spaces-both", "leading-tab", "trailing-tab", "mixed", "bare"],
+)
+def test_optional_whitespace_around_the_header_is_not_part_of_the_key(field_value: str) -> None:
+    """RFC 9110, section 5.5: leading and trailing spaces and tabs of a field value are trimmed."""
+    plaintext = keys.generate().plaintext
+    assert keys.presented(field_value.format(k=plaintext)) == plaintext
+
+
+@pytest.mark.parametrize("other", ["\n", "\r", "\x00", "\x0b"])
+def test_only_spaces_and_tabs_are_trimmed(other: str) -> None:
+    """A newline, CR, NUL or vertical tab is not optional whitespace: the key stays unparsable."""
+    plaintext = keys.generate().plaintext
+    for padded in (other + plaintext, plaintext + other):
+        assert keys.parse_key_id(keys.presented(padded)) is None
+    assert keys.presented(None) == "" and keys.presented("") == ""
 
 
 def test_matches_only_the_hashed_key() -> None:

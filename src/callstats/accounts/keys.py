@@ -49,6 +49,15 @@ def _checksum(body: str) -> str:
     return "".join(reversed(digits))
 
 
+def presented(field_value: str | None) -> str:
+    """The key an `x-api-key` header carries: its value without leading or trailing spaces and tabs.
+
+    RFC 9110, section 5.5: optional whitespace around a field value is not part of it. An absent
+    header is "".
+    """
+    return field_value.strip(" \t") if field_value else ""
+
+
 def hash_key(plaintext: str) -> str:
     """The stored form of a key."""
     return hashlib.sha256(plaintext.encode()).hexdigest()

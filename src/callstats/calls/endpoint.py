@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from callstats.accounts.keys import presented
 from callstats.accounts.service import key_id_of
 from callstats.calls.group import GroupCommit
 from callstats.calls.schemas import EventRules, event_items
@@ -49,8 +50,8 @@ class RecordEventsEndpoint:
         """Answer one recordCallEvents request."""
         try:
             if scope["method"] != "POST":
-                raise MethodNotAllowed()
-            plaintext = _header(scope, b"x-api-key")
+                raise MethodNotAllowed(("POST",))
+            plaintext = presented(_header(scope, b"x-api-key"))
             key_id = key_id_of(plaintext)
             outcome = await self.groups.record(plaintext, key_id, _items(await _body(receive)))
             if isinstance(outcome, Exception):
@@ -62,7 +63,7 @@ class RecordEventsEndpoint:
         except _Disconnected:
             return
         except Exception as exc:
-            status, headers, envelope = rendered(as_api_error(exc))
+            status, headers, envelope = rendered(as_api_error(exc, scope))
             payload = orjson.dumps(envelope)
         await send_json(send, status, headers.items(), payload)
 

@@ -8,7 +8,6 @@ rate limit, ETag. One query reads the key and the counters together.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -18,28 +17,24 @@ from anyio.to_thread import run_sync
 
 from callstats.accounts import keys
 from callstats.accounts.service import checked_key
-from callstats.db.engine import Database, is_unreachable
+from callstats.db.engine import Database
 from callstats.errors import (
-    ApiError,
     CampaignNotFound,
     MethodNotAllowed,
     RateLimited,
-    ServiceUnavailable,
     StatsFailed,
     Unauthorized,
     ValidationFailed,
     rendered,
-    where,
 )
 from callstats.ids import campaign_uuid
 from callstats.ratelimit import StatsRateLimiter
 from callstats.stats.counters import HOT_COLUMNS, from_row, read_histograms
 from callstats.stats.hot import HotReader
 from callstats.stats.response import INCLUDABLE, attempts_section, durations_section, stats_response
-from callstats.web import send_json
+from callstats.web import as_api_error, send_json
 
 PATH_PREFIX = "/getCampaignStats/"
-log = logging.getLogger("callstats.stats")
 
 Scope = MutableMapping[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -61,13 +56,13 @@ class StatsEndpoint:
         request_headers = dict(scope["headers"])
         try:
             if scope["method"] != "GET":
-                raise MethodNotAllowed()
+                raise MethodNotAllowed(("GET",))
             include = _include(scope.get("query_string", b""))
             status, headers, body = await self._stats(
                 scope["path"][len(PATH_PREFIX) :], request_headers, include
             )
         except Exception as exc:
-            status, extra, envelope = rendered(_as_api_error(exc))
+            status, extra, envelope = rendered(as_api_error(exc, scope, StatsFailed))
             headers, body = list(extra.items()), orjson.dumps(envelope)
         await send_json(send, status, headers, body)
 
@@ -75,7 +70,7 @@ class StatsEndpoint:
         self, raw_id: str, request_headers: dict[bytes, bytes], include: frozenset[str]
     ) -> tuple[int, Headers, bytes]:
         campaign_id = campaign_uuid(raw_id)
-        plaintext = request_headers.get(b"x-api-key", b"").decode("latin-1")
+        plaintext = keys.presented(request_headers.get(b"x-api-key", b"").decode("latin-1"))
         if not plaintext:
             raise Unauthorized("Missing x-api-key header")
         key_id = keys.parse_key_id(plaintext)
@@ -149,17 +144,6 @@ class StatsEndpoint:
             message = f"Rate limit exceeded for this campaign; retry in {decision.reset_seconds} s"
             raise RateLimited(message, headers=dict(decision.headers()))
         return decision.headers()
-
-
-def _as_api_error(exc: Exception) -> ApiError:
-    """The error to show for a failed stats request; unexpected ones are logged without details."""
-    if isinstance(exc, ApiError):
-        return exc
-    if is_unreachable(exc):
-        log.warning("stats read failed: database unreachable (%s)", type(exc).__name__)
-        return ServiceUnavailable()
-    log.error("stats read failed: %s", where(exc))
-    return StatsFailed()
 
 
 def _include(query_string: bytes) -> frozenset[str]:
