@@ -19,7 +19,8 @@ from callstats.calls.group import GroupCommit
 from callstats.db.engine import Database
 from tests.agreement import assert_stats
 from tests.calls.test_concurrency import SeededChoices, http_client, setup_campaign
-from tests.oracle import BASE_MS, RETRYABLE, Event, Rules, simulate_contact
+from tests.oracle import BASE_MS, RETRYABLE, Event, Rules, phone_of, simulate_contact
+from tests.refusals import refusing
 from tests.test_errors import assert_error
 
 
@@ -156,4 +157,95 @@ async def test_a_group_holds_at_most_max_events(
     assert max(writer.sizes) > 1 and len(writer.sizes) >= 3  # grouped, and split where it must be
     for event in events:
         assert oracle.deliver(event) == ("applied", None)
+    await assert_stats(client, auth, app, campaign_id, oracle)
+
+
+POISON = "poison"  # the event_id the test's trigger makes the database refuse
+
+
+def isolation_events() -> list[Event]:
+    """Good events around one the database refuses, a duplicate and an end after it (in order)."""
+    return [
+        Event("s0", phone_of(0), "c0", "call.started", BASE_MS),
+        Event("s1", phone_of(1), "c1", "call.started", BASE_MS + 1),
+        Event(POISON, phone_of(2), "c2", "call.started", BASE_MS + 2),
+        Event("s0", phone_of(0), "c0", "call.started", BASE_MS),  # a redelivery: duplicate
+        Event("e0", phone_of(0), "c0", "call.ended", BASE_MS + 3, "answered", 30),
+    ]
+
+
+@pytest.mark.parametrize("pause", [False, True], ids=["alone", "in-a-group"])
+async def test_a_database_error_rejects_only_its_event(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    app: CallstatsApp,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    pause: bool,
+) -> None:
+    """Issue 8 item 9: an event the database refuses (a real error, from a trigger) is rejected, its
+    neighbours in the request and in the commit group are applied or duplicates as usual, in order."""
+    rules = Rules(3, frozenset(RETRYABLE))
+    campaign_id, phones, oracle = await setup_campaign(client, auth, rules, 4)
+    events = isolation_events()
+    bodies = [{**e.body(campaign_id, ""), "event_id": e.event_id} for e in events]
+    other = Event("s3", phones[3], "c3", "call.started", BASE_MS + 4)
+    with refusing(database_url, "call_events", "event_id", POISON):
+        if pause:  # the request shares a group with another: both run alone, then event by event
+            writer = HeldWriter(app, monkeypatch)
+            requests = [(auth, {"events": bodies}), (auth, {"events": [other.body(campaign_id, "")]})]
+            response, neighbour = await writer.send(app, requests)
+            assert max(writer.sizes) == 2
+            assert neighbour.status_code == 200 and neighbour.json()["data"]["applied"] == 1
+        else:
+            response = await client.post("/recordCallEvents", json={"events": bodies}, headers=auth)
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert [r["status"] for r in data["results"]] == [
+        "applied",
+        "applied",
+        "rejected",
+        "duplicate",
+        "applied",
+    ]
+    assert [r["index"] for r in data["results"]] == [0, 1, 2, 3, 4]
+    assert (data["received"], data["applied"], data["duplicate"], data["rejected"]) == (5, 3, 1, 1)
+    refused = data["results"][2]
+    assert refused["event_id"] == POISON and refused["error"] == "INTERNAL_SERVER_ERROR"
+    assert "could not be stored" in refused["reason"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"].count("event_not_stored") == 1
+    for event in [*events[:2], events[3], events[4]] + ([other] if pause else []):
+        oracle.deliver(event)
+    await assert_stats(client, auth, app, campaign_id, oracle)
+    again = await client.post("/recordCallEvents", json={"events": bodies}, headers=auth)
+    statuses = [r["status"] for r in again.json()["data"]["results"]]
+    assert statuses == ["duplicate", "duplicate", "applied", "duplicate", "duplicate"]  # trigger gone
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param({"event_id": "nul\x00id"}, id="nul-in-event_id"),
+        pytest.param({"call_id": "nul\x00call"}, id="nul-in-call_id"),
+        pytest.param({"contact_id": 2**63, "phone": None}, id="contact_id-2**63"),
+    ],
+)
+async def test_values_a_backend_cannot_store_reject_only_their_event(
+    client: httpx.AsyncClient, auth: dict[str, str], app: CallstatsApp, bad: dict[str, Any]
+) -> None:
+    """Issue 8 item 9's examples: a NUL in an id, a contact_id over 64 bits. Refused at the edge (or,
+    should one get through, by the database): that event is rejected, never its neighbours."""
+    rules = Rules(3, frozenset(RETRYABLE))
+    campaign_id, phones, oracle = await setup_campaign(client, auth, rules, 3)
+    events = [Event(f"s{n}", phone, f"c{n}", "call.started", BASE_MS + n) for n, phone in enumerate(phones)]
+    bodies = [e.body(campaign_id, "") for e in events]
+    bodies[1] = {k: v for k, v in {**bodies[1], **bad}.items() if v is not None}
+    response = await client.post("/recordCallEvents", json={"events": bodies}, headers=auth)
+    assert response.status_code == 200, response.text
+    results = response.json()["data"]["results"]
+    assert [r["status"] for r in results] == ["applied", "rejected", "applied"]
+    assert results[1]["error"] in ("VALIDATION_ERROR", "INTERNAL_SERVER_ERROR")
+    for event in (events[0], events[2]):
+        oracle.deliver(event)
     await assert_stats(client, auth, app, campaign_id, oracle)
