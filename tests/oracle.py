@@ -82,6 +82,7 @@ class Event:
 class _Call:
     contact: str
     started_at: int
+    start_reported: bool = False  # started_at is the earliest call.started's time, not the opening event's
     ended: bool = False
     outcome: str | None = None
     duration: int = 0
@@ -133,10 +134,14 @@ class CampaignOracle:
                 return "rejected", "CONFLICT"
             assert contact.attempts < self.max_attempts, "a pending contact always has an attempt left"
             call = self.calls[event.call_id] = _Call(event.contact, started_at=event.at_ms)
+            call.start_reported = event.type == "call.started"
             contact.state, contact.live_call = "in_progress", event.call_id
             contact.attempts += 1
         elif call.contact != event.contact:
             return "rejected", "CONFLICT"
+        elif event.type == "call.started":  # a call starts at its earliest call.started, whenever it arrives
+            reported = call.started_at if call.start_reported else event.at_ms
+            call.started_at, call.start_reported = min(reported, event.at_ms), True
         if event.type == "call.ended" and not call.ended:
             self._finish(contact, call, event)
         self.stored[event.event_id] = event

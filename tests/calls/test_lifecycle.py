@@ -193,9 +193,12 @@ def test_ended_first_retry_with_same_outcome_still_counts_the_attempt() -> None:
     assert transition.contact.attempts == 2 and transition.contact != contact
 
 
-@pytest.mark.parametrize("late", [started(at=T0 - 5), answered(), ended("busy", at=T0 + 99_000)])
+@pytest.mark.parametrize("late", [started(at=T0 + 5), answered(), ended("busy", at=T0 + 99_000)])
 def test_late_events_of_an_ended_call_change_nothing(late: CallEvent) -> None:
-    """Transition 4: events of a call that has ended move nothing (the contact is final)."""
+    """Transition 4: events of a call that has ended move nothing (the contact is final).
+
+    (A later call.started of a call whose start came from a call.started changes nothing either.)
+    """
     contact, end = dial(ContactState(1), "answered")
     transition = apply(contact, end.call, late, DEFAULT)
     assert transition.effect == "no_change"
@@ -331,3 +334,70 @@ def test_core_deltas_add_up_to_the_oracle(data: st.DataObject) -> None:
         }
         assert all(c.attempts <= rules.max_attempts for c in core.contacts.values())
     assert comparable(stats_response(core.counters())) == oracle.stats()
+
+
+def open_by(kind: str, at: int) -> Transition:
+    """A fresh contact's call opened by an event of `kind` at `at`."""
+    event = {"started": started(at=at), "answered": answered(at=at), "ended": ended("busy", at=at)}[kind]
+    return apply(ContactState(1), None, event, DEFAULT)
+
+
+@pytest.mark.parametrize("kind", ["answered", "ended"])
+@pytest.mark.parametrize("offset", [-61_000, -1, 1, 61_000])
+def test_the_first_call_started_sets_the_start_whatever_its_time(kind: str, offset: int) -> None:
+    """Issue 8: until a call.started arrives, a call starts at its opening event; the first one sets it.
+
+    Earlier or later than the opening event (a skewed clock), live or ended: applied, the contact
+    unchanged, no seed counter moved, and the transition says where the start was.
+    """
+    opened = open_by(kind, T0)
+    assert opened.call is not None and opened.call.started_at == T0 and not opened.call.start_reported
+    moved = apply(opened.contact, opened.call, started(at=T0 + offset), DEFAULT)
+    assert moved.effect == "applied" and moved.reason is None
+    assert moved.call is not None and moved.call.start_reported
+    assert moved.call.started_at == T0 + offset
+    assert replace(moved.call, started_at=T0, start_reported=False) == opened.call
+    assert moved.contact == opened.contact and dict(moved.deltas) == {}
+    assert moved.moved_start_from == T0 and moved.started_at == T0 + offset
+    assert moved.start_raised == (offset > 0) and not moved.started_call
+
+
+@pytest.mark.parametrize("offset", [-61_000, -1, 0, 1, 61_000])
+def test_a_call_starts_at_its_earliest_call_started(offset: int) -> None:
+    """Once a call.started set the start, another one only lowers it (applied), or changes nothing."""
+    opened = open_by("started", T0)
+    assert opened.call is not None and opened.call.start_reported
+    again = apply(opened.contact, opened.call, started(at=T0 + offset), DEFAULT)
+    assert again.call is not None and again.call.started_at == min(T0, T0 + offset)
+    assert again.effect == ("applied" if offset < 0 else "no_change")
+    assert again.moved_start_from == (T0 if offset < 0 else None) and not again.start_raised
+
+
+def test_an_earlier_start_moves_even_a_final_contacts_call() -> None:
+    """The start of an ended call of a completed contact still moves; the contact does not."""
+    contact, end = dial(ContactState(1), "answered")
+    assert end.call is not None
+    moved = apply(contact, end.call, started(at=T0 - 5), DEFAULT)
+    assert moved.effect == "applied" and moved.contact == contact
+    assert moved.call == replace(end.call, started_at=T0 - 5)
+
+
+def test_a_call_started_for_another_contacts_call_is_refused() -> None:
+    """The start rule never lets an event move another contact's call."""
+    opened = open_by("answered", T0)
+    assert opened.call is not None
+    assert apply(ContactState(2), opened.call, started(at=T0 - 5), DEFAULT).effect == "rejected"
+
+
+@given(st.permutations([0, 1, 2]), st.integers(-120_000, 120_000), st.integers(-120_000, 120_000))
+@settings(max_examples=300, deadline=None)
+def test_every_order_of_a_calls_events_gives_one_start(order: list[int], a: int, e: int) -> None:
+    """All six orders of started/answered/ended, with any clock skew: one final call and contact."""
+    events = [started(at=T0), answered(at=T0 + a), ended("answered", at=T0 + e, duration=7)]
+    contact, call = ContactState(1), None
+    for index in order:
+        transition = apply(contact, call, events[index], DEFAULT)
+        assert transition.effect in ("applied", "no_change")
+        contact, call = transition.contact, transition.call
+    assert call is not None and (call.started_at, call.start_reported, call.ended_at) == (T0, True, T0 + e)
+    assert contact.state == "completed" and contact.finalized_at == T0 + e

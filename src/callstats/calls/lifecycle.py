@@ -51,7 +51,11 @@ class ContactState:
 
 @dataclass(frozen=True)
 class CallState:
-    """One dial of one contact."""
+    """One dial of one contact.
+
+    `started_at` is the earliest `occurred_at` of the call's `call.started` events once one has
+    arrived (`start_reported`), and until then the time of the event that opened the call.
+    """
 
     call_id: str
     contact_id: int
@@ -62,6 +66,7 @@ class CallState:
     ended_at: int | None = None
     outcome: str | None = None
     duration_seconds: int | None = None
+    start_reported: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,22 @@ class Transition:
     deltas: Mapping[str, int] = field(default_factory=dict)
     reason: str | None = None
     started_call: bool = False
+    moved_start_from: int | None = None  # the call's start before a call.started moved it
 
     @property
     def started_at(self) -> int | None:
-        """When the call this event started began, if it started one."""
-        return self.call.started_at if self.started_call and self.call else None
+        """When the call began, if this event started it or moved its start (the campaign's MIN takes it)."""
+        moved = self.started_call or self.moved_start_from is not None
+        return self.call.started_at if moved and self.call else None
+
+    @property
+    def start_raised(self) -> bool:
+        """Whether a late first call.started moved the call's start later (the campaign's MIN is redone)."""
+        return (
+            self.moved_start_from is not None
+            and self.call is not None
+            and self.call.started_at > self.moved_start_from
+        )
 
     @property
     def finalized_at(self) -> int | None:
@@ -105,17 +121,43 @@ def apply(contact: ContactState, call: CallState | None, event: CallEvent, rules
         return _start_unseen(contact, event, rules)
     if call.contact_id != contact.contact_id:
         return _reject(contact, call, "call_id belongs to another contact")
+    if event.type == "call.started" and (call.status == ENDED or contact.live_call_id == call.call_id):
+        return _restarted(contact, call, event)
     if call.status == ENDED:
         return Transition("no_change", contact, call, reason="call already ended")
     if contact.live_call_id != call.call_id:
         return _reject(contact, call, "call is not the contact's live call")
-    if event.type == "call.started":
-        return Transition("no_change", contact, call, reason="call already started")
     if event.type == "call.answered":
         if call.answered_at is not None:
             return Transition("no_change", contact, call, reason="call already answered")
         return Transition("applied", contact, _answered(call, event.occurred_at))
     return _finish(contact, call, event, rules, {})
+
+
+def _restarted(contact: ContactState, call: CallState, event: CallEvent) -> Transition:
+    """A call.started for a call already open: its start becomes the earliest call.started's time.
+
+    Until a call.started arrives, the call's start is the time of the event that opened it; the
+    first call.started replaces that time (earlier or later), the next ones can only lower it.
+    Changes nothing else (not the contact, even one already final). Applied when the start moves
+    or becomes reported, else no_change.
+    """
+    start = min(call.started_at, event.occurred_at) if call.start_reported else event.occurred_at
+    if call.start_reported and start == call.started_at:
+        return Transition("no_change", contact, call, reason="call already started")
+    moved = CallState(
+        call_id=call.call_id,
+        contact_id=call.contact_id,
+        attempt=call.attempt,
+        started_at=start,
+        status=call.status,
+        answered_at=call.answered_at,
+        ended_at=call.ended_at,
+        outcome=call.outcome,
+        duration_seconds=call.duration_seconds,
+        start_reported=True,
+    )
+    return Transition("applied", contact, moved, moved_start_from=call.started_at)
 
 
 def _answered(call: CallState, at: int) -> CallState:
@@ -130,6 +172,7 @@ def _answered(call: CallState, at: int) -> CallState:
         ended_at=call.ended_at,
         outcome=call.outcome,
         duration_seconds=call.duration_seconds,
+        start_reported=call.start_reported,
     )
 
 
@@ -159,6 +202,7 @@ def _start_unseen(contact: ContactState, event: CallEvent, rules: RetryRules) ->
         attempt=started.attempts,
         started_at=event.occurred_at,
         answered_at=event.occurred_at if event.type == "call.answered" else None,
+        start_reported=event.type == "call.started",
     )
     deltas = {PENDING: -1, IN_PROGRESS: 1}
     if event.type == "call.ended":
@@ -186,6 +230,7 @@ def _finish(
         ended_at=event.occurred_at,
         outcome=outcome,
         duration_seconds=event.duration_seconds,
+        start_reported=call.start_reported,
     )
     state = _state_after(outcome, contact.attempts, rules)
     finished = ContactState(

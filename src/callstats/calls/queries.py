@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from callstats.calls.lifecycle import CallState, ContactState, RetryRules
 from callstats.db.driver import Statement
-from callstats.db.schema import call_events, calls, campaigns, contacts
+from callstats.db.schema import call_events, calls, campaign_counters, campaigns, contacts
 
 _CHUNK = 500
 
@@ -62,6 +62,7 @@ _LOCKED_CALLS = Statement(
         calls.c.ended_at,
         calls.c.outcome,
         calls.c.duration_seconds,
+        calls.c.start_reported,
     )
     .where(
         calls.c.account_id == bindparam("account_id"), calls.c.call_id.in_(bindparam("ids", expanding=True))
@@ -73,10 +74,33 @@ _INSERT_EVENTS = Statement(insert(call_events), [c.name for c in call_events.c])
 _CONTACT_FIELDS = ["state", "attempts", "live_call_id", "last_outcome", "finalized_at"]
 _SAVE_CONTACTS = Statement(update(contacts).where(contacts.c.id == bindparam("b_id")), _CONTACT_FIELDS)
 _INSERT_CALLS = Statement(insert(calls), [c.name for c in calls.c])
-_CALL_FIELDS = ["status", "answered_at", "ended_at", "outcome", "duration_seconds"]
+_CALL_FIELDS = [
+    "started_at",
+    "start_reported",
+    "status",
+    "answered_at",
+    "ended_at",
+    "outcome",
+    "duration_seconds",
+]
 _SAVE_CALLS = Statement(
     update(calls).where(calls.c.account_id == bindparam("b_account"), calls.c.call_id == bindparam("b_call")),
     _CALL_FIELDS,
+)
+_FIRST_CALL_REDONE = Statement(
+    update(campaign_counters)
+    .where(campaign_counters.c.campaign_id == bindparam("b_campaign"))
+    .values(
+        first_call_at=case(
+            (
+                campaign_counters.c.slot == bindparam("b_slot"),
+                select(func.min(calls.c.started_at))
+                .where(calls.c.campaign_id == bindparam("b_campaign"))
+                .scalar_subquery(),
+            ),
+            else_=None,
+        )
+    )
 )
 
 
@@ -150,7 +174,24 @@ def stored_event_hashes(
 def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> Callable[[], dict[str, CallState]]:
     """The account's calls with these ids, locked."""
     fetch = _account_rows(_LOCKED_CALLS, conn, account_id, call_ids)
-    return lambda: {row[0]: CallState(*row) for row in fetch()}
+    return lambda: {row[0]: _call_state(row) for row in fetch()}
+
+
+def _call_state(row: tuple[Any, ...]) -> CallState:
+    """A call from a _LOCKED_CALLS row (SQLite gives the boolean as 0 or 1)."""
+    call_id, contact_id, attempt, started_at, status, answered_at, ended_at, outcome, duration, reported = row
+    return CallState(
+        call_id,
+        contact_id,
+        attempt,
+        started_at,
+        status,
+        answered_at,
+        ended_at,
+        outcome,
+        duration,
+        bool(reported),
+    )
 
 
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -178,6 +219,8 @@ def save_contacts(conn: Connection, states: Iterable[ContactState]) -> None:
 
 def _call_values(call: CallState) -> dict[str, Any]:
     return {
+        "started_at": call.started_at,
+        "start_reported": call.start_reported,
         "status": call.status,
         "answered_at": call.answered_at,
         "ended_at": call.ended_at,
@@ -195,13 +238,22 @@ def insert_calls(conn: Connection, account_id: str, new_calls: Iterable[tuple[st
             "campaign_id": campaign_id,
             "contact_id": call.contact_id,
             "attempt": call.attempt,
-            "started_at": call.started_at,
             **_call_values(call),
         }
         for campaign_id, call in new_calls
     ]
     if rows:
         _INSERT_CALLS.executemany(conn, rows)
+
+
+def redo_first_call(conn: Connection, campaign_id: str, slot: int) -> None:
+    """Recompute a campaign's first call start from its calls, after a call's start moved later.
+
+    A MIN cannot be undone by a delta: the slot `slot` (already written in this transaction) gets
+    MIN(calls.started_at) and the other slots none. Rare: only a call.started that arrives after
+    the event that opened its call and carries a later time moves a start later.
+    """
+    _FIRST_CALL_REDONE.execute(conn, {"b_campaign": campaign_id, "b_slot": slot})
 
 
 def save_calls(conn: Connection, account_id: str, changed: Iterable[CallState]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,9 +12,12 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from callstats.bodies import MAX_BIGINT, StoredText, StrictInt, parse_json
 from callstats.calls.lifecycle import CallEvent
+from callstats.clock import now_ms
 from callstats.config import Settings
 from callstats.errors import ValidationFailed
+from callstats.stats.response import iso_utc
 
 MAX_EVENTS_PER_REQUEST = 1_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,6 +49,16 @@ class EventRules:
             max_ahead_ms=settings.events_max_ahead_seconds * 1000,
         )
 
+    def window(self, now_ms: int) -> tuple[int, int]:
+        """The first and last accepted occurred_at (epoch ms) when the server's clock says `now_ms`."""
+        return self.earliest_ms, now_ms + self.max_ahead_ms
+
+    def window_text(self) -> str:
+        """The window in words, for a rejection's reason."""
+        return f"from {iso_utc(self.earliest_ms)} to {self.max_ahead_ms // 1000} s past the server's clock"
+
+
+_DEFAULT_RULES = EventRules()
 
 EventType = Literal["call.started", "call.answered", "call.ended"]
 Outcome = Literal["answered", "busy", "no_answer", "failed", "voicemail"]
@@ -57,14 +69,14 @@ class CallEventIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    event_id: str = Field(min_length=1, max_length=128)
-    campaign_id: str
-    contact_id: int | None = Field(default=None, ge=1)
-    phone: str | None = None
-    call_id: str = Field(min_length=1, max_length=128)
+    event_id: StoredText = Field(min_length=1, max_length=128)
+    campaign_id: StoredText
+    contact_id: StrictInt | None = Field(default=None, ge=1, le=MAX_BIGINT)
+    phone: StoredText | None = None
+    call_id: StoredText = Field(min_length=1, max_length=128)
     type: EventType
     outcome: Outcome | None = None
-    duration_seconds: int = Field(default=0, ge=0, le=86_400 * 7)
+    duration_seconds: StrictInt = Field(default=0, ge=0, le=86_400 * 7)
     occurred_at: datetime
 
     @field_validator("campaign_id")
@@ -157,11 +169,11 @@ class RecordEventsEnvelope(BaseModel):
 
 
 def event_items(body: bytes) -> list[Any]:
-    """The raw items of a recordCallEvents body; a 400 when the body as a whole is unusable."""
-    try:
-        parsed: Any = _json(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("body: not valid JSON") from None
+    """The raw items of a recordCallEvents body; a 400 when the body as a whole is unusable.
+
+    Parsed with `bodies.parse_json` (nesting limit), so a hostile body is a 400 VALIDATION_ERROR.
+    """
+    parsed: Any = parse_json(body)
     if not isinstance(parsed, dict) or not isinstance(parsed.get("events"), list):
         raise ValidationFailed('body: expected {"events": [...]}')
     items: list[Any] = parsed["events"]
@@ -172,21 +184,26 @@ def event_items(body: bytes) -> list[Any]:
     return items
 
 
-def _json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except (
-        orjson.JSONDecodeError
-    ):  # what orjson refuses but json takes (NaN, huge ints, UTF-16) is still JSON
-        return json.loads(body)
+def parse_event(
+    item: Any, rules: EventRules | None = None, window: tuple[int, int] | None = None
+) -> CallEventIn | str:
+    """A validated event, or the sentence saying what is wrong with it.
 
-
-def parse_event(item: Any) -> CallEventIn | str:
-    """A validated event, or the sentence saying what is wrong with it."""
+    `window` is `rules.window(now)` (default rules and the clock now when not given; a batch computes
+    it once): the first and last accepted occurred_at in epoch milliseconds. Outside it, the event
+    is refused; its neighbours are not.
+    """
+    rules = rules or _DEFAULT_RULES
+    window = window or rules.window(now_ms())
     try:
-        return CallEventIn.model_validate(item)
+        event = CallEventIn.model_validate(item)
     except ValidationError as exc:
         return validation_message(exc)
+    occurred_ms = event.occurred_ms()
+    if not window[0] <= occurred_ms <= window[1]:
+        sent = event.occurred_at.isoformat()
+        return f"occurred_at: {sent} is outside the accepted window ({rules.window_text()})"
+    return event
 
 
 def validation_message(exc: ValidationError) -> str:

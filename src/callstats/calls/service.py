@@ -52,6 +52,7 @@ class Batch:
     changed_calls: set[str] = field(default_factory=set)
     events: list[dict[str, Any]] = field(default_factory=list)
     deltas: dict[str, CounterDelta] = field(default_factory=dict)
+    later_starts: set[str] = field(default_factory=set)  # campaigns where a call's start moved later
 
 
 class Resolved(NamedTuple):
@@ -92,7 +93,8 @@ def record_requests(
     a request's events only read and change that account's rows. An exception raised (rather than
     returned) fails the whole transaction: nothing of any request is stored.
     """
-    parsed = [[parse_event(item) for item in items] for items in requests]
+    window = rules.window(now_ms())  # one clock reading for every event of the group
+    parsed = [[parse_event(item, rules, window) for item in items] for items in requests]
     phones = {
         ev.phone: _e164(ev.phone, rules.default_region)
         for events in parsed
@@ -260,6 +262,8 @@ def _keep(
         else:
             batch.changed_calls.add(event.call_id)
     _delta(batch, event.campaign_id).add(transition.deltas, transition.started_at, transition.finalized_at)
+    if transition.start_raised:
+        batch.later_starts.add(event.campaign_id)
 
 
 def _delta(batch: Batch, campaign_id: str) -> CounterDelta:
@@ -282,3 +286,5 @@ def _write_all(conn: Connection, batch: Batch, slot: int) -> None:
     )
     for campaign_id, delta in batch.deltas.items():
         counters.write(conn, batch.account_id, campaign_id, slot, delta)
+    for campaign_id in sorted(batch.later_starts):  # after the calls and the slot are written
+        queries.redo_first_call(conn, campaign_id, slot)

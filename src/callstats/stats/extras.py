@@ -55,6 +55,9 @@ def add_extra_deltas(
         extras.histogram[("a", before.attempts)] -= 1
         extras.histogram[("a", transition.contact.attempts)] += 1
         extras.series[(minute_of(call.started_at), "starts")] += 1
+    elif transition.moved_start_from is not None:  # the start moves: so does its minute's count
+        extras.series[(minute_of(transition.moved_start_from), "starts")] -= 1
+        extras.series[(minute_of(call.started_at), "starts")] += 1
     ended_now = call.status == ENDED and (call_before is None or call_before.status != ENDED)
     if ended_now and call.outcome is not None and call.ended_at is not None:
         _ended(extras, call.outcome, call.ended_at, call.duration_seconds or 0)

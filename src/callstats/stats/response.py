@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -32,14 +32,21 @@ def average_duration(talk_seconds: int, answered_calls: int) -> int:
     return int(round_half_up(Decimal(talk_seconds) / Decimal(answered_calls), 0))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def iso_utc(epoch_ms: int | None) -> str | None:
-    """ISO 8601 UTC with a Z; milliseconds only when there are some."""
+    """Epoch ms as ISO 8601 UTC, `YYYY-MM-DDTHH:MM:SS[.mmm]Z`, milliseconds only when there are some.
+
+    The year always has four digits (strftime's %Y writes year 1 as "1" on glibc), and the
+    arithmetic is exact integers (no float). Raises OverflowError outside years 1 to 9999.
+    """
     if epoch_ms is None:
         return None
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    if epoch_ms % 1000:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    seconds, millis = divmod(epoch_ms, 1000)
+    t = _EPOCH + timedelta(seconds=seconds)
+    text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+    return f"{text}.{millis:03d}Z" if millis else text + "Z"
 
 
 def completed_at(counters: Counters) -> int | None:
