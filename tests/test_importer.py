@@ -12,7 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.pool import NullPool
 
+from callstats.config import sqlalchemy_url
+from callstats.db.schema import contacts
 from callstats.importer import ImportFailed, ImportTotals, import_csv, read_chunks
 from tests.test_scale_out import (
     ServerProcess,
@@ -41,11 +45,11 @@ class GeneratedCsv:
         return self.received - self.duplicate - len(self.invalid_lines)
 
 
-def generate_csv(path: Path, rows: int) -> GeneratedCsv:
+def generate_csv(path: Path, rows: int, delimiter: str = ",", encoding: str = "utf-8") -> GeneratedCsv:
     """`rows` contacts with invalid and duplicate phones, blank lines and multi-line names."""
     made = GeneratedCsv(path)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator="\n", delimiter=delimiter)
     writer.writerow(["phone", "name", "crm_id"])
     line, valid = 2, 0
     for index in range(rows):
@@ -59,12 +63,12 @@ def generate_csv(path: Path, rows: int) -> GeneratedCsv:
         elif index % 50 == 23 and valid:
             record, made.duplicate = [_national(valid // 2), f"Again {index}", ""], made.duplicate + 1
         else:
-            name = f"Line one {index}\nline two" if index % 50 == 31 else f"Contact {index}"
+            name = f"Line one {index}\nline two" if index % 50 == 31 else f"Zoë, Contact {index}"
             record, valid = [_e164(valid), name, f"C-{index}"], valid + 1
         writer.writerow(record)
         line += 1 + record[1].count("\n")
         made.received += 1
-    path.write_text(out.getvalue(), encoding="utf-8")
+    path.write_text(out.getvalue(), encoding=encoding)
     return made
 
 
@@ -108,9 +112,11 @@ def test_chunks_stay_under_the_body_limit(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"name,crm_id\nAda,1\n", "line 1: the header row must name a 'phone' column"),
+        (b"name,crm_id\nAda,1\n", r"line 1: no phone column .*columns read: \['name', 'crm_id'\]"),
+        (b"name;crm_id\nAda;1\n", r"line 1: no phone column .*columns read: \['name', 'crm_id'\]"),
         (b"\n\n", "the file has no header row"),
-        (b"phone\n+14155550101\n\xff\xfe\n", "line 3: not UTF-8"),
+        (b"phone\n+14155550101\n\xff\xfe\n", "line 3: not UTF-8; name the file's charset with --encoding"),
+        (b"phone;name\n+14155550101;Zo\xeb\n", "line 2: not UTF-8"),
     ],
 )
 def test_unusable_files_fail_before_any_request(tmp_path: Path, content: bytes, message: str) -> None:
@@ -119,6 +125,48 @@ def test_unusable_files_fail_before_any_request(tmp_path: Path, content: bytes, 
     path.write_bytes(content)
     with path.open("rb") as stream, pytest.raises(ImportFailed, match=message):
         list(read_chunks(stream))
+
+
+@pytest.mark.parametrize(
+    ("encoding", "declared"),
+    [("windows-1252", "windows-1252"), ("iso-8859-1", "latin1"), ("utf-16", None), ("utf-8-sig", None)],
+)
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_any_charset_and_delimiter_is_sent_as_utf8_chunks(
+    tmp_path: Path, encoding: str, declared: str | None, delimiter: str
+) -> None:
+    """A windows-1252, latin-1 or UTF-16 (BOM) file in any delimiter: UTF-8 bodies with the same rows,
+    the header repeated, file lines kept, and the file's bytes all counted."""
+    path = tmp_path / "contacts.csv"
+    text = f'phone{delimiter}name\n+14155550101{delimiter}Zoë, Ann\n\n+14155550102{delimiter}"Bo\nJr"\n'
+    path.write_text(text, encoding=encoding)
+    with path.open("rb") as stream:
+        chunks = list(read_chunks(stream, rows_per_request=1, encoding=declared))
+    header = f"phone{delimiter}name\n".encode()
+    assert [c.body for c in chunks] == [
+        header + f"+14155550101{delimiter}Zoë, Ann\n".encode(),
+        header + f'+14155550102{delimiter}"Bo\nJr"\n'.encode(),
+    ]
+    assert [c.lines for c in chunks] == [(2,), (4,)]
+    assert sum(c.file_bytes for c in chunks) == path.stat().st_size
+
+
+def test_an_unknown_encoding_fails_before_any_request(tmp_path: Path) -> None:
+    """--encoding naming no codec Python knows."""
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(b"phone\n+14155550101\n")
+    with path.open("rb") as stream, pytest.raises(ImportFailed, match="unknown encoding 'klingon'"):
+        list(read_chunks(stream, encoding="klingon"))
+
+
+def test_phone_column_is_checked_locally(tmp_path: Path) -> None:
+    """--phone-column naming a column the header has passes; another is refused before any request."""
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(b"Work Line;name\n+14155550101;Ann\n")
+    with path.open("rb") as stream:
+        assert len(list(read_chunks(stream, phone_column="Work Line"))) == 1
+    with path.open("rb") as stream, pytest.raises(ImportFailed, match="no column 'fax'"):
+        list(read_chunks(stream, phone_column="fax"))
 
 
 @pytest.fixture
@@ -216,3 +264,39 @@ def test_cli_exits_non_zero_with_the_server_message(
     nobody = run_cli("http://127.0.0.1:1", key, campaign_id, str(made.path))
     assert nobody.returncode == 1
     assert "cannot reach http://127.0.0.1:1" in nobody.stderr
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "encoding", "flags"),
+    [(";", "windows-1252", ["--encoding", "windows-1252"]), ("\t", "utf-16", [])],
+)
+def test_cli_imports_a_european_excel_file_end_to_end(
+    server: tuple[ServerProcess, str],
+    database_url: str,
+    tmp_path: Path,
+    delimiter: str,
+    encoding: str,
+    flags: list[str],
+) -> None:
+    """A semicolon windows-1252 file (with --encoding) and a tab UTF-16 file (its BOM): every total
+    as generated, and the names stored as written."""
+    running, key = server
+    made = generate_csv(tmp_path / "contacts.csv", 1_200, delimiter=delimiter, encoding=encoding)
+    with httpx.Client(base_url=running.base_url, headers={"x-api-key": key}, timeout=30) as http:
+        campaign_id = create_campaign(http, "")
+        done = run_cli(running.base_url, key, campaign_id, str(made.path), "--json", *flags)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert (report["received"], report["accepted"], report["duplicate"]) == (
+            made.received,
+            made.accepted,
+            made.duplicate,
+        )
+        assert [e["line"] for e in report["errors"]] == made.invalid_lines
+        stats = http.get(f"/getCampaignStats/{campaign_id}").json()["data"]
+        assert stats["total_contacts"] == made.accepted
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=NullPool)
+    with engine.connect() as conn:
+        names = conn.execute(select(contacts.c.name).where(contacts.c.campaign_id == campaign_id)).scalars()
+        assert "Zoë, Contact 0" in set(names)
+    engine.dispose()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +16,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
+from callstats.campaigns.contact_lists import BOMS, phone_column_index, sniff_delimiter
+from callstats.errors import ValidationFailed
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -22,7 +27,7 @@ ROWS_PER_REQUEST = 10_000
 MAX_BODY_BYTES = 4 * 1024 * 1024
 IN_FLIGHT = 3
 REQUEST_TIMEOUT_S = 300.0
-BOM = b"\xef\xbb\xbf"
+BOM = codecs.BOM_UTF8
 
 
 class ImportFailed(Exception):
@@ -90,45 +95,92 @@ class ImportTotals:
 
 
 class _Lines:
-    """The file's lines for csv.reader, keeping the raw bytes of the record being read."""
+    """The file's lines for csv.reader, keeping the raw (UTF-8) bytes of the record being read.
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = iter(stream)
+    `lines` yields each line as UTF-8 bytes; `tell`, when given, is where the file has been read
+    to (a transcoded file's own bytes), else the bytes yielded are counted.
+    """
+
+    def __init__(self, lines: Iterator[bytes], tell: Callable[[], int] | None = None) -> None:
+        self._lines = lines
+        self._tell = tell
         self.raw: list[bytes] = []
         self.line = 0
         self.consumed = 0  # bytes read from the file so far
         self.before = 0  # bytes read from the file before the record `take` returned last
+        self._taken = 0  # bytes read from the file when `take` returned last
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
-        raw = next(self._stream)
+        raw = next(self._lines)
         self.line += 1
-        self.consumed += len(raw)
+        self.consumed = self._tell() if self._tell is not None else self.consumed + len(raw)
         if self.line == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         self.raw.append(raw)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ImportFailed(f"line {self.line}: not UTF-8 (addContacts takes UTF-8 CSV)") from None
+            raise ImportFailed(
+                f"line {self.line}: not UTF-8; name the file's charset with --encoding (e.g. windows-1252)"
+            ) from None
 
     def take(self) -> bytes:
         """The raw bytes of the record just read, ending in a newline."""
         record = b"".join(self.raw)
         self.raw.clear()
-        self.before = self.consumed - len(record)
+        self.before, self._taken = self._taken, self.consumed
         return record if record.endswith(b"\n") else record + b"\n"
 
 
+def file_lines(stream: BinaryIO, encoding: str | None) -> tuple[Iterator[bytes], Callable[[], int] | None]:
+    """The lines of a CSV file as UTF-8 bytes, and how far the file was read when it was transcoded.
+
+    The charset is the file's BOM (UTF-8, UTF-16, UTF-32), else `encoding`, else UTF-8. UTF-8 lines
+    are passed on verbatim; any other charset is decoded and re-encoded as UTF-8, so each request
+    is UTF-8 whatever the file was. Raises ImportFailed for a charset Python does not know.
+    """
+    start = stream.read(4)
+    stream.seek(0)
+    by_bom = next((name for bom, name in BOMS if start.startswith(bom)), None)
+    try:
+        codec = codecs.lookup(by_bom or encoding or "utf-8")
+    except LookupError:
+        raise ImportFailed(f"unknown encoding {encoding!r}") from None
+    if codec.name in ("utf-8", "utf-8-sig"):
+        return iter(stream), None
+    text = io.TextIOWrapper(stream, encoding=codec.name, newline="")
+    return _transcoded(text), stream.tell
+
+
+def _transcoded(text: io.TextIOWrapper) -> Iterator[bytes]:
+    """Each line of `text` as UTF-8, the file's BOM dropped; ImportFailed where it is not that charset."""
+    line = 0
+    try:
+        for line, record in enumerate(text, start=1):
+            yield (record.removeprefix("\ufeff") if line == 1 else record).encode("utf-8")
+    except UnicodeDecodeError:
+        raise ImportFailed(f"line {line + 1}: not {text.encoding} text; check --encoding") from None
+    finally:
+        text.detach()
+
+
 def read_chunks(
-    stream: BinaryIO, rows_per_request: int = ROWS_PER_REQUEST, max_body_bytes: int = MAX_BODY_BYTES
+    stream: BinaryIO,
+    rows_per_request: int = ROWS_PER_REQUEST,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    encoding: str | None = None,
+    phone_column: str | None = None,
 ) -> Iterator[Chunk]:
-    """The file as addContacts CSV bodies: each repeats the header and carries rows verbatim."""
-    lines = _Lines(stream)
-    reader = csv.reader(lines)
-    header = _header(reader, lines)
+    """The file as UTF-8 addContacts CSV bodies: each repeats the header and carries rows verbatim.
+
+    The delimiter (`,` `;` tab `|`) and the phone column are found as the server finds them.
+    """
+    lines = _Lines(*file_lines(stream, encoding))
+    header, delimiter = _header(lines, phone_column)
+    reader = csv.reader(lines, delimiter=delimiter)
     body, starts, body_bytes, reported = [header], list[int](), len(header), 0
     try:
         for record in reader:
@@ -151,22 +203,46 @@ def read_chunks(
         yield Chunk(b"".join(body), tuple(starts), lines.consumed - reported)
 
 
-def _header(reader: Iterator[list[str]], lines: _Lines) -> bytes:
-    for record in reader:
+def _header(lines: _Lines, phone_column: str | None) -> tuple[bytes, str]:
+    """The header line (the first that is not blank) and the file's delimiter; ImportFailed when the
+    server could not find the phone column in it."""
+    for text in lines:
         raw = lines.take()
-        if not record:
+        if not text.strip():
             continue
-        if "phone" not in (name.strip().lower() for name in record):
-            raise ImportFailed(f"line {lines.line}: the header row must name a 'phone' column")
-        return raw
+        delimiter = sniff_delimiter(text)
+        names = next(csv.reader([text], delimiter=delimiter), [])
+        try:
+            phone_column_index(names, phone_column)
+        except ValidationFailed as exc:
+            raise ImportFailed(f"line {lines.line}: {exc.message.removeprefix('body: ')}") from None
+        return raw, delimiter
     raise ImportFailed("the file has no header row (and no contacts)")
 
 
-def _post(client: httpx.Client, campaign_id: str, chunk: Chunk) -> dict[str, Any]:
-    """Send one chunk; its addContacts answer, or ImportFailed with the server's message."""
+@dataclass(frozen=True)
+class ImportOptions:
+    """How the file is read and its numbers understood: its charset when it has no BOM (None: UTF-8),
+    the column holding the phones (None: the server's list), the region (None: the campaign's)."""
+
+    encoding: str | None = None
+    phone_column: str | None = None
+    region: str | None = None
+
+    def params(self) -> dict[str, str]:
+        """The addContacts query parameters these options send."""
+        wanted = {"phone_column": self.phone_column, "region": self.region}
+        return {name: value for name, value in wanted.items() if value is not None}
+
+
+def _post(client: httpx.Client, campaign_id: str, chunk: Chunk, params: dict[str, str]) -> dict[str, Any]:
+    """Send one chunk (UTF-8 CSV); its addContacts answer, or ImportFailed with the server's message."""
     try:
         response = client.post(
-            f"/addContacts/{campaign_id}", content=chunk.body, headers={"content-type": "text/csv"}
+            f"/addContacts/{campaign_id}",
+            content=chunk.body,
+            params=params,
+            headers={"content-type": "text/csv; charset=utf-8"},
         )
     except httpx.HTTPError as exc:
         raise ImportFailed(f"cannot reach {client.base_url}: {type(exc).__name__}: {exc}") from None
@@ -193,8 +269,10 @@ def import_csv(
     in_flight: int = IN_FLIGHT,
     on_progress: ProgressCallback | None = None,
     rows_per_request: int = ROWS_PER_REQUEST,
+    options: ImportOptions | None = None,
 ) -> ImportTotals:
     """Stream `path` into the campaign with up to `in_flight` requests at once; the server's totals."""
+    options = options or ImportOptions()
     totals = ImportTotals()
     headers = {"x-api-key": api_key}
     with (
@@ -204,10 +282,13 @@ def import_csv(
     ):
         pending: dict[Future[dict[str, Any]], Chunk] = {}
         try:
-            for chunk in read_chunks(stream, rows_per_request):
+            chunks = read_chunks(
+                stream, rows_per_request, encoding=options.encoding, phone_column=options.phone_column
+            )
+            for chunk in chunks:
                 while len(pending) >= in_flight:
                     _collect(pending, totals, on_progress)
-                pending[pool.submit(_post, client, campaign_id, chunk)] = chunk
+                pending[pool.submit(_post, client, campaign_id, chunk, options.params())] = chunk
             while pending:
                 _collect(pending, totals, on_progress)
         except ImportFailed as failure:
@@ -239,7 +320,14 @@ def _drain(pending: dict[Future[dict[str, Any]], Chunk], totals: ImportTotals) -
     pending.clear()
 
 
-def run_command(campaign_id: str, path: Path, base_url: str, api_key: str, as_json: bool) -> int:
+def run_command(
+    campaign_id: str,
+    path: Path,
+    base_url: str,
+    api_key: str,
+    as_json: bool,
+    options: ImportOptions | None = None,
+) -> int:
     """`callstats import`: a progress bar on a terminal, then the totals; the exit code."""
     from rich.console import Console
 
@@ -247,7 +335,9 @@ def run_command(campaign_id: str, path: Path, base_url: str, api_key: str, as_js
     started = time.monotonic()
     try:
         with _progress_bar(errors, path.stat().st_size, errors.is_terminal and not as_json) as on_progress:
-            totals = import_csv(path, campaign_id, base_url, api_key, on_progress=on_progress)
+            totals = import_csv(
+                path, campaign_id, base_url, api_key, on_progress=on_progress, options=options
+            )
     except ImportFailed as failure:
         errors.print(f"[red]Import stopped: {_escape(failure.message)}[/red]")
         if failure.totals is not None and failure.totals.requests:

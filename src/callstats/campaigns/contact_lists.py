@@ -28,13 +28,14 @@ PHONE_HEADERS = (
 """Header names read as the phone column, first match wins; compared case-, space-, `_`- and
 `-`-insensitively, so `Phone Number`, `PHONE-NUMBER` and `phonenumber` are `phone_number`."""
 
-_BOMS = (
+BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM starts it
     (codecs.BOM_UTF32_BE, "utf-32"),
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+"""Byte order marks and the charset each names (RFC 3629 section 6, Unicode's BOM FAQ)."""
 _SEPARATORS = re.compile(r"[\s_\-.]+")
 _CSV_MEDIA = ("text/csv", "application/csv", "text/tab-separated-values")
 
@@ -70,7 +71,7 @@ def decode_csv(body: bytes, charset: str | None) -> str:
     Any codec Python knows is accepted (windows-1252, iso-8859-1, utf-16, shift_jis...). Raises
     ValidationFailed naming the charset when it is unknown or the bytes are not text in it.
     """
-    encoding = charset or next((name for bom, name in _BOMS if body.startswith(bom)), "utf-8-sig")
+    encoding = charset or next((name for bom, name in BOMS if body.startswith(bom)), "utf-8-sig")
     try:
         codec = codecs.lookup(encoding)
         text = body.decode(codec.name)

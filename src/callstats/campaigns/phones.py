@@ -39,7 +39,9 @@ _DATE = re.compile(r"[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{1,4}(?:[ T][0-9:.]+)?")
 
 _PARSE_ERRORS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
-    phonenumbers.NumberParseException.NOT_A_NUMBER: "is not a phone number (letters or symbols where digits belong, or an extension over 20 digits)",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: (
+        "is not a phone number (letters or symbols where digits belong, or an extension over 20 digits)"
+    ),
     phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
     phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short to be a phone number",
     phonenumbers.NumberParseException.TOO_LONG: "too long to be a phone number",
