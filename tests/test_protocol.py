@@ -26,7 +26,7 @@ from sqlalchemy.pool import NullPool
 
 from callstats.accounts import keys
 from callstats.config import sqlalchemy_url
-from callstats.db.schema import campaigns
+from callstats.db.schema import campaign_counters, campaigns
 from tests.conftest import new_campaign
 from tests.refusals import refusing
 from tests.stream.helpers import new_key
@@ -217,11 +217,11 @@ class Wire:
 
 @dataclass
 class Served:
-    """A `callstats serve` process, a write key on it, its log, and a campaign it cannot read."""
+    """A `callstats serve` process, a write key on it, its log, and a campaign it cannot show."""
 
     server: ServerProcess
     key: str
-    unreadable: str  # a campaign whose stored row holds a time no code path can format
+    unreadable: str  # a campaign whose stored rows hold times no code path can format
 
     def wire(self) -> Wire:
         """A new connection to it."""
@@ -236,8 +236,9 @@ class Served:
 def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
     """`callstats serve` (log level info, MAX_BODY limit) on the test database, with two genuine
     unexpected errors and no mock: the database refuses to store a campaign named REFUSED_NAME (a
-    database error), and one campaign's row holds a creation time past year 9999 (a Python error
-    when the API formats it), as a write from outside the API could leave it."""
+    database error), and one campaign's rows hold times past year 9999 (a Python error when the API
+    formats them, on a framework route and on the stats hot path), as a write from outside the API
+    could leave them."""
     key = new_key(database_url)
     env = server_env(database_url, log_level="info", max_body_bytes=str(MAX_BODY))
     with refusing(database_url, "campaigns", "name", REFUSED_NAME):
@@ -250,13 +251,20 @@ def served(database_url: str, tmp_path: Path) -> Iterator[Served]:
             engine = create_engine(sqlalchemy_url(database_url), poolclass=NullPool)
             with engine.begin() as conn:
                 conn.execute(update(campaigns).where(campaigns.c.id == unreadable).values(created_at=2**62))
+                counters = campaign_counters.c
+                conn.execute(
+                    update(campaign_counters)
+                    .where(counters.campaign_id == unreadable)
+                    .values(first_call_at=2**62)
+                )
             engine.dispose()
             yield Served(server, key, unreadable)
         finally:
             server.stop()
 
 
-FAULTS = ["database-error", "python-error"]
+FAULTS = ["database-error", "python-error", "hot-path-error"]
+MESSAGES = {"hot-path-error": "Failed to retrieve campaign statistics"}  # else "Internal server error"
 
 
 def provoke(served: Served, wire: Wire, fault: str, headers: dict[str, str] | None = None) -> Answer:
@@ -265,13 +273,15 @@ def provoke(served: Served, wire: Wire, fault: str, headers: dict[str, str] | No
     if fault == "database-error":
         body = json.dumps({"name": REFUSED_NAME}).encode()
         return wire.exchange("POST", "/createCampaign", {**fields, "content-type": "application/json"}, body)
-    return wire.exchange("GET", f"/getCampaign/{served.unreadable}", fields)
+    return wire.exchange(*provoked_path(served, fault), fields)
 
 
 def provoked_path(served: Served, fault: str) -> tuple[str, str]:
     """The method and path `provoke` sends for `fault`."""
     if fault == "database-error":
         return "POST", "/createCampaign"
+    if fault == "hot-path-error":
+        return "GET", f"/getCampaignStats/{served.unreadable}"
     return "GET", f"/getCampaign/{served.unreadable}"
 
 
@@ -292,7 +302,7 @@ def test_a_500_goes_out_whole_and_the_connection_stays_open(served: Served, faul
             assert answer.status == 500
             assert answer.json() == {
                 "success": False,
-                "message": "Internal server error",
+                "message": MESSAGES.get(fault, "Internal server error"),
                 "error": "INTERNAL_SERVER_ERROR",
             }
             assert answer.headers.get("connection", "keep-alive").lower() != "close"
