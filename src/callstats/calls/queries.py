@@ -23,6 +23,11 @@ _RULES = Statement(
         campaigns.c.account_id == bindparam("account_id"),
     )
 )
+_REGIONS = Statement(
+    select(campaigns.c.id, campaigns.c.default_region).where(
+        campaigns.c.id.in_(bindparam("ids", expanding=True))
+    )
+)
 _IDS_BY_PHONE = Statement(
     select(contacts.c.phone, contacts.c.id).where(
         contacts.c.campaign_id == bindparam("campaign_id"),
@@ -120,6 +125,18 @@ def retry_rules(
         cid: RetryRules(max_attempts=max_attempts, retry_on=frozenset(o for o in retry_on.split(",") if o))
         for cid, max_attempts, retry_on in sent()
     }
+
+
+def campaign_regions(conn: Connection, campaign_ids: set[str]) -> Callable[[], dict[str, str]]:
+    """Each existing campaign's default_region (sent now, fetched by calling the result).
+
+    Not filtered by account: it only says how to read a number; what it finds is locked (or not)
+    with the account's filter.
+    """
+    if not campaign_ids:
+        return dict
+    sent = _REGIONS.send(conn, {"ids": sorted(campaign_ids)})
+    return lambda: {campaign_id: region for campaign_id, region in sent()}
 
 
 def contact_ids_by_phone(

@@ -95,24 +95,26 @@ def record_requests(
     """
     window = rules.window(now_ms())  # one clock reading for every event of the group
     parsed = [[parse_event(item, rules, window) for item in items] for items in requests]
-    phones = {
-        ev.phone: _e164(ev.phone, rules.default_region)
-        for events in parsed
-        for ev in events
-        if isinstance(ev, CallEventIn) and ev.phone
+    named = {
+        (ev.campaign_id, ev.phone) for es in parsed for ev in es if isinstance(ev, CallEventIn) and ev.phone
     }
-    pairs = {
-        (ev.campaign_id, phone)
-        for events in parsed
-        for ev in events
-        if isinstance(ev, CallEventIn) and ev.phone and isinstance(phone := phones[ev.phone], str)
-    }
+    # '+country' numbers read the same in every region: normalized before the transaction
+    international = {pair: _e164(pair[1], rules.default_region) for pair in named if pair[1][0] == "+"}
+    national = {pair for pair in named if pair[1][0] != "+"}
 
     def work(conn: Connection) -> list[list[EventResult] | Exception]:
-        with pipelined(conn):  # the phones' contacts (any account's) and the keys: one round trip
-            sent = queries.contact_ids_by_phone(conn, pairs)
+        with pipelined(conn):  # the phones' contacts (any account's), regions and keys: one round trip
+            sent = queries.contact_ids_by_phone(conn, _found(international))
+            regions = queries.campaign_regions(conn, {campaign_id for campaign_id, _ in national})
             accounts = writers(conn)
             by_phone = sent()
+            region_of = regions()
+        phones = international | {
+            (c, raw): _e164(raw, region_of.get(c, rules.default_region)) for c, raw in national
+        }
+        if national:  # numbers without +country: read in their campaign's region, one more round trip
+            with pipelined(conn):
+                by_phone |= queries.contact_ids_by_phone(conn, _found(phones) - _found(international))()
         outcomes: list[list[EventResult] | Exception] = [
             a if isinstance(a, Exception) else [] for a in accounts
         ]
@@ -155,8 +157,17 @@ def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
     return {str(uuid.UUID(campaign_id)) for campaign_id in named}  # a UUID parse per campaign, not per event
 
 
+def _found(phones: dict[tuple[str, str], str | InvalidPhone]) -> set[tuple[str, str]]:
+    """The (campaign id, contact identity) pairs of the numbers that are valid."""
+    return {(campaign_id, phone) for (campaign_id, _), phone in phones.items() if isinstance(phone, str)}
+
+
 def _e164(phone: str, region: str) -> str | InvalidPhone:
-    """The phone in E.164, or why it is not one (the rules addContacts applies, fast path included)."""
+    """The contact identity of an event's phone (E.164 plus any ';ext='), or why it is not one.
+
+    The rules addContacts applies (campaigns.phones.normalize, its fast path included); `region`
+    is the campaign's default_region, for numbers written without +country.
+    """
     try:
         return normalize(phone, region)
     except InvalidPhone as exc:
@@ -167,7 +178,7 @@ def _load(
     conn: Connection,
     account_id: str,
     parsed: list[CallEventIn | str],
-    phones: dict[str, str | InvalidPhone],
+    phones: dict[tuple[str, str], str | InvalidPhone],
     by_phone: dict[tuple[str, str], int],
 ) -> tuple[Batch, list[Resolved | str]]:
     """Read (and lock) everything the account's events touch, in an order that cannot deadlock."""
@@ -186,11 +197,14 @@ def _load(
 
 
 def _resolve(
-    event: CallEventIn, phones: dict[str, str | InvalidPhone], by_phone: dict[tuple[str, str], int]
+    event: CallEventIn,
+    phones: dict[tuple[str, str], str | InvalidPhone],
+    by_phone: dict[tuple[str, str], int],
 ) -> Resolved:
+    """The contact an event names: its contact_id, or the contact whose identity its phone is."""
     if event.contact_id is not None:
         return Resolved(event, event.contact_id)
-    phone = phones[event.phone or ""]
+    phone = phones[(event.campaign_id, event.phone or "")]
     if isinstance(phone, InvalidPhone):
         return Resolved(event, None, f"phone: {phone}")
     return Resolved(event, by_phone.get((event.campaign_id, phone)))

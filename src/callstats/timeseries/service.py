@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +16,7 @@ from callstats.stats.extras import MINUTE_MS
 from callstats.timeseries.buckets import aggregate, boundaries, bucket_count, bucket_length, shown
 
 MAX_BUCKETS = 10_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -54,11 +55,24 @@ def _recorded_span(db: Database, account_id: str, campaign_id: str) -> tuple[int
     return int(created), first, last
 
 
+_FIRST_MS = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+_LAST_MS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+
+
 def _default_window(created: int, first: int | None, last: int | None) -> tuple[datetime, datetime]:
-    """From the first recorded minute (or the campaign's creation) to now or the last recorded minute."""
+    """From the first recorded minute (or the campaign's creation) to now or the last recorded minute.
+
+    Clamped to the times datetime can hold (years 1 to 9999): data stored before event times were
+    checked may lie at the very ends of the calendar, and must give a 400 at worst, never a 500.
+    """
     start_ms = first * MINUTE_MS if first is not None else created
     end_ms = max(now_ms(), (last + 1) * MINUTE_MS if last is not None else 0)
-    return datetime.fromtimestamp(start_ms / 1000, tz=UTC), datetime.fromtimestamp(end_ms / 1000, tz=UTC)
+    return _utc(start_ms), _utc(end_ms)
+
+
+def _utc(epoch_ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime, clamped to years 1 to 9999 (exact, no float)."""
+    return _EPOCH + timedelta(milliseconds=min(max(epoch_ms, _FIRST_MS), _LAST_MS))
 
 
 def _minutes(
