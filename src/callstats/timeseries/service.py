@@ -123,8 +123,8 @@ def timeseries(
     end = moment(end_raw, "to", tz) or default_end
     start = moment(start_raw, "from", tz)
     if start is None:  # the default window shows at most the latest MAX_BUCKETS buckets
-        try:
-            start = max(default_start, end - MAX_BUCKETS * bucket_length(interval))
+        try:  # less 2: widening to whole buckets (and a 23-hour day) may add one at each end
+            start = max(default_start, end - (MAX_BUCKETS - 2) * bucket_length(interval))
         except OverflowError:
             start = default_start
     if end <= start:
