@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData(
@@ -99,7 +100,7 @@ calls = Table(
     Column("answered_at", BigInteger, nullable=True),
     Column("ended_at", BigInteger, nullable=True),
     # Whether started_at comes from a call.started (else from the event that opened the call)
-    Column("start_reported", Boolean, nullable=False),
+    Column("start_reported", Boolean, nullable=False, server_default=false()),
     Index("ix_calls_campaign_contact", "campaign_id", "contact_id", "attempt"),
 )
 
