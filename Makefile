@@ -1,8 +1,11 @@
 # callstats: `make demo` runs the demo, `make test` runs every test. Both install what they need first.
+# `make test` includes the reliability suite (tests/reliability: real processes killed, PostgreSQL and Redis
+# faulted, schemathesis); skip it with: make test PYTEST_ARGS='-m "not reliability"'
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
+PYTEST_ARGS ?=
 
 .PHONY: install system-deps demo serve test check bench bench-quick clean
 
@@ -20,12 +23,15 @@ demo: install
 serve: install
 	$(BIN)/callstats migrate && $(BIN)/callstats serve
 
-# Debian packages some tests drive for real (Chromium for the dashboard, nginx in front of two servers).
+# Debian packages some tests drive for real (Chromium for the dashboard, nginx in front of two servers,
+# PostgreSQL's initdb/pg_ctl and redis-server for the reliability suite's private servers).
 # Installed when missing and possible (root with apt); otherwise those tests skip and say why.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing"; \
@@ -35,7 +41,7 @@ system-deps:
 	fi
 
 test: install system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 check: install
 	$(BIN)/ruff format --check src tests bench
