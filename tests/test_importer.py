@@ -38,6 +38,7 @@ class GeneratedCsv:
     received: int = 0
     duplicate: int = 0
     invalid_lines: list[int] = field(default_factory=list)
+    repeats: dict[int, int] = field(default_factory=dict)  # a duplicate row's line -> its original's line
 
     @property
     def accepted(self) -> int:
@@ -52,6 +53,7 @@ def generate_csv(path: Path, rows: int, delimiter: str = ",", encoding: str = "u
     writer = csv.writer(out, lineterminator="\n", delimiter=delimiter)
     writer.writerow(["phone", "name", "crm_id"])
     line, valid = 2, 0
+    valid_lines: list[int] = []
     for index in range(rows):
         if index % 97 == 5:
             out.write("\n")
@@ -62,9 +64,11 @@ def generate_csv(path: Path, rows: int, delimiter: str = ",", encoding: str = "u
             record, made.invalid_lines = ["", f"Empty {index}", ""], [*made.invalid_lines, line]
         elif index % 50 == 23 and valid:
             record, made.duplicate = [_national(valid // 2), f"Again {index}", ""], made.duplicate + 1
+            made.repeats[line] = valid_lines[valid // 2]
         else:
             name = f"Line one {index}\nline two" if index % 50 == 31 else f"Zoë, Contact {index}"
             record, valid = [_e164(valid), name, f"C-{index}"], valid + 1
+            valid_lines.append(line)
         writer.writerow(record)
         line += 1 + record[1].count("\n")
         made.received += 1
@@ -200,6 +204,14 @@ def test_import_matches_the_campaign_stats(server: tuple[ServerProcess, str], tm
         assert totals.requests == 5
         assert sorted(e.line for e in totals.errors) == made.invalid_lines
         assert {e.phone for e in totals.errors} == {"12", ""}
+        # Requests run in parallel, so across two requests either row of a pair may be the one refused.
+        pairs = set(made.repeats) | set(made.repeats.values())
+        assert len(totals.duplicates) == len(made.repeats)
+        assert {d.line for d in totals.duplicates} <= pairs
+        named = [d for d in totals.duplicates if d.earlier_line is not None]
+        assert named, "some duplicates repeat a row of their own request"
+        assert all(made.repeats[d.line] == d.earlier_line for d in named)
+        assert all(d.phone.startswith("+1415") for d in totals.duplicates)
         assert seen[-1].file_bytes == made.path.stat().st_size
         stats = http.get(f"/getCampaignStats/{campaign_id}").json()["data"]
         assert stats["total_contacts"] == stats["calls_pending"] == totals.accepted
@@ -233,6 +245,8 @@ def test_cli_imports_in_requests_of_ten_thousand(server: tuple[ServerProcess, st
             2,
         )
         assert [e["line"] for e in report["errors"]] == made.invalid_lines
+        assert len(report["duplicates"]) == len(made.repeats)
+        assert {d["line"] for d in report["duplicates"]} <= set(made.repeats) | set(made.repeats.values())
         stats = http.get(f"/getCampaignStats/{campaign_id}").json()["data"]
         assert stats["total_contacts"] == made.accepted
 

@@ -57,6 +57,19 @@ class InvalidLine:
     reason: str
 
 
+@dataclass(frozen=True)
+class DuplicateLine:
+    """A row the campaign did not take twice, by its line in the file.
+
+    `earlier_line` is the line of the earlier row of the same request it repeats; None when the
+    campaign already held the contact (from before, or from an earlier request of this import).
+    """
+
+    line: int
+    phone: str
+    earlier_line: int | None
+
+
 @dataclass
 class ImportTotals:
     """What the server did with the rows sent so far."""
@@ -66,6 +79,7 @@ class ImportTotals:
     duplicate: int = 0
     invalid: int = 0
     errors: list[InvalidLine] = field(default_factory=list)
+    duplicates: list[DuplicateLine] = field(default_factory=list)
     requests: int = 0
     file_bytes: int = 0
 
@@ -79,11 +93,20 @@ class ImportTotals:
             self.errors.append(
                 InvalidLine(chunk.lines[int(error["row"]) - 1], error["phone"], error["reason"])
             )
+        for duplicate in answer.get("duplicates", ()):
+            earlier = duplicate["earlier_row"]
+            self.duplicates.append(
+                DuplicateLine(
+                    chunk.lines[int(duplicate["row"]) - 1],
+                    duplicate["phone"],
+                    None if earlier is None else chunk.lines[int(earlier) - 1],
+                )
+            )
         self.requests += 1
         self.file_bytes += chunk.file_bytes
 
     def as_json(self) -> dict[str, Any]:
-        """The totals as one JSON object, errors sorted by line."""
+        """The totals as one JSON object, errors and duplicates sorted by line."""
         return {
             "received": self.received,
             "accepted": self.accepted,
@@ -91,6 +114,7 @@ class ImportTotals:
             "invalid": self.invalid,
             "requests": self.requests,
             "errors": [vars(e) for e in sorted(self.errors, key=lambda e: e.line)],
+            "duplicates": [vars(d) for d in sorted(self.duplicates, key=lambda d: d.line)],
         }
 
 
