@@ -84,3 +84,17 @@ async def test_docs_serve_html(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "/openapi.json" in response.text and "swagger" in response.text.lower()
+
+
+async def test_openapi_declares_every_campaign_id_a_uuid(client: httpx.AsyncClient) -> None:
+    """Every `campaignId` path parameter says it is a UUID, as the server checks (fuzzers read it)."""
+    paths = (await openapi(client))["paths"]
+    declared = [
+        (path, parameter["schema"].get("format"))
+        for path, operations in paths.items()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["name"] == "campaignId"
+    ]
+    assert len(declared) >= 5
+    assert all(found == "uuid" for _path, found in declared), declared

@@ -20,7 +20,9 @@ def campaign_uuid(raw: str) -> str:
         raise ValidationFailed(f"campaignId must be a UUID, got {raw[:64]!r}") from None
 
 
-def _campaign_id_param(campaign_id: Annotated[str, Path(alias="campaignId")]) -> str:
+def _campaign_id_param(
+    campaign_id: Annotated[str, Path(alias="campaignId", json_schema_extra={"format": "uuid"})],
+) -> str:
     return campaign_uuid(campaign_id)
 
 
