@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -10,14 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from callstats.accounts.service import create_key
 from callstats.app import CallstatsApp, create_app
 from callstats.config import Settings, sqlalchemy_url
 from callstats.db import migrate
-from callstats.db.schema import metadata
+from callstats.db.schema import contacts, metadata
 
 PG_URL = os.environ.get("CALLSTATS_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("CALLSTATS_TEST_REDIS_URL")
@@ -124,3 +125,13 @@ async def new_campaign(client: httpx.AsyncClient, auth: dict[str, str], **body: 
     assert response.status_code == 201, response.text
     campaign_id: str = response.json()["data"]["campaign_id"]
     return campaign_id
+
+
+def stored_contacts(app: CallstatsApp, campaign_id: str) -> dict[str, tuple[Any, Any]]:
+    """The campaign's contacts as {phone identity: (name, metadata)}, read from the database itself."""
+    query = select(contacts.c.phone, contacts.c.name, contacts.c.metadata).where(
+        contacts.c.campaign_id == campaign_id
+    )
+    with app.db.read() as conn:
+        rows = conn.execute(query).all()
+    return {phone: (name, json.loads(meta) if meta else None) for phone, name, meta in rows}

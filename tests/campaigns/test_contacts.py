@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 
 from callstats.app import CallstatsApp
-from callstats.db.schema import contacts
-from tests.conftest import new_campaign
+from tests.conftest import new_campaign, stored_contacts
 
 CSV = {"content-type": "text/csv"}
 
@@ -33,16 +30,6 @@ async def total_contacts(client: httpx.AsyncClient, auth: dict[str, str], campai
     assert response.status_code == 200, response.text
     total: int = response.json()["data"]["total_contacts"]
     return total
-
-
-def stored(app: CallstatsApp, campaign_id: str) -> dict[str, tuple[Any, Any]]:
-    """E.164 phone -> (name, metadata) of every contact stored for the campaign."""
-    query = select(contacts.c.phone, contacts.c.name, contacts.c.metadata).where(
-        contacts.c.campaign_id == campaign_id
-    )
-    with app.db.read() as conn:
-        rows = conn.execute(query).all()
-    return {phone: (name, json.loads(meta) if meta else None) for phone, name, meta in rows}
 
 
 def phones(n: int, start: int = 0) -> list[dict[str, str]]:
@@ -68,7 +55,7 @@ async def test_json_contacts_are_normalized_to_e164(
     assert data == {
         "received": 5, "accepted": 5, "duplicate": 0, "invalid": 0, "errors": [], "duplicates": []
     }  # fmt: skip
-    assert stored(app, campaign_id) == {
+    assert stored_contacts(app, campaign_id) == {
         "+14155550101": ("Ann", {"tier": "gold"}),
         "+14155550102": (None, None),
         "+14155550103": ("Cy", None),
@@ -97,7 +84,7 @@ async def test_duplicates_inside_the_request_and_against_the_campaign(
         json={"contacts": [{"phone": "+1 (415) 555-0102"}, {"phone": "+14155550103"}]},
     )
     assert (second["received"], second["accepted"], second["duplicate"], second["invalid"]) == (2, 1, 1, 0)
-    assert sorted(stored(app, campaign_id)) == ["+14155550101", "+14155550102", "+14155550103"]
+    assert sorted(stored_contacts(app, campaign_id)) == ["+14155550101", "+14155550102", "+14155550103"]
     assert await total_contacts(client, auth, campaign_id) == 3
 
 
@@ -136,7 +123,7 @@ async def test_invalid_rows_are_reported_with_row_and_reason(
     assert errors[1]["phone"] == ""
     assert "metadata" in errors[5]["reason"]
     assert "name" in errors[6]["reason"]
-    assert sorted(stored(app, campaign_id)) == ["+14155550101", "+14155550105"]
+    assert sorted(stored_contacts(app, campaign_id)) == ["+14155550101", "+14155550105"]
 
 
 async def test_csv_upload(app: CallstatsApp, client: httpx.AsyncClient, auth: dict[str, str]) -> None:
@@ -153,7 +140,7 @@ async def test_csv_upload(app: CallstatsApp, client: httpx.AsyncClient, auth: di
     data = await add(client, auth, campaign_id, content=body.encode(), headers=CSV)
     assert (data["received"], data["accepted"], data["duplicate"], data["invalid"]) == (5, 2, 1, 2)
     assert [(e["row"], e["phone"]) for e in data["errors"]] == [(2, ""), (3, "not-a-phone")]
-    assert stored(app, campaign_id) == {
+    assert stored_contacts(app, campaign_id) == {
         "+14155550101": ("Smith, Jane", {"city": "Oakland"}),
         "+14155550102": (None, None),
     }
@@ -206,7 +193,7 @@ async def test_over_ten_thousand_is_400_and_stores_nothing(
     )
     assert response.status_code == 400, response.text
     assert await total_contacts(client, auth, campaign_id) == 2
-    assert len(stored(app, campaign_id)) == 2
+    assert len(stored_contacts(app, campaign_id)) == 2
 
 
 async def test_malformed_body_stores_nothing(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

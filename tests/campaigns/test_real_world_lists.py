@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from callstats.app import CallstatsApp
-from callstats.db.schema import contacts
-from tests.conftest import new_campaign
+from tests.conftest import new_campaign, stored_contacts
 
 EXTENSION_FORMS = ["x11", "ext 11", "ext. 11", "-x11", ",11", ";ext=11", "X11", "EXT 11", "Ext. 11", "#11"]
 
@@ -38,16 +35,6 @@ async def refused(client: httpx.AsyncClient, auth: dict[str, str], campaign_id: 
     return message
 
 
-def stored(app: CallstatsApp, campaign_id: str) -> dict[str, tuple[Any, Any]]:
-    """The campaign's contacts as {phone: (name, metadata)}, read from the database."""
-    query = select(contacts.c.phone, contacts.c.name, contacts.c.metadata).where(
-        contacts.c.campaign_id == campaign_id
-    )
-    with app.db.read() as conn:
-        rows = conn.execute(query).all()
-    return {phone: (name, json.loads(meta) if meta else None) for phone, name, meta in rows}
-
-
 def csv_headers(charset: str | None = None) -> dict[str, str]:
     """A text/csv Content-Type, with a charset parameter when given."""
     return {"content-type": "text/csv" + (f"; charset={charset}" if charset else "")}
@@ -65,7 +52,11 @@ async def test_every_extension_form_is_kept_and_two_extensions_are_two_contacts(
     body = f'phone\n"608-555-0147 {form}"\n608-555-0147 x12\n6085550147\n+16085550147;ext=12\n'
     data = await add(client, auth, campaign_id, content=body.encode(), headers=csv_headers())
     assert (data["received"], data["accepted"], data["duplicate"], data["invalid"]) == (4, 3, 1, 0)
-    assert sorted(stored(app, campaign_id)) == ["+16085550147", "+16085550147;ext=11", "+16085550147;ext=12"]
+    assert sorted(stored_contacts(app, campaign_id)) == [
+        "+16085550147",
+        "+16085550147;ext=11",
+        "+16085550147;ext=12",
+    ]
     assert data["duplicates"] == [{"row": 4, "phone": "+16085550147;ext=12", "earlier_row": 2}]
 
 
@@ -78,7 +69,7 @@ async def test_extensions_in_json_bodies(
     body = {"contacts": [{"phone": f"608-555-0147{form}"}, {"phone": "608-555-0147 x12"}]}
     data = await add(client, auth, campaign_id, json=body)
     assert (data["accepted"], data["duplicate"]) == (2, 0)
-    assert sorted(stored(app, campaign_id)) == ["+16085550147;ext=11", "+16085550147;ext=12"]
+    assert sorted(stored_contacts(app, campaign_id)) == ["+16085550147;ext=11", "+16085550147;ext=12"]
 
 
 async def test_the_longest_extension_fits_the_column(
@@ -89,7 +80,7 @@ async def test_the_longest_extension_fits_the_column(
     phone = "+8613912345678 ext. 1234567890123456"
     data = await add(client, auth, campaign_id, json={"contacts": [{"phone": phone}]})
     assert data["accepted"] == 1, data
-    assert list(stored(app, campaign_id)) == ["+8613912345678;ext=1234567890123456"]
+    assert list(stored_contacts(app, campaign_id)) == ["+8613912345678;ext=1234567890123456"]
 
 
 # --- 2. delimiters and header names ---------------------------------------------------------------
@@ -111,7 +102,7 @@ async def test_every_delimiter_is_detected(
     body = "\n".join(delimiter.join(line) for line in lines) + "\n"
     data = await add(client, auth, campaign_id, content=body.encode(), headers=csv_headers())
     assert (data["received"], data["accepted"], data["invalid"]) == (2, 2, 0), data
-    assert stored(app, campaign_id) == {
+    assert stored_contacts(app, campaign_id) == {
         "+14155550101": ("Smith, Jane; Dr.", {"city": "Oakland|CA"}),
         "+14155550102": ("Bob", None),
     }
@@ -125,7 +116,7 @@ async def test_european_excel_semicolon_file_with_commas_in_cells(
     body = "phone;name;note\r\n020 7946 0958;Smith, Jane;call after 5, not before\r\n"
     data = await add(client, auth, campaign_id, content=body.encode(), headers=csv_headers())
     assert (data["accepted"], data["invalid"]) == (1, 0), data
-    assert stored(app, campaign_id) == {
+    assert stored_contacts(app, campaign_id) == {
         "+442079460958": ("Smith, Jane", {"note": "call after 5, not before"})
     }
 
@@ -147,7 +138,7 @@ async def test_every_phone_header_name_is_accepted(
     body = f"name,{header}\nAnn,4155550101\n"
     data = await add(client, auth, campaign_id, content=body.encode(), headers=csv_headers())
     assert data["accepted"] == 1, data
-    assert stored(app, campaign_id) == {"+14155550101": ("Ann", None)}
+    assert stored_contacts(app, campaign_id) == {"+14155550101": ("Ann", None)}
 
 
 async def test_phone_wins_over_mobile_which_goes_to_metadata(
@@ -157,7 +148,7 @@ async def test_phone_wins_over_mobile_which_goes_to_metadata(
     campaign_id = await new_campaign(client, auth)
     body = b"Mobile,Phone\n4155550199,4155550101\n"
     await add(client, auth, campaign_id, content=body, headers=csv_headers())
-    assert stored(app, campaign_id) == {"+14155550101": (None, {"mobile": "4155550199"})}
+    assert stored_contacts(app, campaign_id) == {"+14155550101": (None, {"mobile": "4155550199"})}
 
 
 @pytest.mark.parametrize("column", ["Work Line", "work line", "work_line"])
@@ -169,7 +160,7 @@ async def test_phone_column_names_any_column(
     body = b"phone,Work Line\n4155550199,4155550101\n"
     params = {"phone_column": column}
     await add(client, auth, campaign_id, content=body, headers=csv_headers(), params=params)
-    assert stored(app, campaign_id) == {"+14155550101": (None, {"phone": "4155550199"})}
+    assert stored_contacts(app, campaign_id) == {"+14155550101": (None, {"phone": "4155550199"})}
 
 
 async def test_an_unknown_phone_column_is_400_listing_the_columns(
@@ -186,7 +177,7 @@ async def test_an_unknown_phone_column_is_400_listing_the_columns(
         params={"phone_column": "fax"},
     )
     assert "'fax'" in message and "['phone', 'name']" in message
-    assert stored(app, campaign_id) == {}
+    assert stored_contacts(app, campaign_id) == {}
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
@@ -227,7 +218,7 @@ async def test_a_declared_charset_is_honoured(
     assert encoded == b"" or encoded in body
     data = await add(client, auth, campaign_id, content=body, headers=csv_headers(charset))
     assert data["accepted"] == 1, data
-    assert stored(app, campaign_id) == {"+14155550101": (NAMES, None)}
+    assert stored_contacts(app, campaign_id) == {"+14155550101": (NAMES, None)}
 
 
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-8"])
@@ -239,7 +230,7 @@ async def test_a_bom_without_a_declared_charset(
     text = f"\ufeffPhone Number\tName\r\n4155550101\t{NAMES}\r\n"
     data = await add(client, auth, campaign_id, content=text.encode(encoding), headers=csv_headers())
     assert data["accepted"] == 1, data
-    assert stored(app, campaign_id) == {"+14155550101": (NAMES, None)}
+    assert stored_contacts(app, campaign_id) == {"+14155550101": (NAMES, None)}
 
 
 async def test_no_charset_and_no_bom_means_utf8(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
@@ -266,7 +257,7 @@ async def test_an_unknown_charset_or_undecodable_bytes_is_400_naming_it(
     campaign_id = await new_campaign(client, auth)
     message = await refused(client, auth, campaign_id, content=body, headers=csv_headers(charset))
     assert charset in message
-    assert stored(app, campaign_id) == {}
+    assert stored_contacts(app, campaign_id) == {}
 
 
 # --- 4. regions -----------------------------------------------------------------------------------
@@ -299,7 +290,7 @@ async def test_the_campaigns_default_region_reads_national_numbers(
     assert shown.json()["data"]["default_region"] == region.upper()
     data = await add(client, auth, campaign_id, json={"contacts": [{"phone": phone}]})
     assert data["accepted"] == 1, data
-    assert list(stored(app, campaign_id)) == [expected]
+    assert list(stored_contacts(app, campaign_id)) == [expected]
 
 
 async def test_a_uk_number_on_a_us_campaign_is_refused_with_a_reason(
@@ -320,7 +311,7 @@ async def test_region_query_overrides_the_campaign_for_one_request(
     body = {"contacts": [{"phone": "2079460958"}]}
     await add(client, auth, campaign_id, json=body, params={"region": "gb"})
     await add(client, auth, campaign_id, json=body)
-    assert sorted(stored(app, campaign_id)) == ["+12079460958", "+442079460958"]
+    assert sorted(stored_contacts(app, campaign_id)) == ["+12079460958", "+442079460958"]
 
 
 @pytest.mark.parametrize("region", ["XX", "UK", "USA", "1", ""])
@@ -338,7 +329,7 @@ async def test_an_unknown_region_is_400(
         client, auth, campaign_id, json={"contacts": [{"phone": "+14155550101"}]}, params={"region": region}
     )
     assert message.startswith("region:")
-    assert stored(app, campaign_id) == {}
+    assert stored_contacts(app, campaign_id) == {}
 
 
 async def test_the_default_region_is_the_server_setting(
