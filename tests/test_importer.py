@@ -155,6 +155,21 @@ def test_any_charset_and_delimiter_is_sent_as_utf8_chunks(
     assert sum(c.file_bytes for c in chunks) == path.stat().st_size
 
 
+def test_an_excel_sep_line_is_sent_in_front_of_each_header(tmp_path: Path) -> None:
+    """A `sep=;` first line: the server must read the same delimiter, so every chunk starts with it;
+    file lines still count it."""
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(b"sep=;\r\nphone;name\r\n+14155550101;Smith, Jane\r\n+14155550102;Bob\r\n")
+    with path.open("rb") as stream:
+        chunks = list(read_chunks(stream, rows_per_request=1))
+    assert [c.body for c in chunks] == [
+        b"sep=;\r\nphone;name\r\n+14155550101;Smith, Jane\r\n",
+        b"sep=;\r\nphone;name\r\n+14155550102;Bob\r\n",
+    ]
+    assert [c.lines for c in chunks] == [(3,), (4,)]
+    assert sum(c.file_bytes for c in chunks) == path.stat().st_size
+
+
 def test_an_unknown_encoding_fails_before_any_request(tmp_path: Path) -> None:
     """--encoding naming no codec Python knows."""
     path = tmp_path / "contacts.csv"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
-from callstats.campaigns.contact_lists import BOMS, phone_column_index, sniff_delimiter
+from callstats.campaigns.contact_lists import BOMS, phone_column_index, separator_hint, sniff_delimiter
 from callstats.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -228,19 +228,25 @@ def read_chunks(
 
 
 def _header(lines: _Lines, phone_column: str | None) -> tuple[bytes, str]:
-    """The header line (the first that is not blank) and the file's delimiter; ImportFailed when the
-    server could not find the phone column in it."""
+    """The header line (the first that is not blank, after an Excel `sep=X` line, which is kept in
+    front of it so the server reads the same delimiter) and the file's delimiter; ImportFailed when
+    the server could not find the phone column in it."""
+    hint: tuple[bytes, str] | None = None
     for text in lines:
         raw = lines.take()
         if not text.strip():
             continue
-        delimiter = sniff_delimiter(text)
+        declared = separator_hint(text) if hint is None and lines.line == 1 else None
+        if declared is not None:
+            hint = raw, declared
+            continue
+        delimiter = hint[1] if hint is not None else sniff_delimiter(text)
         names = next(csv.reader([text], delimiter=delimiter), [])
         try:
             phone_column_index(names, phone_column)
         except ValidationFailed as exc:
             raise ImportFailed(f"line {lines.line}: {exc.message.removeprefix('body: ')}") from None
-        return raw, delimiter
+        return (hint[0] + raw if hint is not None else raw), delimiter
     raise ImportFailed("the file has no header row (and no contacts)")
 
 

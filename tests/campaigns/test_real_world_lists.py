@@ -108,6 +108,23 @@ async def test_every_delimiter_is_detected(
     }
 
 
+@pytest.mark.parametrize("hint", ["sep=;", "SEP=;", '"sep=;"'])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+async def test_an_excel_sep_line_names_the_delimiter(
+    app: CallstatsApp, client: httpx.AsyncClient, auth: dict[str, str], hint: str, newline: str
+) -> None:
+    """Excel's `sep=;` first line decides the delimiter (the header alone would say ','), and is not a row."""
+    campaign_id = await new_campaign(client, auth)
+    lines = [hint, "phone;name", "+14155550101;Smith, Jane", "4155550102;Bob"]
+    body = newline.join(lines) + newline
+    data = await add(client, auth, campaign_id, content=body.encode(), headers=csv_headers())
+    assert (data["received"], data["accepted"], data["invalid"]) == (2, 2, 0), data
+    assert stored_contacts(app, campaign_id) == {
+        "+14155550101": ("Smith, Jane", None),
+        "+14155550102": ("Bob", None),
+    }
+
+
 async def test_european_excel_semicolon_file_with_commas_in_cells(
     app: CallstatsApp, client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:

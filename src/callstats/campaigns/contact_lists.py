@@ -37,6 +37,7 @@ BOMS = (
 )
 """Byte order marks and the charset each names (RFC 3629 section 6, Unicode's BOM FAQ)."""
 _SEPARATORS = re.compile(r"[\s_\-.]+")
+_SEP_HINT = re.compile(r'"?sep=(.)"?', re.IGNORECASE)
 _CSV_MEDIA = ("text/csv", "application/csv", "text/tab-separated-values")
 
 
@@ -101,6 +102,16 @@ def sniff_delimiter(header_line: str) -> str:
     return max(DELIMITERS, key=lambda d: counts[d])  # max keeps the first of equal counts
 
 
+def separator_hint(first_line: str) -> str | None:
+    """The delimiter a `sep=X` first line declares, or None.
+
+    Excel writes and reads that line to say which delimiter a file uses (`sep=;` in European
+    locales), before the header row; it is not part of the data.
+    """
+    match = _SEP_HINT.fullmatch(first_line.rstrip("\r\n"))
+    return match.group(1) if match else None
+
+
 def header_key(name: str) -> str:
     """A header name compared with PHONE_HEADERS: lower case, spaces, `-` and `.` as `_`, trimmed."""
     return _SEPARATORS.sub("_", name.strip().lower()).strip("_")
@@ -137,6 +148,11 @@ def _line_end(text: str) -> int:
     return min(ends, default=len(text))
 
 
+def _after_first_line(text: str, end: int) -> str:
+    """`text` past its first line, which ends at `end` (with CRLF, LF or CR)."""
+    return text[end + 2 :] if text.startswith("\r\n", end) else text[end + 1 :]
+
+
 def _read(header: list[str]) -> str:
     return f"columns read: {header!r}"
 
@@ -144,10 +160,17 @@ def _read(header: list[str]) -> str:
 def csv_rows(text: str, phone_column: str | None = None) -> list[ContactRow]:
     """The rows of a CSV text: phones from the phone column, `name` as the name, other columns as metadata.
 
-    Blank lines are skipped (row numbers count data rows only); metadata keys are the lower-cased,
-    trimmed header names and keep non-empty cells only. A row with a NUL in a cell is invalid.
+    The delimiter is the one a `sep=X` first line declares (Excel's hint, then skipped), else the
+    one the header line uses most. Blank lines are skipped (row numbers count data rows only);
+    metadata keys are the lower-cased, trimmed header names and keep non-empty cells only. A row
+    with a NUL in a cell is invalid.
     """
-    delimiter = sniff_delimiter(text[: _line_end(text)])
+    first = text[: _line_end(text)]
+    delimiter = separator_hint(first)
+    if delimiter is not None:
+        text = _after_first_line(text, len(first))
+    else:
+        delimiter = sniff_delimiter(first)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader, None) or []
