@@ -144,20 +144,13 @@ class GroupCommit:
             result = outcome.results[0]
             result.index = index  # its place in the request, not in its one-event transaction
             results.append(result)
-        return _tallied(results), campaigns
+        return RecordEventsResult.tallied(results), campaigns
 
 
 def _refused_value(exc: Exception) -> bool:
     """Whether the database (or its driver) refused a statement's values: a constraint, a value too
     long or out of range, a character the encoding cannot hold. Not a bug of ours, not an outage."""
     return isinstance(exc, StatementError | OverflowError | UnicodeError) and not is_unreachable(exc)
-
-
-def _tallied(results: list[EventResult]) -> RecordEventsResult:
-    """One request's answer from its events' results (in order)."""
-    counts = {status: sum(1 for r in results if r.status == status) for status in ("applied", "duplicate")}
-    rejected = len(results) - counts["applied"] - counts["duplicate"]
-    return RecordEventsResult(len(results), counts["applied"], counts["duplicate"], rejected, results)
 
 
 def _events(request: Request) -> list[Any]:

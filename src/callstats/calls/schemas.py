@@ -160,6 +160,13 @@ class RecordEventsResult:
     rejected: int
     results: list[EventResult]
 
+    @classmethod
+    def tallied(cls, results: list[EventResult]) -> RecordEventsResult:
+        """A request's answer from its events' results, one per event received, in order."""
+        applied = sum(1 for r in results if r.status == "applied")
+        duplicate = sum(1 for r in results if r.status == "duplicate")
+        return cls(len(results), applied, duplicate, len(results) - applied - duplicate, results)
+
 
 class RecordEventsEnvelope(BaseModel):
     """recordCallEvents' answer in the seed's envelope."""

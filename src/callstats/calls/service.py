@@ -138,17 +138,9 @@ def record_requests(
         return outcomes
 
     return [
-        outcome if isinstance(outcome, Exception) else _tallied(len(items), outcome)
-        for items, outcome in zip(requests, db.write(work), strict=True)
+        outcome if isinstance(outcome, Exception) else RecordEventsResult.tallied(outcome)
+        for outcome in db.write(work)
     ]
-
-
-def _tallied(received: int, results: list[EventResult]) -> RecordEventsResult:
-    tally = {
-        status: sum(1 for r in results if r.status == status)
-        for status in ("applied", "duplicate", "rejected")
-    }
-    return RecordEventsResult(received=received, results=results, **tally)
 
 
 def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
