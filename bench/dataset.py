@@ -162,8 +162,9 @@ def _new_campaign(
     campaign_id = str(uuid.uuid4())
     conn.execute(
         text(
-            "INSERT INTO campaigns (id, account_id, name, max_attempts, retry_on, default_region, created_at) "
-            "VALUES (:id, :aid, :name, :max, :retry, 'US', :at)"
+            "INSERT INTO campaigns"
+            " (id, account_id, name, max_attempts, retry_on, default_region, created_at)"
+            " VALUES (:id, :aid, :name, :max, :retry, 'US', :at)"
         ),
         {
             "id": campaign_id,
