@@ -14,7 +14,7 @@ import io
 import re
 from typing import Any
 
-from callstats.bodies import NUL, NUL_REASON, parse_json
+from callstats.bodies import NUL, NUL_REASON, nul_free, parse_json
 from callstats.campaigns.schemas import MAX_CONTACTS_PER_REQUEST, ContactRow
 from callstats.errors import ValidationFailed
 
@@ -223,10 +223,21 @@ def _json_rows(body: bytes) -> list[ContactRow]:
             'body: expected {"contacts": [{"phone": ..., "name"?: ..., "metadata"?: ...}]}'
             " (or send Content-Type: text/csv)"
         )
+    # Only a body holding an escaped NUL (or NUL bytes: UTF-16 JSON) needs each row searched for one.
+    check_nul = b"\\u0000" in body or b"\x00" in body
     rows = []
     for index, item in enumerate(parsed["contacts"], start=1):
         if isinstance(item, dict):
-            rows.append(ContactRow(index, item.get("phone"), item.get("name"), item.get("metadata")))
+            problem = _json_nul_problem(item) if check_nul else None
+            rows.append(ContactRow(index, item.get("phone"), item.get("name"), item.get("metadata"), problem))
         else:
             rows.append(ContactRow(index, None, problem="contact must be an object"))
     return rows
+
+
+def _json_nul_problem(item: dict[str, Any]) -> str | None:
+    """The reason a JSON contact is refused for a NUL character, naming its field, or None."""
+    for field in ("phone", "name", "metadata"):
+        if not nul_free(item.get(field)):
+            return f"{field} {NUL_REASON}"
+    return None

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping
 
-from callstats.bodies import NUL, NUL_REASON, nul_free
 from callstats.campaigns import queries
 from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.campaigns.schemas import (
@@ -123,17 +122,12 @@ def sent_text(value: object) -> str | None:
 
 
 def _check_extras(row: ContactRow) -> None:
-    """InvalidPhone when a row's name or metadata cannot be stored (not text, too long, a NUL)."""
-    if row.name is not None:
-        if not isinstance(row.name, str) or len(row.name) > 200:
-            raise InvalidPhone("name must be a string of at most 200 characters")
-        if NUL in row.name:
-            raise InvalidPhone(f"name {NUL_REASON}")
-    if row.metadata is not None:
-        if not isinstance(row.metadata, dict):
-            raise InvalidPhone("metadata must be an object")
-        if not nul_free(row.metadata):
-            raise InvalidPhone(f"metadata {NUL_REASON}")
+    """InvalidPhone when a row's name or metadata cannot be stored (not text, too long); a NUL in
+    either was found when the body was read (the row's `problem`)."""
+    if row.name is not None and (not isinstance(row.name, str) or len(row.name) > 200):
+        raise InvalidPhone("name must be a string of at most 200 characters")
+    if row.metadata is not None and not isinstance(row.metadata, dict):
+        raise InvalidPhone("metadata must be an object")
 
 
 def campaign_region(db: Database, account_id: str, campaign_id: str) -> str:
