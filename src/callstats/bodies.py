@@ -12,16 +12,18 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, Strict
+from pydantic import AfterValidator, BeforeValidator, Strict
 
 from callstats.errors import ValidationFailed
 
 MAX_DEPTH = 1_024  # orjson's own limit; the fallback parser is held to the same
 MAX_BIGINT = 2**63 - 1
 NUL = "\x00"
+_DIGITS = re.compile(r"-?[0-9]{1,19}")
 NUL_REASON = "must not contain the NUL character (\\u0000), which cannot be stored"
 
 
@@ -63,6 +65,17 @@ def _check_depth(value: Any) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
+def nesting_depth(value: Any) -> int:
+    """How deeply a JSON value nests objects and arrays (a scalar is 0, `{}` 1); iterative."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def storable_text(value: str) -> str:
     """`value` unchanged, or ValueError (NUL_REASON) when it holds a NUL character."""
     if NUL in value:
@@ -88,6 +101,19 @@ def nul_free(value: Any) -> bool:
 
 StoredText = Annotated[str, AfterValidator(storable_text)]
 """A string field: refused with NUL_REASON when it holds a NUL character."""
+
+
+def _whole_number_text(value: Any) -> Any:
+    """A query string's integer as digits only (an optional minus): `2.0`, `1e1` and `true` are refused."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("must be a whole number written with digits")
+    return value
+
+
+WholeNumber = BeforeValidator(_whole_number_text)
+"""For an integer query parameter: digits only, the text form of the body's strict integers. Put it
+after a bounded int, `Annotated[Annotated[int, Ge(1), Le(200)], WholeNumber, Query()]`, so OpenAPI
+keeps the bounds."""
 
 StrictInt = Annotated[int, Strict()]
 """An integer field: a JSON integer, no bool, float or string. Each field sets its own bounds with

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from callstats.accounts import service as accounts
 from callstats.config import Settings
@@ -22,7 +23,16 @@ app.add_typer(keys_app, name="keys")
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings from CALLSTATS_* variables; a bad one ends the command with one line per problem."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CALLSTATS_{str(error['loc'][0]).upper()}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
+        _fail(f"bad setting: {problems}", code=2)
+        raise AssertionError("unreachable") from None
 
 
 def _database(settings: Settings) -> Database:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pydantic import Field
+import phonenumbers
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./callstats.db"
@@ -19,7 +20,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     stats_rate_limit: str = "200/minute"
     max_body_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
-    default_region: str = "US"
+    default_region: str = "US"  # ISO 3166-1 alpha-2, one phonenumbers knows (checked below)
     # Event times before this, or more than events_max_ahead_seconds past the server's clock, are refused.
     events_earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     events_max_ahead_seconds: int = Field(default=86_400, ge=0, le=100 * 366 * 86_400)
@@ -32,6 +33,15 @@ class Settings(BaseSettings):
     stream_poll_seconds: float | None = Field(default=None, gt=0)  # None: 0.2 s on SQLite, 1 s otherwise
     stream_min_interval_seconds: float = Field(default=0.15, ge=0)  # at most ~7 messages a second
     stream_max_seconds: float = Field(default=600.0, gt=0)
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        """Upper-cased; a region phonenumbers has no numbering plan for is refused at start-up."""
+        code = value.strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}: use an ISO 3166-1 alpha-2 code such as US, GB or DE")
+        return code
 
 
 def sqlalchemy_url(database_url: str) -> str:

@@ -245,7 +245,8 @@ def _header(lines: _Lines, phone_column: str | None) -> tuple[bytes, str]:
         try:
             phone_column_index(names, phone_column)
         except ValidationFailed as exc:
-            raise ImportFailed(f"line {lines.line}: {exc.message.removeprefix('body: ')}") from None
+            reason = exc.message.removeprefix("body: ").replace("?phone_column=NAME", "--phone-column NAME")
+            raise ImportFailed(f"line {lines.line}: {reason}") from None
         return (hint[0] + raw if hint is not None else raw), delimiter
     raise ImportFailed("the file has no header row (and no contacts)")
 

@@ -209,3 +209,14 @@ async def test_listing_is_per_account(
     assert {
         c["campaign_id"] for c in (await client.get("/getCampaigns", headers=read_key)).json()["data"]
     } == mine
+
+
+@pytest.mark.parametrize("limit", ["2.0", "1e1", "true", " 2", "0x2", "99999999999999999999"])
+async def test_limit_is_a_whole_number_written_with_digits(
+    client: httpx.AsyncClient, auth: dict[str, str], limit: str
+) -> None:
+    """The query's text form of a strict integer: `2.0` is not coerced to 2 (one rule with the bodies)."""
+    response = await client.get("/getCampaigns", params={"limit": limit}, headers=auth)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "VALIDATION_ERROR"
+    assert "limit" in response.json()["message"]

@@ -65,6 +65,37 @@ async def test_add_contacts_deep_bodies_are_400(
     assert "deeper" in assert_validation_error(response)
 
 
+@pytest.mark.parametrize("depth", [33, 500, 987, 1_020])
+async def test_deep_metadata_refuses_its_row_only(
+    client: httpx.AsyncClient, auth: dict[str, str], depth: int
+) -> None:
+    """Metadata nested past 32 levels (but inside the body's 1,024): that row is invalid with a reason,
+    its neighbour is added (it once was a RecursionError 500 that lost the whole batch)."""
+    campaign_id = await new_campaign(client, auth)
+    deep = '{"a":' * depth + "1" + "}" * depth
+    body = f'{{"contacts":[{{"phone":"+14155558888"}},{{"phone":"+14155558887","metadata":{deep}}}]}}'
+    response = await client.post(
+        f"/addContacts/{campaign_id}", content=body, headers={**auth, "content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert (data["accepted"], data["invalid"]) == (1, 1)
+    assert data["errors"] == [
+        {"row": 2, "phone": "+14155558887", "reason": "metadata nests deeper than 32 levels"}
+    ]
+
+
+async def test_metadata_32_levels_deep_is_stored(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    """The limit's edge: 32 levels are kept."""
+    campaign_id = await new_campaign(client, auth)
+    metadata: Any = 1
+    for _ in range(32):
+        metadata = {"a": metadata}
+    contact = {"phone": "+14155558888", "metadata": metadata}
+    response = await client.post(f"/addContacts/{campaign_id}", json={"contacts": [contact]}, headers=auth)
+    assert response.json()["data"]["accepted"] == 1, response.text
+
+
 @pytest.mark.parametrize("value", [True, False, 2.0, "3", 3.5, None, [3], 2**63])
 async def test_max_attempts_is_a_strict_integer(
     client: httpx.AsyncClient, auth: dict[str, str], value: Any

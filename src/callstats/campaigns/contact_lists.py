@@ -81,7 +81,8 @@ def decode_csv(body: bytes, charset: str | None) -> str:
     except UnicodeDecodeError as exc:
         hint = "" if charset else " (declare it, e.g. Content-Type: text/csv; charset=windows-1252)"
         raise ValidationFailed(
-            f"body: not {charset or 'UTF-8'} text (byte {exc.start}){hint}; the CSV's charset is needed"
+            f"body: not {charset or 'UTF-8'} text (at byte offset {exc.start}){hint};"
+            " the CSV's charset is needed"
         ) from None
     return text.removeprefix("\ufeff")
 

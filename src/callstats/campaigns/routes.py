@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from annotated_types import Ge, Le
 from fastapi import APIRouter, Header, Query, Request
 
 from callstats.accounts.deps import ReadKey, WriteKey
+from callstats.bodies import WholeNumber
 from callstats.campaigns import service
 from callstats.campaigns.contact_lists import contact_rows
 from callstats.campaigns.phones import UnknownRegion, region_code
@@ -24,6 +26,7 @@ from callstats.ids import CampaignId
 from callstats.web import RawBody
 
 router = APIRouter(tags=["campaigns"])
+PageSize = Annotated[int, Ge(1), Le(200)]
 
 
 # The body is read raw and parsed with the depth limit of every route (bodies.parse_json); OpenAPI
@@ -48,7 +51,7 @@ def create_campaign(key: WriteKey, db: Db, request: Request, body: RawBody) -> C
 def get_campaigns(
     key: ReadKey,
     db: Db,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[PageSize, WholeNumber, Query()] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> CampaignPage:
     """The account's campaigns, newest first, one page at a time (pass back `next_cursor`)."""

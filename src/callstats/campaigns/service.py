@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping
 
+from callstats.bodies import nesting_depth
 from callstats.campaigns import queries
 from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.campaigns.schemas import (
@@ -121,13 +122,19 @@ def sent_text(value: object) -> str | None:
     return json.dumps(value)[:200]
 
 
+MAX_METADATA_DEPTH = 32  # a contact's metadata is a few fields; deeper is a mistake or an attack
+
+
 def _check_extras(row: ContactRow) -> None:
     """InvalidPhone when a row's name or metadata cannot be stored (not text, too long); a NUL in
     either was found when the body was read (the row's `problem`)."""
     if row.name is not None and (not isinstance(row.name, str) or len(row.name) > 200):
         raise InvalidPhone("name must be a string of at most 200 characters")
-    if row.metadata is not None and not isinstance(row.metadata, dict):
-        raise InvalidPhone("metadata must be an object")
+    if row.metadata is not None:
+        if not isinstance(row.metadata, dict):
+            raise InvalidPhone("metadata must be an object")
+        if nesting_depth(row.metadata) > MAX_METADATA_DEPTH:
+            raise InvalidPhone(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
 
 
 def campaign_region(db: Database, account_id: str, campaign_id: str) -> str:
