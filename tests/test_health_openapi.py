@@ -98,3 +98,15 @@ async def test_openapi_declares_every_campaign_id_a_uuid(client: httpx.AsyncClie
     ]
     assert len(declared) >= 5
     assert all(found == "uuid" for _path, found in declared), declared
+
+
+async def test_openapi_documents_every_error_a_route_answers(client: httpx.AsyncClient) -> None:
+    """A valid UUID of no campaign is a 404, a missing key a 401, a read key writing a 403: all declared."""
+    paths = (await openapi(client))["paths"]
+    for path, method in ROUTES.items():
+        responses = paths[path][method]["responses"]
+        assert {"400", "500", "503"} <= set(responses), path
+        if "{campaignId}" in path:
+            assert "404" in responses, path
+        if method == "post":
+            assert {"401", "403", "413"} <= set(responses), path

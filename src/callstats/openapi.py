@@ -108,6 +108,29 @@ def _validation_is_400(schema: dict[str, Any]) -> None:
             )
 
 
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+def _errors_documented(schema: dict[str, Any]) -> None:
+    """Every error status a route can answer is in its responses (docs/semantics.md, Errors): 404 where it
+    takes a campaignId, 401 where it takes a key, 403 where it writes, 413 where it takes a body, and
+    500/503 everywhere (fuzzers check each answer's status against these)."""
+    for operations in schema["paths"].values():
+        for method, operation in operations.items():
+            names = {parameter["name"] for parameter in operation.get("parameters", [])}
+            responses = operation.setdefault("responses", {})
+            wanted = {"500": "Unexpected error", "503": "A required backend is unavailable (Retry-After)"}
+            if "campaignId" in names:
+                wanted["404"] = "Campaign not found for this key's account"
+            if "x-api-key" in names:
+                wanted["401"] = "Missing, unknown or revoked key"
+            if method == "post":
+                wanted |= {"403": "The key is read-only", "413": "Body over the configured limit"}
+            for status, description in wanted.items():
+                responses.setdefault(status, _error(description))
+
+
 def describe(api: FastAPI) -> None:
     """Make /openapi.json describe every route as it really behaves."""
 
@@ -120,6 +143,7 @@ def describe(api: FastAPI) -> None:
             for (path, method), content in _RAW_BODIES.items():
                 schema["paths"][path][method]["requestBody"] = {"required": True, "content": content}
             _validation_is_400(schema)
+            _errors_documented(schema)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components["Error"] = _ERROR_SCHEMA
             components.pop("HTTPValidationError", None)
