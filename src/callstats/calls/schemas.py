@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 import orjson
@@ -94,17 +94,19 @@ class CallEventIn(BaseModel):
             raise ValueError(f"outcome is only allowed on call.ended, not {self.type}")
         return self
 
+    @cached_property
     def occurred_ms(self) -> int:
-        """When it happened, in epoch milliseconds (a time without offset is UTC)."""
+        """When it happened, in epoch milliseconds (a time without offset is UTC); computed once, as the
+        window check, the fingerprint and the lifecycle each need it."""
         moment = self.occurred_at if self.occurred_at.tzinfo else self.occurred_at.replace(tzinfo=UTC)
         return (moment - _EPOCH) // _MILLISECOND  # exact: no float on the way
 
-    def body_hash(self, occurred_ms: int | None = None) -> str:
+    def body_hash(self) -> str:
         """A fingerprint of what the event says, to tell a redelivery from a reused id.
 
         The sorted JSON of every field (`model_dump(mode="json")`'s values, written out by hand: a
-        dump per event cost as much as its validation), with `occurred_at` in epoch milliseconds;
-        `occurred_ms` saves computing that again. Stored hashes depend on these exact bytes.
+        dump per event cost as much as its validation), with `occurred_at` in epoch milliseconds.
+        Stored hashes depend on these exact bytes.
         """
         canonical = {
             "call_id": self.call_id,
@@ -112,7 +114,7 @@ class CallEventIn(BaseModel):
             "contact_id": self.contact_id,
             "duration_seconds": self.duration_seconds,
             "event_id": self.event_id,
-            "occurred_at": self.occurred_ms() if occurred_ms is None else occurred_ms,
+            "occurred_at": self.occurred_ms,
             "outcome": self.outcome,
             "phone": self.phone,
             "type": self.type,
@@ -124,7 +126,7 @@ class CallEventIn(BaseModel):
         return CallEvent(
             type=self.type,
             call_id=self.call_id,
-            occurred_at=self.occurred_ms(),
+            occurred_at=self.occurred_ms,
             outcome=self.outcome,
             duration_seconds=self.duration_seconds,
         )
@@ -206,8 +208,7 @@ def parse_event(
         event = CallEventIn.model_validate(item)
     except ValidationError as exc:
         return validation_message(exc)
-    occurred_ms = event.occurred_ms()
-    if not window[0] <= occurred_ms <= window[1]:
+    if not window[0] <= event.occurred_ms <= window[1]:
         sent = event.occurred_at.isoformat()
         return f"occurred_at: {sent} is outside the accepted window ({rules.window_text()})"
     return event

@@ -241,7 +241,7 @@ def _keep(
     batch: Batch, event: CallEventIn, occurred_at: int, transition: lifecycle.Transition, is_new_call: bool
 ) -> None:
     """Record an accepted event's effects in the batch."""
-    body_hash = event.body_hash(occurred_at)
+    body_hash = event.body_hash()
     batch.stored_hashes[event.event_id] = body_hash
     batch.events.append(
         {
