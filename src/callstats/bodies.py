@@ -16,7 +16,7 @@ import re
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BeforeValidator, Strict
+from pydantic import AfterValidator, BeforeValidator, Strict, ValidationError
 
 from callstats.errors import ValidationFailed
 
@@ -118,3 +118,12 @@ keeps the bounds."""
 StrictInt = Annotated[int, Strict()]
 """An integer field: a JSON integer, no bool, float or string. Each field sets its own bounds with
 `Field(ge=..., le=...)`, `le` at most MAX_BIGINT (a bound inside this alias would override the field's)."""
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Up to three of pydantic's errors as `field: reason`, joined by '; ': one readable sentence."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
+    return "; ".join(parts)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from callstats.bodies import MAX_BIGINT, StoredText, StrictInt, parse_json
+from callstats.bodies import MAX_BIGINT, StoredText, StrictInt, parse_json, validation_message
 from callstats.calls.lifecycle import CallEvent
 from callstats.clock import now_ms
 from callstats.config import Settings
@@ -212,16 +212,6 @@ def parse_event(
         sent = event.occurred_at.isoformat()
         return f"occurred_at: {sent} is outside the accepted window ({rules.window_text()})"
     return event
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One readable sentence from a pydantic error: the field and why."""
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error["loc"]) or "body"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)
 
 
 def raw_event_id(item: Any) -> str | None:

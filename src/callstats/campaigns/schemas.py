@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from callstats.bodies import StoredText, StrictInt, parse_json
+from callstats.bodies import StoredText, StrictInt, parse_json, validation_message
 from callstats.calls.lifecycle import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_ON, OUTCOMES
 from callstats.campaigns.phones import region_code
 from callstats.errors import ValidationFailed
@@ -57,15 +57,6 @@ def create_campaign_body(body: bytes) -> CreateCampaign:
         return CreateCampaign.model_validate(parse_json(body))
     except ValidationError as exc:
         raise ValidationFailed(validation_message(exc)) from None
-
-
-def validation_message(exc: ValidationError) -> str:
-    """Up to three of pydantic's errors as `field: reason`, joined by '; ' (as the framework's 400s)."""
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(part) for part in error.get("loc", ())) or "body"
-        parts.append(f"{where}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}")
-    return "; ".join(parts)
 
 
 class Campaign(BaseModel):
