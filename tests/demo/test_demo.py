@@ -16,6 +16,7 @@ import pytest
 
 from callstats.app import create_app
 from callstats.calls.lifecycle import RetryRules
+from callstats.calls.schemas import EventRules
 from callstats.config import Settings
 from callstats.db.engine import Database
 from callstats.demo.dialer import dialer_task
@@ -102,7 +103,9 @@ async def test_dialer_drives_a_campaign_to_completion_through_ingestion(tmp_path
     url = fresh_database(tmp_path / "dialer.db")
     db = Database(url, pool_size=2, counter_slots=1)
     try:
-        campaign, key = create_demo_campaign(db, 60, "US")
+        campaign, key = create_demo_campaign(
+            db, 60, EventRules.from_settings(Settings(database_url=url, default_region="US"))
+        )
         announced: list[str] = []
         task = dialer_task(campaign, speed=20_000, announce=announced.append, seed=9, tick=0.05)
         with anyio.fail_after(30):

@@ -30,7 +30,7 @@ class DemoCampaign:
     campaign_id: str
     phones: tuple[str, ...]
     rules: RetryRules
-    region: str = "US"
+    events: EventRules  # the server's ingestion rules (CALLSTATS_DEFAULT_REGION, the time window)
 
 
 def event_item(event: SimEvent, campaign: DemoCampaign, occurred_at: float) -> dict[str, Any]:
@@ -91,7 +91,6 @@ async def _dial(
 
 async def _record(db: Database, campaign: DemoCampaign, items: list[dict[str, Any]]) -> None:
     """Ingest one tick's events; a rejection means the simulation and the server disagree."""
-    rules = EventRules(default_region=campaign.region)
-    result = await run_sync(record_events, db, campaign.account_id, items, rules)
+    result = await run_sync(record_events, db, campaign.account_id, items, campaign.events)
     for rejected in (r for r in result.results if r.status == "rejected"):
         log.warning("demo event %s rejected: %s", rejected.event_id, rejected.reason)

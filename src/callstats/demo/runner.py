@@ -15,6 +15,7 @@ import uvicorn
 from callstats.accounts.service import create_key
 from callstats.app import create_app
 from callstats.calls.lifecycle import RetryRules
+from callstats.calls.schemas import EventRules
 from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.campaigns.schemas import MAX_CONTACTS_PER_REQUEST, ContactRow, CreateCampaign
 from callstats.campaigns.service import add_contacts, create_campaign
@@ -35,7 +36,7 @@ def run_demo(contacts: int, host: str, port: int, database: str, speed: float) -
     url = fresh_database(Path(database))
     settings = Settings(database_url=url, redis_url=None)
     db = Database(url, settings.db_pool_size, settings.counter_slots)
-    campaign, api_key = create_demo_campaign(db, contacts, settings.default_region)
+    campaign, api_key = create_demo_campaign(db, contacts, EventRules.from_settings(settings))
     task = dialer_task(campaign, speed, announce=_say)
     app = create_app(settings, db=db, background=[task])
     bound_port = listener.getsockname()[1]
@@ -82,8 +83,10 @@ def demo_phones(count: int, seed: int = 2024) -> list[str]:
     return list(phones)
 
 
-def create_demo_campaign(db: Database, contacts: int, region: str) -> tuple[DemoCampaign, str]:
-    """An account with a write key and a campaign of `contacts` contacts; the campaign and the key."""
+def create_demo_campaign(db: Database, contacts: int, events: EventRules) -> tuple[DemoCampaign, str]:
+    """An account with a write key and a campaign of `contacts` contacts in `events.default_region`,
+    whose events the dialer records under `events`; the campaign and the key."""
+    region = events.default_region
     key = create_key(db, "demo", "write")
     campaign = create_campaign(
         db, key.account_id, CreateCampaign(name=f"Demo campaign ({contacts} contacts)"), region
@@ -96,7 +99,7 @@ def create_demo_campaign(db: Database, contacts: int, region: str) -> tuple[Demo
         if added.accepted != len(rows):
             raise RuntimeError(f"demo contacts not all accepted: {added.errors[:3]}")
     rules = RetryRules(campaign.max_attempts, frozenset(campaign.retry_on))
-    return DemoCampaign(key.account_id, campaign.campaign_id, tuple(phones), rules, region), key.plaintext
+    return DemoCampaign(key.account_id, campaign.campaign_id, tuple(phones), rules, events), key.plaintext
 
 
 def base_url(host: str, port: int) -> str:
