@@ -2,7 +2,10 @@
  *
  * The API key lives in sessionStorage and travels only in the x-api-key header. Live numbers come
  * from GET /streamCampaignStats/{id} (Server-Sent Events read through fetch(), because EventSource
- * cannot send headers); when the stream breaks the page polls getCampaignStats until it is back.
+ * cannot send headers); when the stream breaks the page polls getCampaignStats until it is back,
+ * waiting out Retry-After when that route is rate limited. The campaign list reads its figures from
+ * GET /getCampaignSummaries (one request per page of campaigns), which does not spend any campaign's
+ * getCampaignStats quota.
  */
 (function () {
   "use strict";
@@ -12,6 +15,8 @@
   const OUTCOME_LABELS = { answered: "Answered", busy: "Busy", no_answer: "No answer", failed: "Failed", voicemail: "Voicemail" };
   const OUTCOME_COLORS = { answered: "#1f8a4c", busy: "#d08700", no_answer: "#7a5cc2", failed: "#c23b3b", voicemail: "#2c8fb8" };
   const POLL_MS = 5000;
+  const LIST_REFRESH_MS = 15000;
+  const SUMMARY_BATCH = 200; // getCampaignSummaries takes up to 200 ids
   const STREAM_SILENCE_MS = 45000; // the server pings every 15 s: three missed pings mean a dead stream
   const RECONNECT_MS = [1000, 2000, 5000, 10000, 30000];
   const ACTIVITY_REFRESH_MS = 5000;
@@ -62,11 +67,32 @@
   // ---------- the API ----------
 
   class ApiFailure extends Error {
-    constructor(status, code, message) {
+    constructor(status, code, message, retryAfter) {
       super(message);
       this.status = status;
       this.code = code;
+      this.retryAfter = retryAfter || null; // seconds, from Retry-After (429 and 503)
     }
+  }
+
+  /** Seconds a Retry-After header asks to wait (delta-seconds or an HTTP date); null without one. */
+  function retryAfterSeconds(response) {
+    const value = response.headers.get("Retry-After");
+    if (!value) return null;
+    const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+    return Number.isFinite(seconds) ? Math.max(1, Math.ceil(seconds)) : null;
+  }
+
+  /** "refreshing in N s" until `until` (ms since the epoch), then "refreshing now". */
+  function refreshingIn(until) {
+    const seconds = Math.ceil((until - Date.now()) / 1000);
+    return seconds > 0 ? "refreshing in " + seconds + " s" : "refreshing now";
+  }
+
+  /** Contacts being retried: a finished call, no final outcome yet (docs/api.md, The dashboard). */
+  function contactsRetrying(stats) {
+    const latest = OUTCOMES.reduce((sum, o) => sum + (stats.call_status_breakdown[o] || 0), 0);
+    return Math.max(0, latest - stats.calls_completed - stats.calls_failed);
   }
 
   const session = {
@@ -90,7 +116,7 @@
     const body = await response.json().catch(() => null);
     if (!response.ok || !body || body.success !== true) {
       const message = (body && body.message) || "HTTP " + response.status;
-      throw new ApiFailure(response.status, body && body.error, message);
+      throw new ApiFailure(response.status, body && body.error, message, retryAfterSeconds(response));
     }
     return body;
   }
@@ -133,7 +159,9 @@
   /**
    * Live stats of one campaign: the stream while it works, polling while it does not.
    * onStats(data) gets each new stats object; onState(state, detail) reports "connecting", "live",
-   * "polling" (stream down, polls work), "disconnected" (nothing works), or "fatal" (401/404).
+   * "polling" (stream down, polls work), "limited" (stream down, polls refused with 429: detail.until
+   * is when the next poll goes out, from Retry-After), "disconnected" (nothing works), or "fatal"
+   * (401/404).
    */
   class LiveStats {
     constructor(campaignId, onStats, onState) {
@@ -144,6 +172,7 @@
       this.failures = 0;
       this.stopped = false;
       this.controller = null;
+      this.polling = false;
       this.pollTimer = null;
       this.retryTimer = null;
       this.silenceTimer = null;
@@ -160,7 +189,7 @@
       if (this.controller) this.controller.abort();
       clearTimeout(this.retryTimer);
       clearTimeout(this.silenceTimer);
-      clearInterval(this.pollTimer);
+      clearTimeout(this.pollTimer);
     }
 
     async connect() {
@@ -208,7 +237,7 @@
 
     received(event) {
       this.delivered = true;
-      if (this.failures > 0 || this.pollTimer) this.recovered();
+      if (this.failures > 0 || this.polling) this.recovered();
       this.onState("live");
       if (event.event !== "stats" || !event.data) return;
       if (event.id) this.lastEventId = event.id;
@@ -222,7 +251,8 @@
 
     recovered() {
       this.failures = 0;
-      clearInterval(this.pollTimer);
+      this.polling = false;
+      clearTimeout(this.pollTimer);
       this.pollTimer = null;
     }
 
@@ -231,28 +261,38 @@
       clearTimeout(this.silenceTimer);
       const delay = RECONNECT_MS[Math.min(this.failures, RECONNECT_MS.length - 1)];
       this.failures += 1;
-      if (!this.pollTimer) {
+      if (!this.polling) {
+        this.polling = true;
         this.poll();
-        this.pollTimer = setInterval(() => this.poll(), POLL_MS);
       }
       this.retryTimer = setTimeout(() => this.connect(), delay);
     }
 
+    /** One getCampaignStats read, then the next one POLL_MS later, or when Retry-After says after a 429. */
     async poll() {
+      let wait = POLL_MS;
       try {
         const body = await apiGet("/getCampaignStats/" + encodeURIComponent(this.campaignId));
-        if (this.stopped || !this.pollTimer) return;
+        if (this.stopped || !this.polling) return;
         this.onState("polling");
         this.onStats(body.data);
       } catch (failure) {
-        if (this.stopped) return;
+        if (this.stopped || !this.polling) return;
         if (failure.status === 401 || failure.status === 404) {
           this.stop();
           this.onState("fatal", failure);
           return;
         }
-        this.onState("disconnected", failure);
+        if (failure.status === 429) {
+          wait = 1000 * (failure.retryAfter || POLL_MS / 1000);
+          failure.until = Date.now() + wait;
+          this.onState("limited", failure);
+        } else {
+          this.onState("disconnected", failure);
+        }
       }
+      clearTimeout(this.pollTimer);
+      this.pollTimer = setTimeout(() => this.poll(), wait);
     }
   }
 
@@ -260,19 +300,27 @@
 
   const connection = {
     lastUpdate: null,
+    countdown: null,
 
     set(state, detail) {
+      clearInterval(this.countdown);
+      this.countdown = null;
       const badge = $("#connection");
-      const since = this.lastUpdate ? " Numbers shown are from " + this.lastUpdate.toLocaleTimeString() + "." : "";
-      const texts = {
-        connecting: "Connecting…",
-        live: "Live",
-        polling: "Live stream interrupted: updating every " + POLL_MS / 1000 + " s by polling, reconnecting…",
-        disconnected: "Disconnected: cannot reach the server." + since + " Retrying…",
-        idle: "",
+      const render = () => {
+        const since = this.lastUpdate ? " Numbers shown are from " + this.lastUpdate.toLocaleTimeString() + "." : "";
+        const texts = {
+          connecting: "Connecting…",
+          live: "Live",
+          polling: "Live stream interrupted: updating every " + POLL_MS / 1000 + " s by polling, reconnecting…",
+          limited: "Rate limited, " + refreshingIn(detail && detail.until) + "." + since,
+          disconnected: "Disconnected: cannot reach the server." + since + " Retrying…",
+          idle: "",
+        };
+        badge.textContent = texts[state] || "";
       };
       badge.className = "connection " + state;
-      badge.textContent = texts[state] || "";
+      render();
+      if (state === "limited") this.countdown = setInterval(render, 1000);
       badge.title = detail && detail.message ? detail.message : "";
       show(badge, state !== "idle" && state !== "fatal");
     },
@@ -437,18 +485,22 @@
       this.timers = { activity: null, durations: null };
       this.fetched = { activity: 0, durations: 0 };
       this.answeredSeen = null;
+      this.limitTimer = null;
     }
 
     start() {
       $("#campaign-id").textContent = this.campaignId;
       $("#campaign-name").textContent = "Campaign";
       say($("#campaign-error"), "");
+      say($("#campaign-status"), "");
       this.live.start();
       this.everyHalfMinute = setInterval(() => this.refreshActivity(true), 30000);
     }
 
     stop() {
       this.live.stop();
+      clearInterval(this.limitTimer);
+      say($("#campaign-status"), "");
       clearInterval(this.everyHalfMinute);
       clearTimeout(this.timers.activity);
       clearTimeout(this.timers.durations);
@@ -461,7 +513,25 @@
         if (detail.status === 401) return app.signOut("Your API key is no longer accepted: " + detail.message);
         say($("#campaign-error"), detail.status === 404 ? "Campaign not found for this API key." : detail.message);
       }
+      clearInterval(this.limitTimer);
+      this.limitTimer = null;
+      if (state === "limited") {
+        const render = () => say($("#campaign-status"), this.limitedText(detail.until));
+        render();
+        this.limitTimer = setInterval(render, 1000);
+      } else {
+        say($("#campaign-status"), "");
+      }
       connection.set(state, detail);
+    }
+
+    /** What the page says while getCampaignStats answers 429 and the live stream is down. */
+    limitedText(until) {
+      const shown = this.stats
+        ? "The numbers below are from " + connection.lastUpdate.toLocaleTimeString() + "."
+        : "No numbers yet.";
+      return "Statistics for this campaign are rate limited (too many getCampaignStats requests for it), " +
+        refreshingIn(until) + ". " + shown + " The live stream does not count against the limit and resumes on its own.";
     }
 
     update(stats) {
@@ -505,6 +575,16 @@
         element.dataset.value = String(count);
         element.textContent = numberFormat.format(count);
       }
+      const retrying = contactsRetrying(stats);
+      const retryingElement = $('[data-derived="contacts_retrying"]');
+      retryingElement.dataset.value = String(retrying);
+      if (retryingElement.textContent !== numberFormat.format(retrying)) {
+        retryingElement.textContent = numberFormat.format(retrying);
+        if (previous) flash(retryingElement);
+      }
+      $("#breakdown-note").textContent =
+        "Each contact's most recent finished call, including the " + numberFormat.format(retrying) +
+        (retrying === 1 ? " contact" : " contacts") + " being retried (not final, so not in Failed or Success rate).";
     }
 
     renderProgress(stats) {
@@ -573,7 +653,14 @@
           : "No answered calls yet.";
       } catch (failure) {
         if (failure.status === 400) this.answeredSeen = this.stats && this.stats.calls_completed;
-        note.textContent = failure.status === 400 ? "not available yet" : "Talk times not available right now (" + failure.message + ").";
+        if (failure.status === 429) {
+          // Wait out Retry-After: the next try goes out when the campaign's quota has room again.
+          const wait = 1000 * (failure.retryAfter || DURATIONS_REFRESH_MS / 1000);
+          this.fetched.durations = Date.now() + wait - DURATIONS_REFRESH_MS;
+          note.textContent = "Talk times: rate limited, refreshing in " + Math.ceil(wait / 1000) + " s.";
+        } else {
+          note.textContent = failure.status === 400 ? "not available yet" : "Talk times not available right now (" + failure.message + ").";
+        }
       } finally {
         this.timers.durations = null;
         if (this.stats && this.stats.calls_completed !== this.answeredSeen) this.refreshDurations(this.stats);
@@ -598,11 +685,17 @@
 
   // ---------- the campaign list ----------
 
+  /**
+   * The account's campaigns, a page at a time, each with its progress. The figures come from
+   * GET /getCampaignSummaries (one request for up to 200 campaigns, refreshed every 15 s), never from
+   * getCampaignStats: an open list spends no campaign's stats quota.
+   */
   class CampaignList {
     constructor() {
       this.cursor = null;
       this.ids = [];
       this.timer = null;
+      this.stopped = false;
     }
 
     async start() {
@@ -611,11 +704,22 @@
       this.ids = [];
       say($("#list-error"), "");
       await this.loadPage();
-      this.timer = setInterval(() => this.refreshStats(this.ids), 15000);
+      this.schedule(LIST_REFRESH_MS);
     }
 
     stop() {
-      clearInterval(this.timer);
+      this.stopped = true;
+      clearTimeout(this.timer);
+    }
+
+    schedule(wait) {
+      clearTimeout(this.timer);
+      if (!this.stopped) this.timer = setTimeout(() => this.refresh(), wait);
+    }
+
+    async refresh() {
+      const wait = await this.refreshSummaries(this.ids);
+      this.schedule(wait || LIST_REFRESH_MS);
     }
 
     async loadPage() {
@@ -627,7 +731,8 @@
         this.ids.push(...ids);
         show($("#load-more"), Boolean(this.cursor));
         show($("#list-empty"), this.ids.length === 0);
-        await this.refreshStats(ids);
+        const wait = await this.refreshSummaries(ids);
+        if (wait) this.schedule(wait);
       } catch (failure) {
         if (failure.status === 401) return app.signOut("Your API key is no longer accepted: " + failure.message);
         say($("#list-error"), "Could not load campaigns: " + failure.message);
@@ -648,10 +753,10 @@
         span.dataset.seg = seg;
         bar.append(span);
       }
-      const cells = [link, bar, text("–", "contacts"), text("–", "rate"), text(new Date(campaign.created_at).toLocaleString())];
+      const cells = [link, bar, text("loading…", "contacts"), text("loading…", "rate"), text(new Date(campaign.created_at).toLocaleString())];
       for (const content of cells) {
         const cell = document.createElement("td");
-        if (content.dataset && content.dataset.cell) cell.className = "num";
+        if (content.dataset && content.dataset.cell) cell.className = "num pending-cell";
         cell.append(content);
         row.append(cell);
       }
@@ -659,24 +764,68 @@
       return campaign.campaign_id;
     }
 
-    async refreshStats(ids) {
-      const queue = ids.slice();
-      const worker = async () => {
-        while (queue.length) {
-          const id = queue.shift();
-          const row = $('tr[data-campaign-id="' + id + '"]');
-          try {
-            const stats = (await apiGet("/getCampaignStats/" + encodeURIComponent(id))).data;
-            const final = stats.calls_completed + stats.calls_failed;
-            renderBar($(".progress", row), stats);
-            $('[data-cell="contacts"]', row).textContent = numberFormat.format(final) + " / " + numberFormat.format(stats.total_contacts);
-            $('[data-cell="rate"]', row).textContent = stats.success_rate.toFixed(2) + " %";
-          } catch (failure) {
-            if (failure.status === 401) return;
+    /** Fills the rows of `ids` from getCampaignSummaries; returns the Retry-After wait in ms after a 429. */
+    async refreshSummaries(ids) {
+      let wait = 0;
+      let problem = "";
+      for (let start = 0; start < ids.length; start += SUMMARY_BATCH) {
+        const batch = ids.slice(start, start + SUMMARY_BATCH);
+        try {
+          const body = await apiGet("/getCampaignSummaries?campaignIds=" + batch.map(encodeURIComponent).join(","));
+          const found = new Map(body.data.map((summary) => [summary.campaign_id, summary]));
+          for (const id of batch) {
+            const summary = found.get(id);
+            if (summary) this.renderRow(id, summary);
+            else this.explainRow(id, "not found", "This campaign is no longer visible to this API key.", "pending-cell");
+          }
+        } catch (failure) {
+          if (failure.status === 401) {
+            app.signOut("Your API key is no longer accepted: " + failure.message);
+            return 0;
+          }
+          if (failure.status === 429) {
+            wait = Math.max(wait, 1000 * (failure.retryAfter || LIST_REFRESH_MS / 1000));
+            problem = "rate limited, refreshing in " + Math.ceil(wait / 1000) + " s";
+            for (const id of batch) this.explainRow(id, problem, failure.message, "limited-cell");
+          } else {
+            problem = "not available (" + failure.message + "), refreshing in " + LIST_REFRESH_MS / 1000 + " s";
+            for (const id of batch) this.explainRow(id, "not available", failure.message, "pending-cell");
           }
         }
-      };
-      await Promise.all([worker(), worker(), worker(), worker()]);
+      }
+      say($("#list-status"), problem ? "Campaign figures " + problem + "." : "");
+      return wait;
+    }
+
+    renderRow(id, summary) {
+      const row = $('tr[data-campaign-id="' + id + '"]');
+      if (!row) return;
+      const final = summary.calls_completed + summary.calls_failed;
+      renderBar($(".progress", row), summary);
+      const contacts = $('[data-cell="contacts"]', row);
+      const rate = $('[data-cell="rate"]', row);
+      row.dataset.filled = "true";
+      contacts.textContent = numberFormat.format(final) + " / " + numberFormat.format(summary.total_contacts);
+      rate.textContent = summary.success_rate.toFixed(2) + " %";
+      for (const cell of [contacts, rate]) {
+        cell.title = "";
+        cell.parentElement.className = "num";
+      }
+    }
+
+    /**
+     * A row whose figures cannot be read now: says why instead of a bare dash. Figures read earlier
+     * stay (dimmed, the reason in their tooltip); #list-status says when they refresh.
+     */
+    explainRow(id, shown, reason, kind) {
+      const row = $('tr[data-campaign-id="' + id + '"]');
+      if (!row) return;
+      for (const cell of $$("[data-cell]", row)) {
+        if (cell.dataset.cell !== "contacts" && cell.dataset.cell !== "rate") continue;
+        if (!row.dataset.filled) cell.textContent = shown;
+        cell.title = shown + ": " + reason;
+        cell.parentElement.className = "num " + kind;
+      }
     }
   }
 
