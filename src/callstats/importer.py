@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
-from callstats.campaigns.contact_lists import BOMS, phone_column_index, separator_hint, sniff_delimiter
+from callstats.campaigns.contact_lists import (
+    BOMS,
+    csv_syntax_error,
+    phone_column_index,
+    separator_hint,
+    sniff_delimiter,
+)
 from callstats.errors import ValidationFailed
 
 if TYPE_CHECKING:
@@ -204,7 +210,7 @@ def read_chunks(
     """
     lines = _Lines(*file_lines(stream, encoding))
     header, delimiter = _header(lines, phone_column)
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     body, starts, body_bytes, reported = [header], list[int](), len(header), 0
     try:
         for record in reader:
@@ -222,7 +228,8 @@ def read_chunks(
             starts.append(lines.line - raw.count(b"\n") + 1)
             body_bytes += len(raw)
     except csv.Error as exc:
-        raise ImportFailed(f"line {lines.line}: not valid CSV ({exc})") from None
+        record_line = lines.line - len(lines.raw) + 1  # the lines read but not yet taken are its own
+        raise ImportFailed(csv_syntax_error(exc, record_line, lines.line)) from None
     if starts:
         yield Chunk(b"".join(body), tuple(starts), lines.consumed - reported)
 
@@ -312,6 +319,7 @@ def import_csv(
         ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="callstats-import") as pool,
     ):
         pending: dict[Future[dict[str, Any]], Chunk] = {}
+        check_syntax(stream, options)
         try:
             chunks = read_chunks(
                 stream, rows_per_request, encoding=options.encoding, phone_column=options.phone_column
@@ -326,6 +334,14 @@ def import_csv(
             _drain(pending, totals)
             raise ImportFailed(failure.message, totals) from None
     return totals
+
+
+def check_syntax(stream: BinaryIO, options: ImportOptions) -> None:
+    """Read the whole file once before anything is sent: ImportFailed at the first malformed CSV
+    (naming the line), so such a file adds nothing; the stream is then rewound."""
+    for _chunk in read_chunks(stream, encoding=options.encoding, phone_column=options.phone_column):
+        pass
+    stream.seek(0)
 
 
 def _collect(

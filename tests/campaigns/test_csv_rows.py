@@ -15,14 +15,26 @@ from callstats.errors import ValidationFailed
 
 
 def dict_reader_rows(body: bytes) -> list[ContactRow]:
-    """The rows as a csv.DictReader reads them: the reference the index-based reader must match."""
+    """The rows as a csv.DictReader reads them: the reference the index-based reader must match.
+
+    Non-blank values past the header's columns (DictReader's restkey) make the row invalid."""
     reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
     fields = [f.strip().lower() for f in reader.fieldnames or []]
     reader.fieldnames = fields
     rows = []
     for index, record in enumerate(reader, start=1):
+        rest = record.pop(None, [])
+        problem = None
+        if any(value.strip() for value in rest):
+            width = len(fields)
+            problem = (
+                f"{width + len(rest)} values but the header has {width} columns"
+                " (quote a value holding the delimiter ',')"
+            )
         extra = {k: v for k, v in record.items() if k not in ("phone", "name") and k and v not in (None, "")}
-        rows.append(ContactRow(index, record.get("phone") or "", record.get("name") or None, extra or None))
+        rows.append(
+            ContactRow(index, record.get("phone") or "", record.get("name") or None, extra or None, problem)
+        )
     return rows
 
 
@@ -31,7 +43,8 @@ def dict_reader_rows(body: bytes) -> list[ContactRow]:
     [
         "phone,name,segment\n+12122000000,Ann,3\n+12122000001,,\n",
         "Phone , NAME,City\r\n4155550101,Ann,Oakland\r\n\r\n4155550102\r\n",  # blank line, short row
-        "phone,name\n4155550101,Ann,extra,more\n",  # long row: the extra values have no column
+        "phone,name\n4155550101,Ann,extra,more\n",  # long row: the extra values have no column, invalid
+        "phone,name\n4155550101,Ann,, \n",  # long row of blank values (trailing delimiters): kept
         "phone,phone,city,city\n1,2,a,b\n3,,c,\n",  # repeated columns: the last one wins
         "city,,phone\nOakland,x,4155550101\n,,\n",  # a nameless column
         'phone,name,note\n"+1 415 555 0101","Smith, Jane","two\nlines"\n',
