@@ -86,11 +86,17 @@ def add_contacts(
     db: Db,
     request: Request,
     body: RawBody,
-    content_type: Annotated[str, Header()] = "application/json",
+    content_type: Annotated[str | None, Header()] = None,
     region: Annotated[str | None, Query(max_length=8, description=_REGION)] = None,
     phone_column: Annotated[str | None, Query(max_length=200, description=_PHONE_COLUMN)] = None,
 ) -> AddContactsEnvelope:
-    """Add up to 10,000 contacts (JSON or CSV); phones are normalized to E.164 plus any extension."""
+    """Add up to 10,000 contacts (JSON or CSV); phones are normalized to E.164 plus any extension.
+
+    `Content-Type: application/json` is read as JSON, `text/csv` (`application/csv`,
+    `text/tab-separated-values`) as CSV; without either, the body is read as JSON when it parses, else
+    as CSV when its header names a phone column, else a 400 naming the accepted types. Malformed CSV
+    is a 400 naming the line, and nothing is added.
+    """
     rows = contact_rows(body, content_type, phone_column)
     added = service.add_contacts(db, key.account_id, campaign_id, rows, _region(region))
     if added.accepted:

@@ -54,7 +54,14 @@ class CreateCampaign(BaseModel):
 def create_campaign_body(body: bytes) -> CreateCampaign:
     """createCampaign's body, parsed with the depth limit of every route; a 400 saying why it is not one."""
     try:
-        return CreateCampaign.model_validate(parse_json(body))
+        parsed = parse_json(body)
+    except ValidationFailed as exc:
+        raise ValidationFailed(
+            f'{exc.message}; createCampaign reads its body as a JSON object, e.g. {{"name": "Spring"}}'
+            " (Content-Type: application/json, or none)"
+        ) from None
+    try:
+        return CreateCampaign.model_validate(parsed)
     except ValidationError as exc:
         raise ValidationFailed(validation_message(exc)) from None
 
