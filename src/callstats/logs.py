@@ -6,6 +6,10 @@ is python-json-logger's (stdlib logging, so uvicorn's lines and every library's 
 way, and uvicorn applies it in each worker process); a filter on the handler replaces any
 traceback by the exception's type and where it was raised, relative to the package
 (errors.where): no absolute path, no exception message (it may quote SQL or a secret).
+
+The access log is the logger `callstats.access`: one record per request (`access`), its fields
+as `extra` attributes, rendered by the same JSON formatter for `serve` and by a plain
+`logging.Formatter` as one human line for the demo (`log_config(..., human=True)`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from callstats.errors import where
 
 log = logging.getLogger("callstats.errors")
+access_log = logging.getLogger("callstats.access")
 MAX_PATH_CHARS = 200  # a logged path is cut there: a hostile URL cannot flood the log
+HUMAN_ACCESS_FORMAT = "%(asctime)s %(method)s %(route)s %(status)s %(duration_ms).2f ms id=%(request_id)s"
+HUMAN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class NoTraceback(logging.Filter):
@@ -36,39 +43,80 @@ class NoTraceback(logging.Filter):
         return True
 
 
-def log_config(level: str) -> dict[str, Any]:
+def log_config(level: str, human: bool = False) -> dict[str, Any]:
     """A `logging.config.dictConfig` (uvicorn's `log_config`): JSON lines on stderr at `level`.
 
-    `level` is a logging level name, any case (`info`, `WARNING`).
+    `level` is a logging level name, any case (`info`, `WARNING`). The access log's logger is at
+    INFO whatever `level` is: CALLSTATS_ACCESS_LOG alone switches it. `human=True` (the demo) gives
+    plain text lines instead of JSON, an access line reading `time GET /route 200 0.4 ms id=...`.
     """
+    # JSON: one handler (one lock) for every line; human: the access lines have their own format.
+    handlers = ("stderr", "access") if human else ("stderr",)
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"no_traceback": {"()": NoTraceback}},
-        "formatters": {
-            "json": {
-                "()": "pythonjsonlogger.orjson.OrjsonFormatter",
-                "fmt": "%(levelname)s %(name)s %(message)s",
-                "rename_fields": {"levelname": "level", "name": "logger", "message": "event"},
-                "timestamp": "time",
-                # uvicorn adds an ANSI-coloured copy of its message to each record.
-                "reserved_attrs": [*RESERVED_ATTRS, "color_message", "taskName"],
-            }
-        },
+        "formatters": _formatters(human),
         "handlers": {
-            "stderr": {
+            name: {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stderr",
-                "formatter": "json",
+                "formatter": name,
                 "filters": ["no_traceback"],
             }
+            for name in handlers
         },
         "loggers": {
-            name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
-            for name in ("uvicorn", "uvicorn.access")
+            **{
+                name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
+                for name in ("uvicorn", "uvicorn.access")
+            },
+            access_log.name: {"handlers": [handlers[-1]], "level": "INFO", "propagate": False},
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
     }
+
+
+def _formatters(human: bool) -> dict[str, Any]:
+    """A fresh dict each time: dictConfig may consume what it is given."""
+    if human:
+        return {"stderr": {"format": HUMAN_FORMAT}, "access": {"format": HUMAN_ACCESS_FORMAT}}
+    return {
+        "stderr": {
+            "()": "pythonjsonlogger.orjson.OrjsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger", "message": "event"},
+            "timestamp": "time",
+            # uvicorn adds an ANSI-coloured copy of its message to each record.
+            "reserved_attrs": [*RESERVED_ATTRS, "color_message", "taskName"],
+        }
+    }
+
+
+def access(
+    method: str,
+    route: str | None,
+    status: int | None,
+    seconds: float,
+    request_id: str,
+    campaign_id: str | None,
+) -> None:
+    """Log one request's access line (INFO, event `request`): its method, route template (such as
+    `/getCampaignStats/{campaignId}`; None when no route matched), status (None when no answer
+    started: the client left first), duration in milliseconds from `seconds`, request id and
+    campaign id. Never a raw path, query string, header or body."""
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(
+            "request",
+            extra={
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "request_id": request_id,
+                "campaign_id": campaign_id,
+            },
+        )
 
 
 def unexpected_error(exc: BaseException, request_id: str, method: str, path: str) -> None:

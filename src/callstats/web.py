@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from time import perf_counter
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -33,6 +34,8 @@ Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no space, bounded
+_CAMPAIGN_ID = re.compile(r"[0-9a-fA-F-]{32,36}")  # what a logged campaign id may look like
+REQUEST_ID_KEY = "callstats.request_id"  # where a request's id is kept in its ASGI scope
 
 
 def error_json(error: ApiError) -> JSONResponse:
@@ -42,14 +45,22 @@ def error_json(error: ApiError) -> JSONResponse:
 
 
 def request_id(scope: Scope) -> str:
-    """The id that ties an answer to its log line: the client's `X-Request-Id` when sane (1-128
-    printable ASCII characters, optional whitespace around it trimmed), else a new random one."""
+    """The id that ties an answer to its log lines: the client's `X-Request-Id` when sane (1-128
+    printable ASCII characters, optional whitespace around it trimmed), else a new random one (32
+    hex digits). Kept in the scope, so a request's 500 and its access line name the same id."""
+    kept: str | None = scope.get(REQUEST_ID_KEY)
+    if kept is None:
+        kept = scope[REQUEST_ID_KEY] = _sent_request_id(scope) or secrets.token_hex(16)
+    return kept
+
+
+def _sent_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             sent = bytes(value).decode("latin-1").strip(" \t")
             if _SANE_REQUEST_ID.fullmatch(sent):
                 return sent
-    return uuid.uuid4().hex
+    return None
 
 
 def as_api_error(exc: Exception, scope: Scope, unexpected: type[InternalError] = InternalError) -> ApiError:
@@ -138,7 +149,9 @@ RawBody = Annotated[bytes, Depends(_raw_body)]
 
 
 class Dispatcher:
-    """The ASGI entry point: the hot paths (stats, events) first, then the framework; a body-size limit."""
+    """The ASGI entry point: the hot paths (stats, events) first, then the framework; a body-size limit;
+    one access line per HTTP request (docs/deployment.md, Logs) unless the app's settings
+    (`api.state.settings.access_log`, CALLSTATS_ACCESS_LOG) turn it off."""
 
     def __init__(
         self, api: FastAPI, stats: AsgiApp, stats_prefix: str, max_body_bytes: int, hot: dict[str, AsgiApp]
@@ -146,27 +159,64 @@ class Dispatcher:
         self.api = api
         self.stats = stats
         self.stats_prefix = stats_prefix
+        self.stats_route = stats_prefix + "{campaignId}"
         self.max_body_bytes = max_body_bytes
         self.hot = hot  # exact path -> endpoint served before the framework
+        self.access_log: bool = getattr(getattr(api.state, "settings", None), "access_log", True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route one ASGI connection."""
-        if scope["type"] == "http" and scope["path"].startswith(self.stats_prefix):
-            await self.stats(scope, receive, send)
-            return
-        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            if self._declared_length(scope) > self.max_body_bytes:
-                await error_json(PayloadTooLarge(self._too_large()))(scope, receive, send)
-                return
-            receive = self._limited(receive)
+        """Route one ASGI connection; log its access line when it is an HTTP request."""
         if scope["type"] != "http":
             await self.api(scope, receive, send)
-            return
+        elif self.access_log:
+            await self._logged(scope, receive, send)
+        else:
+            await self._http(scope, receive, send)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request, then log its access line, whatever happened."""
+        started = perf_counter()
+        status: int | None = None
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        route: str | None = None
+        try:
+            route = await self._http(scope, receive, sent)
+        finally:
+            campaign_id = self._campaign_id(scope, route)
+            logs.access(
+                scope["method"], route, status, perf_counter() - started, request_id(scope), campaign_id
+            )
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> str | None:
+        """Serve one HTTP request; the template of the route that answered it (None: no route matched)."""
+        if scope["path"].startswith(self.stats_prefix):
+            await self.stats(scope, receive, send)
+            return self.stats_route
         endpoint = self.hot.get(scope["path"])
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            if self._declared_length(scope) > self.max_body_bytes:
+                await error_json(PayloadTooLarge(self._too_large()))(scope, receive, send)
+                return scope["path"] if endpoint is not None else None
+            receive = self._limited(receive)
         if endpoint is not None:
             await endpoint(scope, receive, send)  # answers every error itself, in the envelope
-            return
+            return str(scope["path"])
         await self._framework(scope, receive, send)
+        return _route_template(scope)
+
+    def _campaign_id(self, scope: Scope, route: str | None) -> str | None:
+        """The campaign id in the path of a route that names one, when it has a campaign id's shape."""
+        if route is None or "{campaignId}" not in route:
+            return None
+        params = scope.get("path_params")  # the framework's; the stats endpoint has none
+        raw = params.get("campaignId") if params else scope["path"][len(self.stats_prefix) :]
+        return raw if isinstance(raw, str) and _CAMPAIGN_ID.fullmatch(raw) else None
 
     async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve an HTTP request with the framework; no exception escapes to the server.
@@ -211,3 +261,13 @@ class Dispatcher:
             return message
 
         return limited
+
+
+def _route_template(scope: Scope) -> str | None:
+    """The path template of the framework route that served `scope` (a mount's, for static files)."""
+    route = scope.get("route")
+    if route is not None:
+        return str(route.path)
+    if "path_params" in scope:  # a mount matched (FastAPI names no route for it)
+        return f"{scope.get('root_path', '')}/{{path}}"
+    return None

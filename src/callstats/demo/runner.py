@@ -23,6 +23,7 @@ from callstats.config import Settings
 from callstats.db import migrate
 from callstats.db.engine import Database
 from callstats.demo.dialer import DemoCampaign, dialer_task
+from callstats.logs import log_config
 
 # Real US area codes, so that every generated number is one libphonenumber accepts as valid.
 AREA_CODES = (212, 312, 415, 617, 206, 303, 512, 404, 305, 702)
@@ -43,7 +44,10 @@ def run_demo(contacts: int, host: str, port: int, database: str, speed: float) -
     _say(f"Dashboard: {base_url(host, bound_port)}/dashboard")
     for line in banner(base_url(host, bound_port), api_key, campaign.campaign_id, contacts, speed):
         _say(line)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, lifespan="on")
+    logs = log_config("warning", human=True)  # warnings, and callstats' access lines as plain text
+    config = uvicorn.Config(
+        app, log_config=logs, log_level="warning", access_log=False, server_header=False, lifespan="on"
+    )
     with _signals_end_quietly():
         uvicorn.Server(config).run(sockets=[listener])
     _say("Demo stopped.")
