@@ -1,4 +1,5 @@
-# callstats: `make demo` runs the demo, `make test` runs every test. Both install what they need first.
+# callstats: `make demo` runs the demo, `make test` runs every test. Both install the Python packages they need
+# into .venv first, and nothing else: system packages are installed only by `make system-deps`, when asked.
 # `make test` includes the reliability suite (tests/reliability: real processes killed, PostgreSQL and Redis
 # faulted, schemathesis); skip it with: make test PYTEST_ARGS='-m "not reliability"'
 VENV ?= .venv
@@ -24,8 +25,9 @@ serve: install
 	$(BIN)/callstats migrate && $(BIN)/callstats serve
 
 # Debian packages some tests drive for real (Chromium for the dashboard, nginx in front of two servers,
-# PostgreSQL's initdb/pg_ctl and redis-server for the reliability suite's private servers).
-# Installed when missing and possible (root with apt); otherwise those tests skip and say why.
+# PostgreSQL's initdb/pg_ctl and redis-server for the private servers some tests start). Only this target
+# installs them (as root with apt; .ci/run calls it); without them those tests skip, and the run's summary
+# names each missing tool with the number of tests skipped for it.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
@@ -40,7 +42,7 @@ system-deps:
 	  else echo "missing$$missing (needs root and apt): the tests that need them will be skipped"; fi; \
 	fi
 
-test: install system-deps
+test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 check: install

@@ -19,6 +19,7 @@ from callstats.app import CallstatsApp, create_app
 from callstats.config import Settings, sqlalchemy_url
 from callstats.db import migrate
 from callstats.db.schema import contacts, metadata
+from tests.tools import tool_of
 
 PG_URL = os.environ.get("CALLSTATS_TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("CALLSTATS_TEST_REDIS_URL")
@@ -135,3 +136,21 @@ def stored_contacts(app: CallstatsApp, campaign_id: str) -> dict[str, tuple[Any,
     with app.db.read() as conn:
         rows = conn.execute(query).all()
     return {phone: (name, json.loads(meta) if meta else None) for phone, name, meta in rows}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line naming each missing system tool and how many tests skipped for it (tests/tools.py)."""
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+        tool = tool_of(str(reason))
+        if tool is not None:
+            counts[tool] = counts.get(tool, 0) + 1
+    if not counts:
+        return
+    parts = [f"{tool} ({n} test{'s' if n != 1 else ''})" for tool, n in sorted(counts.items())]
+    terminalreporter.write_sep("-", "missing tools")
+    terminalreporter.write_line(
+        f"skipped for a missing tool: {', '.join(parts)}; `make system-deps` installs them"
+    )

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import REDIS_URL
 from tests.test_scale_out import (
@@ -31,13 +30,12 @@ from tests.test_scale_out import (
     server_env,
     stats,
 )
+from tests.tools import needs_nginx
 
 NGINX = Path("/usr/sbin/nginx")
 SHIPPED_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 
-pytestmark = pytest.mark.skipif(
-    not NGINX.exists(), reason="/usr/sbin/nginx is missing: install Debian's nginx (apt-get install -y nginx)"
-)
+pytestmark = needs_nginx
 
 MAIN_CONF = """\
 {user}worker_processes 1;

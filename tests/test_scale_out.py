@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from tests.conftest import PG_URL, REDIS_URL
+from tests.tools import needs_redis_server
 
 HOST = "127.0.0.1"
 STARTUP_S = 60.0
@@ -319,7 +320,7 @@ def _answers(port: int) -> bool:
     return False
 
 
-@pytest.mark.skipif(not REDIS_SERVER, reason="redis-server is not installed")
+@needs_redis_server
 def test_stats_reads_go_on_while_redis_hangs_or_dies(pg_migrated: str, tmp_path: Path) -> None:
     """Redis hung or dead: reads are served unlimited after the URL's socket timeout; the limit resumes."""
     with private_redis(tmp_path) as (redis, port):

@@ -28,6 +28,7 @@ from tests.test_scale_out import (
     server_env,
     start_server,
 )
+from tests.tools import needs_chromium
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -44,9 +45,7 @@ CHROMIUM_ARGS = [
 WAIT_MS = 15_000
 FIELDS = tuple(SEED_FIELDS[2:10] + SEED_FIELDS[11:])  # every figure the page shows as text
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's Chromium: apt-get install chromium"
-)
+pytestmark = needs_chromium
 playwright_api = pytest.importorskip("playwright.async_api", reason="needs the playwright Python package")
 
 

@@ -13,6 +13,7 @@ from callstats.db.engine import Database
 from tests.oracle import phone_of
 from tests.reliability.ingest import RULES
 from tests.reliability.servers import PrivatePostgres, PrivateRedis, private_postgres_unavailable
+from tests.tools import skip_missing_tool
 
 Say = Callable[[str], None]
 
@@ -33,7 +34,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     """A PostgreSQL cluster this module may freeze and stop (never the shared one), migrated."""
     why = private_postgres_unavailable()
     if why is not None:
-        pytest.skip(f"cannot start a private PostgreSQL cluster: {why}")
+        skip_missing_tool("postgresql", f"cannot start a private PostgreSQL cluster: {why}")
     cluster = PrivatePostgres()
     try:
         cluster.init()
@@ -50,7 +51,7 @@ def private_redis() -> Iterator[PrivateRedis]:
     import shutil
 
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
+        skip_missing_tool("redis-server", "a private Redis the test may stop")
     server = PrivateRedis()
     server.start()
     yield server
