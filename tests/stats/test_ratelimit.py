@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 import uuid
@@ -17,11 +18,14 @@ from callstats.accounts import keys
 from callstats.accounts.service import create_key, revoke_key
 from callstats.app import CallstatsApp, create_app
 from callstats.config import Settings
-from callstats.ratelimit import StatsRateLimiter
+from callstats.ratelimit import MOVING_WINDOW_HITS, StatsRateLimiter
 from tests.conftest import REDIS_URL, new_campaign
+from tests.reliability.servers import PrivateRedis
+from tests.tools import needs_redis_server
 
 LIMIT = 5
 NEEDS_REDIS = pytest.mark.skipif(not REDIS_URL, reason="no CALLSTATS_TEST_REDIS_URL")
+MOVING_WINDOW_SHA = hashlib.sha1(MOVING_WINDOW_HITS.encode()).hexdigest()
 POLICY = re.compile(r'^"(?P<name>[^"]+)";q=(?P<q>\d+);w=(?P<w>\d+)$')
 STATE = re.compile(r'^"(?P<name>[^"]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
 
@@ -223,28 +227,36 @@ async def test_many_hits_in_one_turn_get_distinct_counts() -> None:
 
 
 @asynccontextmanager
-async def shared_limiter() -> AsyncIterator[tuple[StatsRateLimiter, Redis]]:
-    """A Redis limiter of LIMIT per minute and an admin client on the same Redis, both closed after."""
-    assert REDIS_URL
-    limiter = StatsRateLimiter(f"{LIMIT}/minute", REDIS_URL)
-    admin = Redis.from_url(REDIS_URL)
+async def private_limiter() -> AsyncIterator[tuple[StatsRateLimiter, Redis]]:
+    """A limiter of LIMIT per minute on a redis-server of the test's own, and an admin client on it.
+
+    The test may flush that server's scripts or kill its connections: the shared Redis (and every
+    other client of it) is never touched.
+    """
+    server = PrivateRedis()
+    server.start()
+    limiter = StatsRateLimiter(f"{LIMIT}/minute", server.url)
+    admin = Redis.from_url(server.url)
     try:
         yield limiter, admin
     finally:
         await limiter.aclose()
         await admin.aclose()
+        server.kill()
 
 
-@NEEDS_REDIS
+@needs_redis_server
 async def test_script_flushed_from_redis_still_counts() -> None:
     """After SCRIPT FLUSH (a restarted Redis), the script is loaded again and the count goes on."""
     campaign = str(uuid.uuid4())
-    async with shared_limiter() as (limiter, admin):
+    async with private_limiter() as (limiter, admin):
         first = await limiter.hit(campaign)
         await admin.script_flush()
+        assert await admin.script_exists(MOVING_WINDOW_SHA) == [False]
         after = await asyncio.gather(limiter.hit(campaign), limiter.hit(campaign))
         assert first is not None and first.remaining == LIMIT - 1
         assert sorted(d.remaining for d in after if d is not None) == [LIMIT - 3, LIMIT - 2]
+        assert await admin.script_exists(MOVING_WINDOW_SHA) == [True]
 
 
 async def test_hung_redis_fails_open_within_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
@@ -279,11 +291,11 @@ async def test_unreachable_redis_fails_open_at_once() -> None:
         await limiter.aclose()
 
 
-@NEEDS_REDIS
+@needs_redis_server
 async def test_counts_resume_after_the_connection_is_lost() -> None:
     """When Redis drops the limiter's connections, the next hits reconnect and the count goes on."""
     campaign = str(uuid.uuid4())
-    async with shared_limiter() as (limiter, admin):
+    async with private_limiter() as (limiter, admin):
         first = await limiter.hit(campaign)
         assert first is not None and first.remaining == LIMIT - 1
         await admin.client_setname("callstats-test-admin")
