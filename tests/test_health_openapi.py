@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import TypeAdapter
 
 from callstats import __version__
+from callstats.app import CallstatsApp
+from callstats.calls.schemas import RecordEventsEnvelope
+from callstats.stats.schemas import CampaignStats, StatsEnvelope
+from tests.conftest import new_campaign
 
 ROUTES = {
     "/createCampaign": "post",
@@ -41,13 +47,21 @@ async def test_ready_when_the_database_answers(client: httpx.AsyncClient) -> Non
 
 
 async def test_openapi_lists_every_route(client: httpx.AsyncClient) -> None:
-    """Every API route, the stats hot path included, is described with its method and key header."""
-    paths = (await openapi(client))["paths"]
+    """Every API route, the stats hot path included, is described with its method and the key scheme."""
+    document = await openapi(client)
+    paths = document["paths"]
     assert {"/health", "/ready", *ROUTES} <= set(paths)
+    assert document["components"]["securitySchemes"]["x-api-key"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": "An API key (`callstats keys create`)",
+    }
     for path, method in ROUTES.items():
         operation = paths[path][method]
+        assert operation["operationId"] == path.split("/")[1], path
+        assert operation["security"] == [{"x-api-key": []}], path
         names = {(p["in"], p["name"].lower()) for p in operation.get("parameters", [])}
-        assert ("header", "x-api-key") in names, path
         if "{campaignId}" in path:
             assert ("path", "campaignid") in names, path
     stats = paths["/getCampaignStats/{campaignId}"]["get"]
@@ -110,3 +124,157 @@ async def test_openapi_documents_every_error_a_route_answers(client: httpx.Async
             assert "404" in responses, path
         if method == "post":
             assert {"401", "403", "413"} <= set(responses), path
+
+
+PAGES = {"/openapi.json", "/docs", "/redoc", "/dashboard"}  # served, and rightly not API operations
+
+
+async def test_openapi_matches_the_routes(app: CallstatsApp, client: httpx.AsyncClient) -> None:
+    """The document holds every route the server answers, with exactly its methods, and nothing else.
+
+    The app's routes are read from the framework; the two served before it by the dispatcher (stats and
+    recordCallEvents) are found by asking: each documented method answers something other than 404/405,
+    and each other method answers 405.
+    """
+    paths = (await openapi(client))["paths"]
+    documented = {(path, method.upper()) for path, operations in paths.items() for method in operations}
+    served: set[tuple[str, str]] = set()
+    for context in iter_route_contexts(app.api.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and context.path_format not in PAGES:
+            assert route.include_in_schema, context.path_format
+            served |= {(str(context.path_format), m) for m in context.methods or ()}
+    raw = {(app.stats_prefix + "{campaignId}", "GET"), *((path, "POST") for path in app.hot)}
+    assert documented == served | raw
+    campaign = "550e8400-e29b-41d4-a716-446655440000"
+    for path in {path for path, _method in documented}:
+        url = path.replace("{campaignId}", campaign)
+        methods = {m for p, m in documented if p == path}
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            response = await client.request(method, url)
+            if method in methods:
+                unknown_campaign = "{campaignId}" in path and response.json()["error"] == "NOT_FOUND"
+                assert response.status_code not in (404, 405) or unknown_campaign, (method, path)
+            else:
+                assert response.status_code == 405, (method, path, response.status_code)
+
+
+async def test_stats_route_declares_its_answer(client: httpx.AsyncClient) -> None:
+    """getCampaignStats: the seed's fields typed, `include` an enum read comma-separated, the rate-limit
+    headers, and every error with the envelope."""
+    document = await openapi(client)
+    schemas = document["components"]["schemas"]
+    stats = document["paths"]["/getCampaignStats/{campaignId}"]["get"]
+    ok = stats["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/StatsEnvelope"}
+    data = schemas["CampaignStats"]
+    assert set(data["required"]) == {
+        "campaign_id", "campaign_name", "total_contacts", "calls_completed", "calls_failed",
+        "calls_in_progress", "calls_pending", "success_rate", "average_call_duration",
+        "total_call_duration", "call_status_breakdown", "started_at", "completed_at",
+    }  # fmt: skip
+    assert {"attempts", "durations"} <= set(data["properties"])
+    assert data["properties"]["success_rate"]["type"] == "number"
+    assert set(schemas["StatusBreakdown"]["required"]) == {
+        "answered",
+        "busy",
+        "no_answer",
+        "failed",
+        "voicemail",
+    }
+    include = next(p for p in stats["parameters"] if p["name"] == "include")
+    assert include["schema"]["items"]["enum"] == ["attempts", "durations"]
+    assert (include["in"], include["style"], include["explode"]) == ("query", "form", False)
+    assert ok["headers"]["ETag"]["required"] and ok["headers"]["RateLimit-Policy"]["required"]
+    assert stats["responses"]["429"]["headers"]["Retry-After"]["required"]
+    limited = stats["responses"]["429"]["content"]["application/json"]["schema"]
+    assert limited["allOf"][1]["properties"]["error"]["enum"] == ["RATE_LIMITED"]
+
+
+async def test_bodies_are_typed(client: httpx.AsyncClient) -> None:
+    """recordCallEvents' items are CallEventIn, createCampaign's retry_on items an enum of outcomes."""
+    document = await openapi(client)
+    schemas = document["components"]["schemas"]
+    events = schemas["RecordCallEventsBody"]["properties"]["events"]
+    assert events["items"] == {"$ref": "#/components/schemas/CallEventIn"}
+    assert (events["minItems"], events["maxItems"]) == (1, 1000)
+    event = schemas["CallEventIn"]
+    assert event["properties"]["type"]["enum"] == ["call.started", "call.answered", "call.ended"]
+    assert event["properties"]["campaign_id"]["format"] == "uuid"
+    assert event["properties"]["occurred_at"]["format"] == "date-time"
+    retry_on = schemas["CreateCampaign"]["properties"]["retry_on"]
+    assert retry_on["items"]["enum"] == ["busy", "no_answer", "failed", "voicemail"]
+    assert schemas["Campaign"]["properties"]["retry_on"]["items"]["enum"] == retry_on["items"]["enum"]
+
+
+async def test_every_error_status_is_declared_with_the_envelope(client: httpx.AsyncClient) -> None:
+    """Each route's error statuses: exactly those it can answer, each with the envelope and its code."""
+    paths = (await openapi(client))["paths"]
+    codes = {400: "VALIDATION_ERROR", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+             413: "PAYLOAD_TOO_LARGE", 500: "INTERNAL_SERVER_ERROR", 503: "SERVICE_UNAVAILABLE"}  # fmt: skip
+    expected = {
+        "/health": {500},
+        "/ready": {500, 503},
+        "/createCampaign": {400, 401, 403, 413, 500, 503},
+        "/getCampaign/{campaignId}": {400, 401, 404, 500, 503},
+        "/recordCallEvents": {400, 401, 403, 413, 500, 503},
+        "/getCampaignStats/{campaignId}": {400, 401, 404, 429, 500, 503},
+    }
+    for path, statuses in expected.items():
+        (operation,) = paths[path].values()
+        errors = {int(s) for s in operation["responses"] if int(s) >= 400}
+        assert errors == statuses, path
+        for status in statuses - {429}:
+            schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+            assert schema["allOf"][0] == {"$ref": "#/components/schemas/Error"}, (path, status)
+            assert schema["allOf"][1]["properties"]["error"]["enum"] == [codes[status]], (path, status)
+        if 503 in statuses:
+            assert operation["responses"]["503"]["headers"]["Retry-After"]["required"]
+
+
+async def test_answers_fit_the_declared_models(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
+    """What the hot paths send validates, strictly, against the models the document is made from."""
+    campaign = await new_campaign(client, auth)
+    added = await client.post(
+        f"/addContacts/{campaign}", json={"contacts": [{"phone": "+14155552671"}]}, headers=auth
+    )
+    assert added.status_code == 200
+    events = [
+        {"event_id": "d1", "campaign_id": campaign, "phone": "+14155552671", "call_id": "c1",
+         "type": "call.started", "occurred_at": "2024-01-16T09:00:00Z"},
+        {"event_id": "d2", "campaign_id": campaign, "phone": "+14155552671", "call_id": "c1",
+         "type": "call.ended", "outcome": "answered", "duration_seconds": 42,
+         "occurred_at": "2024-01-16T09:01:00Z"},
+        {"event_id": "d3", "campaign_id": campaign, "type": "call.started"},
+    ]  # fmt: skip
+    recorded = await client.post("/recordCallEvents", json={"events": events}, headers=auth)
+    assert recorded.status_code == 200
+    RecordEventsEnvelope.model_validate(recorded.json(), strict=False)
+    assert [r["status"] for r in recorded.json()["data"]["results"]] == ["applied", "applied", "rejected"]
+    envelope = TypeAdapter(StatsEnvelope)
+    for query in ("", "?include=attempts,durations", "?include=attempts&include=durations"):
+        answer = await client.get(f"/getCampaignStats/{campaign}{query}", headers=auth)
+        assert answer.status_code == 200
+        data = envelope.validate_python(answer.json(), strict=True)["data"]
+        extras = {"attempts", "durations"} if query else set()
+        seed_fields = set(CampaignStats.__annotations__) - {"attempts", "durations"}
+        assert set(answer.json()["data"]) == seed_fields | extras
+        assert data["call_status_breakdown"]["answered"] == 1
+    bad = await client.get(f"/getCampaignStats/{campaign}?include=everything", headers=auth)
+    assert (bad.status_code, bad.json()["error"]) == (400, "VALIDATION_ERROR")
+
+
+async def test_docs_pages_load_nothing_from_outside(client: httpx.AsyncClient) -> None:
+    """/docs and /redoc name only this server's files (no CDN), which are served, with a strict CSP."""
+    for page, assets in (
+        ("/docs", ("/docs/static/swagger-ui-bundle.js", "/docs/static/swagger-ui.css")),
+        ("/redoc", ("/docs/static/redoc.standalone.js",)),
+    ):
+        response = await client.get(page)
+        assert response.status_code == 200
+        assert "http://" not in response.text and "https://" not in response.text, page
+        assert "img-src 'self' data:" in response.headers["content-security-policy"]
+        for asset in assets:
+            assert f'"{asset}"' in response.text, asset
+            served = await client.get(asset)
+            assert served.status_code == 200 and len(served.content) > 100_000, asset

@@ -24,7 +24,7 @@ from callstats.dashboard.routes import install_dashboard
 from callstats.db.deps import Db
 from callstats.db.engine import Database
 from callstats.errors import ServiceUnavailable
-from callstats.openapi import describe
+from callstats.openapi import describe, install_docs, operation_id
 from callstats.ratelimit import StatsRateLimiter
 from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
 from callstats.stream.routes import install_streaming
@@ -95,6 +95,9 @@ def create_app(
         version=__version__,
         description="Exact, instant statistics for outbound voice-call campaigns (VoiceGenie-compatible).",
         lifespan=_lifespan(database, stats, background),
+        docs_url=None,  # /docs and /redoc: install_docs serves them from the package, not from a CDN
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     api.state.db = database
     api.state.settings = settings
@@ -103,6 +106,7 @@ def create_app(
         api.include_router(router)
     install_streaming(api, settings, database)
     install_dashboard(api)
+    install_docs(api)
     describe(api)
     return CallstatsApp(api, stats, settings, database)
 

@@ -70,7 +70,7 @@ class CallEventIn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     event_id: StoredText = Field(min_length=1, max_length=128)
-    campaign_id: StoredText
+    campaign_id: StoredText = Field(json_schema_extra={"format": "uuid"})
     contact_id: StrictInt | None = Field(default=None, ge=1, le=MAX_BIGINT)
     phone: StoredText | None = None
     call_id: StoredText = Field(min_length=1, max_length=128)
@@ -168,6 +168,14 @@ class RecordEventsResult:
         applied = sum(1 for r in results if r.status == "applied")
         duplicate = sum(1 for r in results if r.status == "duplicate")
         return cls(len(results), applied, duplicate, len(results) - applied - duplicate, results)
+
+
+class RecordCallEventsBody(BaseModel):
+    """recordCallEvents' body as OpenAPI shows it. event_items and parse_event check it: the list as a
+    whole (a 400 when unusable), then each event with CallEventIn on its own (a bad event is rejected
+    in the 200, its neighbours are not)."""
+
+    events: list[CallEventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
 
 
 class RecordEventsEnvelope(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -13,6 +14,9 @@ from callstats.errors import ValidationFailed
 
 MAX_CONTACTS_PER_REQUEST = 10_000
 RETRYABLE = tuple(o for o in OUTCOMES if o != "answered")
+# retry_on's items as OpenAPI shows them (the field stays a list of str, so that an unknown outcome gets
+# the validator's sentence rather than pydantic's).
+_RETRY_ON_SCHEMA: dict[str, Any] = {"items": {"type": "string", "enum": list(RETRYABLE)}, "uniqueItems": True}
 
 
 class CreateCampaign(BaseModel):
@@ -22,7 +26,11 @@ class CreateCampaign(BaseModel):
 
     name: StoredText = Field(min_length=1, max_length=200)
     max_attempts: StrictInt = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
-    retry_on: list[str] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))
+    retry_on: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_ON),
+        description="Outcomes after which a contact is called again ([] for none)",
+        json_schema_extra={"items": {"type": "string", "enum": list(RETRYABLE)}},
+    )
     default_region: str | None = Field(
         default=None,
         description="ISO 3166-1 alpha-2 region of numbers written without +country (default: the "
@@ -72,7 +80,7 @@ class Campaign(BaseModel):
     campaign_id: str
     name: str
     max_attempts: int
-    retry_on: list[str]
+    retry_on: list[str] = Field(json_schema_extra=_RETRY_ON_SCHEMA)
     default_region: str
     total_contacts: int
     created_at: str
@@ -98,6 +106,23 @@ class CampaignPage(BaseModel):
     success: bool = True
     data: list[Campaign]
     pagination: Pagination
+
+
+class ContactIn(BaseModel):
+    """One contact of addContacts' JSON body as OpenAPI shows it (contact_lists reads each and reports a
+    bad one in the 200's `errors`, by row)."""
+
+    phone: str = Field(description="E.164, or national in the request's or campaign's region; an extension")
+    name: str | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Any JSON object, at most 32 levels deep"
+    )
+
+
+class AddContactsBody(BaseModel):
+    """addContacts' JSON body as OpenAPI shows it (or send CSV, Content-Type: text/csv)."""
+
+    contacts: list[ContactIn] = Field(max_length=MAX_CONTACTS_PER_REQUEST)
 
 
 @dataclass(frozen=True)

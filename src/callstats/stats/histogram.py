@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping
 from typing import Final
 
+from callstats.stats.schemas import DurationBucket
+
 MAX_SECONDS: Final = 7 * 86_400
 ERROR_BOUND: Final = 0.05
 
@@ -47,6 +49,6 @@ def percentile(counts: Mapping[int, int], p: float) -> int:
     return EDGES[max(counts)]
 
 
-def histogram(counts: Mapping[int, int]) -> list[dict[str, int]]:
+def histogram(counts: Mapping[int, int]) -> list[DurationBucket]:
     """Non-empty buckets in order, as {"le": upper edge in seconds, "count": n}."""
     return [{"le": EDGES[b], "count": counts[b]} for b in sorted(counts) if counts[b]]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, get_args
 
 from callstats.calls.lifecycle import OUTCOMES
 from callstats.stats.counters import Counters
 from callstats.stats.histogram import ERROR_BOUND, histogram, percentile
+from callstats.stats.schemas import AttemptsSection, CampaignStats, DurationsSection, Section, StatusBreakdown
 
 
 def round_half_up(value: Decimal, places: int) -> Decimal:
@@ -56,7 +57,7 @@ def completed_at(counters: Counters) -> int | None:
     return None
 
 
-def stats_response(counters: Counters) -> dict[str, Any]:
+def stats_response(counters: Counters) -> CampaignStats:
     """The `data` object of getCampaignStats, field for field as the seed shows it."""
     return {
         "campaign_id": counters.campaign_id,
@@ -69,27 +70,38 @@ def stats_response(counters: Counters) -> dict[str, Any]:
         "success_rate": success_rate(counters.completed, counters.failed),
         "average_call_duration": average_duration(counters.talk_seconds, counters.completed),
         "total_call_duration": counters.talk_seconds,
-        "call_status_breakdown": {o: counters.breakdown.get(o, 0) for o in OUTCOMES},
+        "call_status_breakdown": by_outcome(counters.breakdown),
         "started_at": iso_utc(counters.first_call_at),
         "completed_at": iso_utc(completed_at(counters)),
     }
 
 
-INCLUDABLE = ("attempts", "durations")
+def by_outcome(counts: Mapping[str, int]) -> StatusBreakdown:
+    """A count for each outcome, 0 for those absent."""
+    return {
+        "answered": counts.get("answered", 0),
+        "busy": counts.get("busy", 0),
+        "no_answer": counts.get("no_answer", 0),
+        "failed": counts.get("failed", 0),
+        "voicemail": counts.get("voicemail", 0),
+    }
 
 
-def attempts_section(columns: Mapping[str, Any], per_contact: Mapping[int, int]) -> dict[str, Any]:
+INCLUDABLE: tuple[Section, ...] = get_args(Section)
+
+
+def attempts_section(columns: Mapping[str, Any], per_contact: Mapping[int, int]) -> AttemptsSection:
     """Total attempts, attempts by outcome, and how many contacts made each number of attempts."""
     return {
         "total": int(columns["attempts"]),
-        "by_outcome": {o: int(columns["att_" + o]) for o in OUTCOMES},
+        "by_outcome": by_outcome({o: int(columns["att_" + o]) for o in OUTCOMES}),
         "per_contact": [
             {"attempts": k, "contacts": per_contact[k]} for k in sorted(per_contact) if per_contact[k]
         ],
     }
 
 
-def durations_section(talk: Mapping[int, int]) -> dict[str, Any]:
+def durations_section(talk: Mapping[int, int]) -> DurationsSection:
     """Talk-time percentiles of answered calls and their histogram (fixed buckets)."""
     return {
         "answered_calls": sum(talk.values()),

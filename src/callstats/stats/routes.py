@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import orjson
 from anyio.to_thread import run_sync
+from fastapi import APIRouter, Header, Query
 
 from callstats.accounts import keys
+from callstats.accounts.deps import ReadKey
 from callstats.accounts.service import checked_key
 from callstats.db.engine import Database
 from callstats.errors import (
@@ -27,11 +29,12 @@ from callstats.errors import (
     ValidationFailed,
     rendered,
 )
-from callstats.ids import campaign_uuid
+from callstats.ids import CampaignId, campaign_uuid
 from callstats.ratelimit import StatsRateLimiter
 from callstats.stats.counters import HOT_COLUMNS, from_row, read_histograms
 from callstats.stats.hot import HotReader
 from callstats.stats.response import INCLUDABLE, attempts_section, durations_section, stats_response
+from callstats.stats.schemas import Section, StatsEnvelope
 from callstats.web import as_api_error, send_json
 
 PATH_PREFIX = "/getCampaignStats/"
@@ -39,6 +42,66 @@ PATH_PREFIX = "/getCampaignStats/"
 Scope = MutableMapping[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Headers = list[tuple[str, str]]
+
+
+def _header(description: str, required: bool = True) -> dict[str, Any]:
+    return {"description": description, "required": required, "schema": {"type": "string"}}
+
+
+_RATE_HEADERS = {
+    "RateLimit-Policy": _header('The quota: `"stats";q=200;w=60` (200 requests per 60 s, per campaign)'),
+    "RateLimit": _header(
+        'What is left: `"stats";r=199;t=60` (r remaining, t seconds until the quota frees up); absent when'
+        " the limiter's backend is unreachable and the read is let through",
+        required=False,
+    ),
+}
+_CACHE_HEADERS = {
+    "ETag": _header("The body's version: send it back in If-None-Match to get a 304 while unchanged"),
+    "Cache-Control": _header("no-cache"),
+}
+STATS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The campaign's statistics", "headers": _RATE_HEADERS | _CACHE_HEADERS},
+    304: {
+        "description": "Not modified since the ETag in If-None-Match",
+        "headers": _RATE_HEADERS | _CACHE_HEADERS,
+    },
+    429: {
+        "description": "RATE_LIMITED: over this campaign's quota",
+        "headers": _RATE_HEADERS | {"Retry-After": _header("Seconds until a request is accepted again")},
+    },
+}
+
+# OpenAPI's description of the route (openapi.describe adds it to the document): the Dispatcher serves the
+# path with StatsEndpoint before the framework, so this declaration is never mounted in the app.
+declaration = APIRouter(tags=["stats"])
+
+
+@declaration.get(
+    PATH_PREFIX + "{campaignId}",
+    operation_id="getCampaignStats",
+    response_model=StatsEnvelope,
+    responses=STATS_RESPONSES,
+)
+async def get_campaign_stats(
+    campaign_id: CampaignId,
+    key: ReadKey,
+    include: Annotated[
+        list[Section],
+        Query(
+            description="Extra sections, comma-separated: `attempts`, `durations` (or the parameter repeated)"
+        ),
+    ] = [],  # noqa: B006 (never called: a declaration)
+    if_none_match: Annotated[str | None, Header(description="An ETag this route answered")] = None,
+) -> StatsEnvelope:
+    """Current statistics of one campaign, exactly as VoiceGenie's getCampaignStats (the seed's response).
+
+    `?include=attempts` adds every call attempt by outcome and the attempts-per-contact histogram;
+    `?include=durations` adds talk-time percentiles (p50, p90, p99, seconds) and their histogram.
+    Each answer carries RateLimit-Policy, RateLimit and ETag headers; a 500 says "Failed to retrieve
+    campaign statistics", as the seed does. Served by StatsEndpoint (this body never runs).
+    """
+    raise NotImplementedError("StatsEndpoint serves getCampaignStats")
 
 
 class StatsEndpoint:
