@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from time import perf_counter
 from typing import Annotated, Any
@@ -50,7 +50,7 @@ def request_id(scope: Scope) -> str:
     hex digits). Kept in the scope, so a request's 500 and its access line name the same id."""
     kept: str | None = scope.get(REQUEST_ID_KEY)
     if kept is None:
-        kept = scope[REQUEST_ID_KEY] = _sent_request_id(scope) or secrets.token_hex(16)
+        kept = scope[REQUEST_ID_KEY] = _sent_request_id(scope) or os.urandom(16).hex()
     return kept
 
 
