@@ -1,0 +1,225 @@
+"""`python -m bench.access_log`: the hot routes with the access log off, on, and on through a queue.
+
+One SQLite data set (a 10,000-contact campaign to read, fresh pending campaigns to call), one
+server per mode, all running at once: `callstats serve` with CALLSTATS_ACCESS_LOG=false and =true
+(the shipped set-up: a StreamHandler writing each JSON line to stderr, here a file), and the same
+app under uvicorn with a log config whose access logger hands records to a
+logging.handlers.QueueHandler (a QueueListener thread formats and writes them). Each round runs
+every mode once, in alternating order: stats reads (wrk -c32, then -c1) and recordCallEvents with
+one event per request (one client, then 32), each run on a campaign of its own. The table goes
+to stdout and bench/results/access-log.md; docs/performance.md has the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import queue
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+from bench import dataset, wrk
+from bench.dataset import DataSet
+from bench.reads import Target, alternating_rounds
+from bench.report import Row, load_average, machine, median, table
+from bench.servers import HOST, VENV_BIN, Fleet, Server, exit_on_signals, free_port
+from callstats.logs import log_config
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MODES = ("off", "on", "queue")
+WRITERS = (1, 32)  # recordCallEvents clients
+RATE_LIMIT = "100000000/second"
+
+
+def queue_handler() -> logging.handlers.QueueHandler:
+    """A QueueHandler whose QueueListener thread formats records as `serve` does and writes them to
+    stderr (the `queue` mode's access handler, built by dictConfig in the server process)."""
+    settings = {k: v for k, v in log_config("warning")["formatters"]["stderr"].items() if k != "()"}
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(OrjsonFormatter(**settings))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    logging.handlers.QueueListener(records, stream).start()  # a daemon thread, for the process's life
+    return logging.handlers.QueueHandler(records)
+
+
+def _queue_log_config(path: Path) -> Path:
+    config = log_config("warning")
+    config["filters"]["no_traceback"] = {"()": "callstats.logs.NoTraceback"}  # by name, for JSON
+    config["handlers"]["queue"] = {"()": "bench.access_log.queue_handler"}
+    config["loggers"]["callstats.access"]["handlers"] = ["queue"]
+    path.write_text(json.dumps(config))
+    return path
+
+
+def start(fleet: Fleet, mode: str, data: DataSet, work: Path) -> Server:
+    """The server of one mode on the data set."""
+    port = free_port()
+    env = {
+        "CALLSTATS_DATABASE_URL": data.url,
+        "CALLSTATS_STATS_RATE_LIMIT": RATE_LIMIT,
+        "CALLSTATS_LOG_LEVEL": "warning",
+        "CALLSTATS_ACCESS_LOG": "false" if mode == "off" else "true",
+    }
+    argv = [str(VENV_BIN / "callstats"), "serve", "--host", HOST, "--port", str(port)]
+    if mode == "queue":
+        config = _queue_log_config(work / "queue-log-config.json")
+        argv = [str(VENV_BIN / "python"), "-m", "uvicorn", "callstats.app:app_from_env", "--factory"]
+        argv += ["--host", HOST, "--port", str(port), "--log-config", str(config), "--log-level", "warning"]
+        argv += ["--no-access-log", "--no-server-header"]
+    return fleet.start(f"access-{mode}", argv, env, port, "/health")
+
+
+def build(path: Path, rounds: int, pool: int) -> DataSet:
+    """A fresh SQLite file: the read campaign, and a pending campaign per ingestion run."""
+    for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        stale.unlink(missing_ok=True)
+    engine, data = dataset.open_dataset(dataset.sqlite_url(path))
+    dataset.add_history_campaign(engine, data, "read", 10_000)
+    for label in (_label(mode, c, r) for mode in MODES for c in WRITERS for r in range(rounds)):
+        dataset.add_pending_campaign(engine, data, label, pool)
+    dataset.finish(engine)
+    dataset.check_consistent(engine, data, max_size=10_000)
+    dataset.close_loader(engine)
+    return data
+
+
+def _label(mode: str, writers: int, round_number: int) -> str:
+    return f"{mode}-c{writers}-r{round_number}"
+
+
+def reads(servers: dict[str, Server], data: DataSet, rounds: int, seconds: float) -> list[Row]:
+    """Stats reads, -c32 then -c1, every mode once per round."""
+    path = f"/getCampaignStats/{data.campaigns['read']}"
+    targets = [Target(mode, server, path, {"x-api-key": data.api_key}) for mode, server in servers.items()]
+    rows = []
+    for connections in (32, 1):
+        print(f"stats reads, c{connections}", file=sys.stderr, flush=True)
+        for target in targets:
+            wrk.run(target.url, 1, connections, headers=target.headers)  # warm-up
+        results = alternating_rounds(targets, rounds, seconds, connections)
+        off = results["off"]
+        for mode in MODES:
+            runs = results[mode]
+            ratio = median([r.rps / o.rps for r, o in zip(runs, off, strict=True) if o.rps])
+            rows.append(
+                Row(
+                    "reads",
+                    f"getCampaignStats, SQLite, 10,000 contacts, c{connections}, access log {mode}",
+                    _figures(runs, [r.rps for r in runs], "req/s"),
+                    "off" if mode == "off" else "",
+                    "" if mode == "off" else f"{ratio:.0%} of off",
+                )
+            )
+    return rows
+
+
+def _figures(runs: list[wrk.WrkResult], rates: list[float], unit: str) -> str:
+    """Medians over rounds: rate, p50, p99, server CPU per request."""
+    return (
+        f"{median(rates):,.0f} {unit}, p50 {median([r.p50_ms for r in runs]):.2f} ms,"
+        f" p99 {median([r.p99_ms for r in runs]):.2f} ms,"
+        f" server CPU {median([r.cpu_us_per_request for r in runs]):.0f} us/req"
+    )
+
+
+def _events_run(server: Server, data: DataSet, label: str, writers: int, seconds: float) -> wrk.WrkResult:
+    args = [data.campaigns[label], data.api_key, str(data.first_contact[label]), str(data.sizes[label]), "1"]
+    cpu_before = server.cpu_seconds()
+    result = wrk.run(server.base_url + "/", seconds, writers, "events.lua", args=args, timeout_s=30)
+    server.wait_idle()
+    result = replace(result, server_cpu_s=server.cpu_seconds() - cpu_before)
+    print(
+        f"  {label:<14} {result.rps:>8.1f} req/s  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
+        f"  cpu {result.cpu_us_per_request:5.0f} us/req  bad {result.extra['bad'] + result.errors}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result
+
+
+def writes(servers: dict[str, Server], data: DataSet, rounds: int, seconds: float) -> list[Row]:
+    """recordCallEvents, one event per request, one client then 32; every mode once per round."""
+    rows = []
+    for writers in WRITERS:
+        print(f"recordCallEvents, one event per request, c{writers}", file=sys.stderr, flush=True)
+        results: dict[str, list[wrk.WrkResult]] = {mode: [] for mode in MODES}
+        for number in range(rounds):
+            order = MODES if number % 2 == 0 else MODES[::-1]
+            for mode in order:
+                label = _label(mode, writers, number)
+                results[mode].append(_events_run(servers[mode], data, label, writers, seconds))
+        for mode in MODES:
+            runs = results[mode]
+            ok_rps = [r.extra["ok"] / r.seconds for r in runs]
+            off_rps = [r.extra["ok"] / r.seconds for r in results["off"]]
+            bad = sum(r.extra["bad"] + r.errors for r in runs)
+            ratio = median([ours / off for ours, off in zip(ok_rps, off_rps, strict=True) if off])
+            rows.append(
+                Row(
+                    "writes",
+                    f"recordCallEvents, SQLite, one event per request, c{writers}, access log {mode}",
+                    _figures(runs, ok_rps, "events/s") + (f", {bad} bad answers" if bad else ""),
+                    "off" if mode == "off" else "",
+                    "" if mode == "off" else f"{ratio:.0%} of off",
+                )
+            )
+    return rows
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.access_log", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; every mode runs once in each")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each wrk run")
+    parser.add_argument("--workdir", default="/tmp/callstats-bench", help="the data set and server logs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run it; print the table (and write it to bench/results/access-log.md)."""
+    args = _args(argv)
+    exit_on_signals()
+    started, clock, load_before = datetime.now(UTC), time.monotonic(), load_average()
+    wrk.ensure_wrk()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    print("data set", file=sys.stderr, flush=True)
+    data = build(work / "access-log.db", args.rounds, pool=20_000)
+    with Fleet(work / "logs") as fleet:
+        servers = {mode: start(fleet, mode, data, work) for mode in MODES}
+        rows = reads(servers, data, args.rounds, args.seconds)
+        rows += writes(servers, data, args.rounds, args.seconds)
+    logged = {mode: _access_lines(server) for mode, server in servers.items()}
+    command = " ".join(["python -m bench.access_log", *(argv if argv is not None else sys.argv[1:])])
+    notes = [
+        f"{started.strftime('%Y-%m-%d %H:%M UTC')}, {machine()}, Python {sys.version.split()[0]}",
+        f"`.venv/bin/{command}`, {time.monotonic() - clock:.0f} s;"
+        f" load average (1 min) {load_before} before, {load_average()} after",
+        "access lines written: " + ", ".join(f"{mode} {count:,}" for mode, count in logged.items()),
+        "ratios are medians of per-round ratios to the `off` server; other figures are medians over rounds",
+    ]
+    page = "\n".join([table(rows), "", *[f"- {note}" for note in notes], ""])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "access-log.md").write_text(page)
+    print(page)
+    return 0
+
+
+def _access_lines(server: Server) -> int:
+    """How many access lines the server wrote (the `off` server must write none)."""
+    lines: list[dict[str, Any]] = []
+    for line in server.log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return sum(1 for line in lines if line.get("logger") == "callstats.access")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
