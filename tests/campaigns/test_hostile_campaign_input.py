@@ -149,7 +149,8 @@ async def test_openapi_still_describes_the_create_campaign_body(client: httpx.As
     """The body, read raw now, is still documented with its fields."""
     schema = (await client.get("/openapi.json")).json()
     body = schema["paths"]["/createCampaign"]["post"]["requestBody"]
-    properties = body["content"]["application/json"]["schema"]["properties"]
+    ref = body["content"]["application/json"]["schema"]["$ref"]  # the CreateCampaign model's schema
+    properties = schema["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]
     assert {"name", "max_attempts", "retry_on", "default_region"} <= set(properties)
     assert body["required"] is True
     parameters = {p["name"] for p in schema["paths"]["/addContacts/{campaignId}"]["post"]["parameters"]}
