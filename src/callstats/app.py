@@ -6,11 +6,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from anyio.to_thread import run_sync
 from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
+from typing_extensions import TypedDict
 
 from callstats import __version__
 from callstats.calls.endpoint import PATH as EVENTS_PATH
@@ -24,8 +25,10 @@ from callstats.dashboard.routes import install_dashboard
 from callstats.db.deps import Db
 from callstats.db.engine import Database
 from callstats.errors import ServiceUnavailable
+from callstats.feed import cancelled
 from callstats.openapi import describe, install_docs, operation_id
 from callstats.ratelimit import StatsRateLimiter
+from callstats.serving import exit_deadline_on_signal
 from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
 from callstats.stream.routes import install_streaming
 from callstats.timeseries.routes import router as timeseries_router
@@ -37,15 +40,42 @@ BackgroundTask = Callable[[Database], Coroutine[Any, Any, None]]
 health_router = APIRouter(tags=["health"])
 
 
+class Health(TypedDict):
+    """The process is up, and runs this version of callstats."""
+
+    status: Literal["ok"]
+    version: str
+
+
+class HealthEnvelope(TypedDict):
+    """/health's answer (the route's declared model, so /openapi.json is this)."""
+
+    success: Literal[True]
+    data: Health
+
+
+class Ready(TypedDict):
+    """The database answered a query."""
+
+    status: Literal["ready"]
+
+
+class ReadyEnvelope(TypedDict):
+    """/ready's answer (the route's declared model, so /openapi.json is this)."""
+
+    success: Literal[True]
+    data: Ready
+
+
 @health_router.get("/health")
-def health() -> dict[str, Any]:
-    """The process is up."""
+def health() -> HealthEnvelope:
+    """The process is up: `{"success": true, "data": {"status": "ok", "version": ...}}`; no key."""
     return {"success": True, "data": {"status": "ok", "version": __version__}}
 
 
 @health_router.get("/ready")
-async def ready(db: Db) -> dict[str, Any]:
-    """The database answers."""
+async def ready(db: Db) -> ReadyEnvelope:
+    """The database answers: `{"status": "ready"}`; no key. 503 (with Retry-After) when it does not."""
 
     def ping() -> None:
         with db.read() as conn:
@@ -116,21 +146,29 @@ def _lifespan(
 ) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        # A served process (app_from_env, the demo) is gone within its drain time of a stop signal.
+        drain_seconds: float | None = getattr(api.state, "exit_deadline_seconds", None)
+        undo_deadline = exit_deadline_on_signal(drain_seconds) if drain_seconds else lambda: None
         await api.state.streams.start()
         tasks = [asyncio.create_task(task(db)) for task in background]
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(cancelled(task) for task in tasks))
             await api.state.streams.close()
             await stats.aclose()
             db.dispose()
+            undo_deadline()
 
     return lifespan
 
 
 def app_from_env() -> CallstatsApp:
-    """Factory for `uvicorn --factory`: settings read from the environment at call time."""
-    return create_app(Settings())
+    """Factory for `uvicorn --factory`: settings read from the environment at call time.
+
+    The app arms the exit deadline at SIGTERM/SIGINT (CALLSTATS_DRAIN_SECONDS, callstats.serving).
+    """
+    settings = Settings()
+    app = create_app(settings)
+    app.api.state.exit_deadline_seconds = settings.drain_seconds
+    return app

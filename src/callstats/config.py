@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # Longest wait on the database for one step (connect, statement, commit, free connection, lock): then 503.
     db_timeout_seconds: float = Field(default=5.0, gt=0, le=3600)
     log_level: str = "info"
+    # After SIGTERM/SIGINT the server is gone within this time: open requests get all but 3 s of it.
+    drain_seconds: float = Field(default=10.0, ge=1, le=3600)
     access_log: bool = True  # one line per request (docs/deployment.md, Logs), whatever log_level says
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     stream_poll_seconds: float | None = Field(default=None, gt=0)  # None: 0.2 s on SQLite, 1 s otherwise

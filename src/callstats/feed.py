@@ -28,6 +28,7 @@ log = logging.getLogger("callstats.feed")
 CHANNEL = "callstats_changes"
 _RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 PUBLISHER_IDLE_SECONDS = 2.0
+STOP_SECONDS = 5.0  # the longest `stop` waits for the listener to end
 
 
 class Relay(Protocol):
@@ -130,8 +131,7 @@ class ChangeFeed:
         """Stop listening to other processes and flush the signals not relayed yet."""
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            await cancelled(listener)
         await asyncio.to_thread(self.close)
         self._loop = None
 
@@ -225,6 +225,27 @@ class ChangeFeed:
                 )
                 await asyncio.sleep(delay)
                 self._deliver_all()  # changes may have been missed while disconnected
+
+
+async def cancelled(task: asyncio.Task[Any], within: float = STOP_SECONDS) -> None:
+    """Cancel `task` and wait until it has ended, cancelling it again while it runs (at most `within` s).
+
+    One cancel is not always enough: on Python 3.11, `asyncio.wait_for` returns its inner call's result
+    and drops the cancellation when both arrive together, and redis-py's send uses it, so a listener
+    cancelled while subscribing carried on reading for ever and the server's shutdown never ended.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(0.1, max(deadline - loop.time(), 0)))
+        if loop.time() >= deadline and not task.done():
+            log.warning(
+                "task %s did not stop within %g s of its cancellation: left behind", task.get_name(), within
+            )
+            return
+    if not task.cancelled():
+        task.exception()  # retrieved: an error on the way out is not worth a warning at shutdown
 
 
 class RedisRelay:
