@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from callstats.stats.response import success_rate
+from callstats.timeseries.schemas import Figures
 
 INTERVALS = ("minute", "hour", "day")
 # A step past the next boundary but short of the one after, whatever DST does to hours and days.
 _STEP = {"minute": timedelta(minutes=1), "hour": timedelta(minutes=90), "day": timedelta(hours=36)}
-OUTCOME_FIELDS = ("answered", "busy", "no_answer", "failed", "voicemail")
 
 
 def floor_local(moment: datetime, interval: str, tz: ZoneInfo) -> datetime:
@@ -70,13 +70,17 @@ def aggregate(
     return buckets
 
 
-def shown(bucket_counts: Mapping[str, int]) -> dict[str, object]:
+def shown(bucket_counts: Mapping[str, int]) -> Figures:
     """The figures of one bucket (or of the totals) as the API shows them."""
     answered = bucket_counts.get("answered", 0)
     failed_final = bucket_counts.get("finals_failed", 0)
     return {
         "calls_started": bucket_counts.get("starts", 0),
-        **{name: bucket_counts.get(name, 0) for name in OUTCOME_FIELDS},
+        "answered": answered,
+        "busy": bucket_counts.get("busy", 0),
+        "no_answer": bucket_counts.get("no_answer", 0),
+        "failed": bucket_counts.get("failed", 0),
+        "voicemail": bucket_counts.get("voicemail", 0),
         "answered_talk_seconds": bucket_counts.get("talk_seconds", 0),
         "contacts_completed": answered,
         "contacts_failed": failed_final,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
@@ -14,6 +13,7 @@ from callstats.db.schema import SERIES_COLUMNS, campaign_timeseries, campaigns
 from callstats.errors import CampaignNotFound, ValidationFailed
 from callstats.stats.extras import MINUTE_MS
 from callstats.timeseries.buckets import aggregate, boundaries, bucket_count, bucket_length, shown
+from callstats.timeseries.schemas import Interval, Timeseries, TimeseriesBucket
 
 MAX_BUCKETS = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -112,11 +112,11 @@ def timeseries(
     db: Database,
     account_id: str,
     campaign_id: str,
-    interval: str,
+    interval: Interval,
     start_raw: str | None,
     end_raw: str | None,
     tz_name: str,
-) -> dict[str, Any]:
+) -> Timeseries:
     """Per-bucket counts of a campaign between `from` and `to` (default: its first call until now)."""
     tz = zone(tz_name)
     default_start, default_end = _default_window(*_recorded_span(db, account_id, campaign_id))
@@ -142,7 +142,8 @@ def timeseries(
         "from": edges[0].astimezone(tz).isoformat(),
         "to": edges[-1].astimezone(tz).isoformat(),
         "buckets": [
-            {"start": b.start.isoformat(), "end": b.end.isoformat(), **shown(b.counts)} for b in buckets
+            TimeseriesBucket(start=b.start.isoformat(), end=b.end.isoformat(), **shown(b.counts))
+            for b in buckets
         ],
         "totals": shown(totals),
     }
