@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import StreamingResponse
@@ -12,17 +12,53 @@ from callstats.config import Settings
 from callstats.db.engine import Database
 from callstats.feed import ChangeFeed, relay_for
 from callstats.ids import CampaignId
+from callstats.stats.schemas import StatsEnvelope
 from callstats.stream.hub import StreamHub
-from callstats.stream.sse import stats_events
+from callstats.stream.sse import PING, RETRY_MS, stats_events
 
 router = APIRouter(tags=["stats"])
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+
+# The 200 as /openapi.json shows it: an event stream is one long text, not a JSON document, so its
+# schema is a string and its events are told here, each from the code that writes it (stream/sse.py).
+# The `data` of a `stats` event is the StatsEnvelope schema, getCampaignStats' 200 body, byte for byte.
+_EVENTS = f"""Server-Sent Events (docs/api.md, streamCampaignStats), UTF-8, three kinds of message:
+
+- `retry: {RETRY_MS}`, first: how many milliseconds a client waits before reconnecting.
+- `id: <version>` `event: stats` `data: <JSON>`: the campaign's numbers, at once and then on every \
+change. `data` is one line, exactly getCampaignStats' 200 body (schema `{StatsEnvelope.__name__}`); \
+`id` is its version, an increasing integer to send back as `Last-Event-ID` when reconnecting (the \
+numbers already held are then not resent).
+- `{PING.decode().strip()}`: a comment, sent when nothing changed for the heartbeat time (keeps \
+proxies from closing the connection); clients ignore it.
+
+The server ends the stream after CALLSTATS_STREAM_MAX_SECONDS; clients reconnect with Last-Event-ID."""
+_EXAMPLE = (
+    f"retry: {RETRY_MS}\n\nid: 1718000000123\nevent: stats\n"
+    'data: {"success":true,"data":{"campaign_id":"…","total_contacts":3,…}}\n\n'
+    f"{PING.decode()}"
+)
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": _EVENTS,
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string", "description": "The event stream, as described above"},
+                "example": _EXAMPLE,
+            }
+        },
+        "headers": {
+            name: {"description": f"Always `{value}`", "required": True, "schema": {"type": "string"}}
+            for name, value in STREAM_HEADERS.items()
+        },
+    }
+}
 
 
 @router.get(
     "/streamCampaignStats/{campaignId}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+    responses=STREAM_RESPONSES,
 )
 async def stream_campaign_stats(
     campaign_id: CampaignId,
