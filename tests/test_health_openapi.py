@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -9,10 +11,15 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import TypeAdapter
 
 from callstats import __version__
-from callstats.app import CallstatsApp
+from callstats.app import CallstatsApp, HealthEnvelope, ReadyEnvelope
 from callstats.calls.schemas import RecordEventsEnvelope
 from callstats.stats.schemas import CampaignStats, StatsEnvelope
+from callstats.stream.routes import STREAM_HEADERS
+from callstats.stream.sse import PING, RETRY_MS
+from callstats.timeseries.schemas import TimeseriesEnvelope
 from tests.conftest import new_campaign
+from tests.stream.helpers import new_key, serving
+from tests.test_scale_out import add_contacts, create_campaign, phones
 
 ROUTES = {
     "/createCampaign": "post",
@@ -278,3 +285,160 @@ async def test_docs_pages_load_nothing_from_outside(client: httpx.AsyncClient) -
             assert f'"{asset}"' in response.text, asset
             served = await client.get(asset)
             assert served.status_code == 200 and len(served.content) > 100_000, asset
+
+
+# 2xx answers that are rightly not a typed JSON object, and why.
+NOT_JSON = {
+    ("/streamCampaignStats/{campaignId}", "200"): "text/event-stream: one long text, its events described",
+}
+
+
+def untyped_parts(schema: dict[str, Any], schemas: dict[str, Any], where: str = "") -> list[str]:
+    """Where a schema (its $refs followed) holds an object with no declared fields, or no type at all."""
+    seen: set[str] = set()
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        seen.add(name)
+        schema = schemas[name]
+    found: list[str] = []
+    typed = {"type", "const", "enum", "anyOf", "oneOf", "allOf"} & set(schema)
+    free = schema.get("type") == "object" and not schema.get("properties")
+    if not typed or (free and not isinstance(schema.get("additionalProperties"), dict)):
+        found.append(where or "<answer>")
+    for name, field in schema.get("properties", {}).items():
+        found += untyped_parts(field, schemas, f"{where}.{name}")
+    for keyword in ("items", "additionalProperties"):
+        if isinstance(schema.get(keyword), dict):
+            found += untyped_parts(schema[keyword], schemas, f"{where}[{keyword}]")
+    for keyword in ("anyOf", "oneOf", "allOf"):
+        for index, option in enumerate(schema.get(keyword, [])):
+            found += untyped_parts(option, schemas, f"{where}|{keyword}{index}")
+    return found
+
+
+async def test_no_success_answer_is_an_untyped_object(client: httpx.AsyncClient) -> None:
+    """Every 2xx of every route declares its body, field by field, down to the leaves: no `{"type":
+    "object"}` without properties, no schema-less media type; the event stream, the one 2xx that is not
+    JSON, is a string whose description names each kind of message and the schema of its data."""
+    document = await openapi(client)
+    schemas = document["components"]["schemas"]
+    checked = 0
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if not status.startswith("2"):
+                    continue
+                assert response.get("content"), (method, path, status)
+                for media, content in response["content"].items():
+                    checked += 1
+                    if (path, status) in NOT_JSON:
+                        assert media == "text/event-stream" and content["schema"]["type"] == "string"
+                        continue
+                    assert media == "application/json", (method, path, status, media)
+                    assert "schema" in content, (method, path, status)
+                    assert untyped_parts(content["schema"], schemas) == [], (method, path, status)
+    assert checked >= len(ROUTES) + 5  # every route: health, ready, summaries, timeseries, stream too
+    stream = document["paths"]["/streamCampaignStats/{campaignId}"]["get"]["responses"]["200"]
+    for kind in (f"retry: {RETRY_MS}", "event: stats", PING.decode().strip(), "StatsEnvelope"):
+        assert kind in stream["description"], kind
+    assert "StatsEnvelope" in schemas
+    assert set(stream["headers"]) == set(STREAM_HEADERS)
+    assert untyped_parts({"type": "object", "additionalProperties": True}, schemas) == ["<answer>"]
+    assert untyped_parts({}, schemas) == ["<answer>"]
+
+
+def fits(model: Any, answer: dict[str, Any]) -> Any:
+    """The answer validated strictly against the model, with not one field more than it declares."""
+    adapter = TypeAdapter(model)
+    validated = adapter.validate_python(answer, strict=True)
+    assert adapter.dump_python(validated, mode="json") == answer  # nothing dropped, nothing coerced
+    return validated
+
+
+async def test_health_and_timeseries_answers_fit_the_declared_models(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """/health, /ready and getCampaignTimeseries (empty, then with calls, in several zones and intervals)
+    send exactly the models the document is made from."""
+    document = await openapi(client)
+    paths = document["paths"]
+    for path, model in (("/health", HealthEnvelope), ("/ready", ReadyEnvelope)):
+        declared = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert declared == {"$ref": f"#/components/schemas/{model.__name__}"}
+        fits(model, (await client.get(path)).json())
+    series = paths["/getCampaignTimeseries/{campaignId}"]["get"]["responses"]["200"]
+    schema = series["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/TimeseriesEnvelope"}
+    assert document["components"]["schemas"]["Timeseries"]["required"] == [
+        "campaign_id", "interval", "tz", "from", "to", "buckets", "totals",
+    ]  # fmt: skip
+    campaign = await new_campaign(client, auth)
+    url = f"/getCampaignTimeseries/{campaign}"
+    empty = fits(TimeseriesEnvelope, (await client.get(url, headers=auth)).json())
+    assert empty["data"]["totals"]["success_rate"] == 0.0
+    added = await client.post(
+        f"/addContacts/{campaign}",
+        json={"contacts": [{"phone": "+14155552671"}, {"phone": "+14155552672"}]},
+        headers=auth,
+    )
+    assert added.status_code == 200
+    events = [
+        {"event_id": "t1", "campaign_id": campaign, "phone": "+14155552671", "call_id": "c1",
+         "type": "call.started", "occurred_at": "2024-03-10T06:30:00Z"},
+        {"event_id": "t2", "campaign_id": campaign, "phone": "+14155552671", "call_id": "c1",
+         "type": "call.ended", "outcome": "answered", "duration_seconds": 42,
+         "occurred_at": "2024-03-10T07:10:00Z"},
+        {"event_id": "t3", "campaign_id": campaign, "phone": "+14155552672", "call_id": "c2",
+         "type": "call.ended", "outcome": "busy", "occurred_at": "2024-03-10T07:20:00Z"},
+    ]  # fmt: skip
+    recorded = await client.post("/recordCallEvents", json={"events": events}, headers=auth)
+    assert [r["status"] for r in recorded.json()["data"]["results"]] == ["applied"] * 3
+    window = "from=2024-03-09T00:00:00&to=2024-03-11T00:00:00"
+    queries = (
+        f"interval=hour&tz=America/New_York&{window}",  # the spring-forward day: a 23-hour day
+        f"interval=day&tz=Asia/Kolkata&{window}",
+        "interval=minute&from=2024-03-10T06:00:00Z&to=2024-03-10T08:00:00Z",
+        "interval=day",  # the default window, from the first recorded minute until now
+    )
+    for query in queries:
+        answer = await client.get(f"{url}?{query}", headers=auth)
+        assert answer.status_code == 200, (query, answer.text)
+        data = fits(TimeseriesEnvelope, answer.json())["data"]
+        assert list(answer.json()["data"]["buckets"][0])[:2] == ["start", "end"]
+        totals = data["totals"]
+        assert (totals["calls_started"], totals["answered"], totals["busy"]) == (2, 1, 1), (
+            query
+        )  # c2 opened by its end
+        assert (totals["answered_talk_seconds"], totals["success_rate"]) == (42, 100.0), query
+
+
+def test_stream_sends_the_declared_events(database_url: str, tmp_path: Path) -> None:
+    """streamCampaignStats sends the declared headers and only the three declared kinds of message:
+    the retry hint, `stats` events whose data is a StatsEnvelope, and ping comments."""
+    key = new_key(database_url)
+    settings = {"stream_heartbeat_seconds": "0.2", "stream_max_seconds": "1"}
+    with serving(database_url, tmp_path, **settings) as server, httpx.Client(timeout=30) as http:
+        base = server.base_url
+        http.headers["x-api-key"] = key
+        campaign_id = create_campaign(http, base, "declared")
+        add_contacts(http, base, campaign_id, phones(2))
+        with http.stream("GET", f"{base}/streamCampaignStats/{campaign_id}") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert {name: response.headers[name] for name in STREAM_HEADERS} == STREAM_HEADERS
+            messages = "".join(response.iter_text()).split("\n\n")
+    assert messages.pop() == ""  # the stream ends with a whole message
+    assert messages[0] == f"retry: {RETRY_MS}"
+    kinds = set()
+    for message in messages[1:]:
+        if message == PING.decode().strip():
+            kinds.add("ping")
+            continue
+        id_line, event_line, data_line = message.split("\n")
+        assert int(id_line.removeprefix("id: ")) > 0 and event_line == "event: stats", message
+        stats = fits(StatsEnvelope, json.loads(data_line.removeprefix("data: ")))
+        assert stats["data"]["total_contacts"] == 2
+        kinds.add("stats")
+    assert kinds == {"stats", "ping"}
