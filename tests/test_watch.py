@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import queue
 import re
+import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +19,18 @@ import httpx
 import pytest
 from rich.console import Console
 
-from callstats.watch import SseEvent, WatchState, follow, render, sse_events, summary_line
+from callstats.watch import (
+    BadUrl,
+    SseEvent,
+    WatchGaveUp,
+    WatchState,
+    check_url,
+    follow,
+    render,
+    retry_delay,
+    sse_events,
+    summary_line,
+)
 from tests.seed import SEED_EXAMPLE
 from tests.stream.helpers import new_key, post_events, serving, started_call
 from tests.test_scale_out import add_contacts, callstats_argv, create_campaign, free_port, phones
@@ -50,26 +64,106 @@ def test_views_show_every_number() -> None:
 
 
 def test_follow_reconnects_with_back_off() -> None:
-    """With no server to talk to, each attempt says so and waits a little longer."""
+    """With no server to talk to, each attempt names the URL and waits twice as long, up to 30 s."""
     waits: list[float] = []
-    port = free_port()
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
+    url = f"http://127.0.0.1:{free_port()}"
+    with httpx.Client(base_url=url, timeout=2) as client:
         states = follow(client, WatchState(campaign_id=STATS["campaign_id"]), sleep=waits.append)
-        details = [next(states).detail for _ in range(5)]
-    assert waits == [1.0, 2.0, 5.0, 10.0]
-    assert all(d.startswith("cannot connect to the server; reconnecting in") for d in details), details
+        details = [next(states).detail for _ in range(8)]
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert all(d.startswith(f"cannot connect to {url}; retrying in") for d in details), details
+    assert [retry_delay(n) for n in (1, 2, 3, 6, 50)] == [1.0, 2.0, 4.0, 30.0, 30.0]
+
+
+def test_follow_gives_up_after_its_timeout() -> None:
+    """give_up_after: the waits never pass it, and then WatchGaveUp names the URL."""
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    url = f"http://127.0.0.1:{free_port()}"
+    with httpx.Client(base_url=url, timeout=2) as client:
+        states = follow(
+            client, WatchState(campaign_id="c"), sleep=sleep, give_up_after=5, clock=lambda: now[0]
+        )
+        with pytest.raises(WatchGaveUp, match=f"cannot connect to {re.escape(url)}; gave up after 5 s"):
+            for _ in states:
+                pass
+    assert waits == [1.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("127.0.0.1:8000", "must start with http:// or https://"),
+        ("localhost", "must start with http:// or https://"),
+        ("ftp://127.0.0.1", "must start with http:// or https://"),
+        ("http://", "names no host"),
+        ("http://[::1", "is not a URL"),
+    ],
+)
+def test_a_url_that_cannot_work_is_refused_at_once(url: str, why: str) -> None:
+    """No retry: one line saying why, exit code 2, before any connection."""
+    with pytest.raises(BadUrl, match=re.escape(why)):
+        check_url(url)
+    done = subprocess.run(
+        callstats_argv("watch", STATS["campaign_id"], "--url", url),
+        env=watch_env("k"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and why in lines[0], lines
+    assert check_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+
+
+def test_a_dead_server_is_retried_until_the_timeout(tmp_path: Path) -> None:
+    """Connection refused, and a server that accepts but never answers: each is retried with a message
+    naming the URL until --timeout ends the command with exit code 1."""
+    refused = f"http://127.0.0.1:{free_port()}"
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        mute = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        for url, reason in (
+            (refused, f"cannot connect to {refused}"),
+            (mute, f"no data from {mute} for a while"),
+        ):
+            done = subprocess.run(
+                callstats_argv("watch", STATS["campaign_id"], "--url", url, "--timeout", "2.5"),
+                env=watch_env("k"),
+                capture_output=True,
+                timeout=120,
+            )
+            output = done.stdout.decode()
+            assert done.returncode == 1, done
+            assert f"{reason}; gave up after 2.5 s (--timeout)" in output, output
+            if url == refused:
+                assert f"{reason}; retrying in 1 s" in output, output
 
 
 # ---------- the command, against a real server ----------
 
 
+# The command as a person at a terminal runs it: Ctrl-C (SIGINT) raises KeyboardInterrupt even when
+# this test run was started with SIGINT ignored (nohup, a background job, some CI runners), which a
+# child process inherits and Python then keeps.
+AT_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'callstats'; from callstats.cli import main; main()"
+)
+
+
 class Command:
-    """`callstats watch` as a subprocess; its output lines land in a queue."""
+    """`callstats watch` as a subprocess, stopped by Ctrl-C; its output lines land in a queue."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            callstats_argv("watch", *args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        argv = [sys.executable, "-c", AT_A_TERMINAL, "watch", *args]
+        self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.output: queue.Queue[str] = queue.Queue()
         self.raw = ""
         self.seen = ""
@@ -94,7 +188,7 @@ class Command:
     def stop(self) -> None:
         """Interrupt it as Ctrl-C would."""
         if self.process.poll() is None:
-            self.process.send_signal(2)
+            self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -174,3 +268,21 @@ def test_refusals_exit_non_zero_with_the_server_message(
         )
         assert done.returncode == 1, done
         assert message in done.stdout.decode() + done.stderr.decode()
+
+
+def test_ctrl_c_stops_it_when_the_tests_were_started_with_sigint_ignored(
+    live_campaign: tuple[str, str, str, list[str]],
+) -> None:
+    """A run under nohup or in a background job starts with SIGINT ignored, and children inherit that:
+    the command is still stopped by Ctrl-C, exit code 0."""
+    base_url, key, campaign_id, _ = live_campaign
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        command = Command([campaign_id, "--url", base_url], watch_env(key))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        command.wait_for("Watched campaign: 0/3 final (0.0%)")
+    finally:
+        command.stop()
+    assert command.process.returncode == 0

@@ -23,9 +23,33 @@ from rich.table import Table
 from rich.text import Text
 
 OUTCOMES = ("answered", "busy", "no_answer", "failed", "voicemail")
-RECONNECT_SECONDS = (1.0, 2.0, 5.0, 10.0)
+FIRST_RETRY_SECONDS = 1.0  # then doubled after each failed attempt, up to MAX_RETRY_SECONDS
+MAX_RETRY_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 45.0  # three missed heartbeats: the stream is dead
 FATAL_STATUSES = (400, 401, 403, 404)
+
+
+class BadUrl(ValueError):
+    """A server URL that cannot work: `str()` is one line saying why."""
+
+
+def check_url(url: str) -> str:
+    """The server URL without its trailing slash; BadUrl if it is not http(s)://HOST[:PORT][/PATH]."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise BadUrl(f"{url!r} is not a URL ({exc})") from None
+    if parsed.scheme not in ("http", "https"):
+        raise BadUrl(f"{url!r} must start with http:// or https:// (for example http://127.0.0.1:8000)")
+    if not parsed.host:
+        raise BadUrl(f"{url!r} names no host (for example http://127.0.0.1:8000)")
+    return url.rstrip("/")
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after `failures` failed attempts in a row (1 or more): 1, 2, 4, ... 30."""
+    return float(min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,10 @@ class WatchFailed(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class WatchGaveUp(Exception):
+    """No connection to the server within --timeout; `str()` is one line naming the URL."""
 
 
 @dataclass
@@ -85,16 +113,36 @@ def _event(fields: dict[str, list[str]]) -> SseEvent:
     )
 
 
-def stream_events(client: httpx.Client, campaign_id: str, last_event_id: str | None) -> Iterator[SseEvent]:
-    """The stream's events until it ends; WatchFailed when the server refuses it."""
+def stream_events(
+    client: httpx.Client, campaign_id: str, last_event_id: str | None, within: float | None = None
+) -> Iterator[SseEvent]:
+    """The stream's events until it ends; WatchFailed when the server refuses it.
+
+    `within`: seconds the connection and the response's headers may take at most (None: the
+    client's own timeouts); once the server answered, the stream reads with the client's timeouts.
+    """
     headers = {"Accept": "text/event-stream"}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
-    with client.stream("GET", f"/streamCampaignStats/{campaign_id}", headers=headers) as response:
+    opening = client.timeout if within is None else _bounded(client.timeout, within)
+    path = f"/streamCampaignStats/{campaign_id}"
+    with client.stream("GET", path, headers=headers, timeout=opening) as response:
         if response.status_code != 200:
             response.read()
             _refuse(response)
+        # The body is read with the client's own read timeout (httpx's per-request "timeout"
+        # extension, looked up when the body is read), not the bounded one of the opening.
+        response.request.extensions["timeout"] = client.timeout.as_dict()
         yield from sse_events(response.iter_lines())
+
+
+def _bounded(timeout: httpx.Timeout, seconds: float) -> httpx.Timeout:
+    def cap(value: float | None) -> float:
+        return seconds if value is None else min(value, seconds)
+
+    return httpx.Timeout(
+        connect=cap(timeout.connect), read=cap(timeout.read), write=cap(timeout.write), pool=cap(timeout.pool)
+    )
 
 
 def _refuse(response: httpx.Response) -> None:
@@ -109,26 +157,48 @@ def _refuse(response: httpx.Response) -> None:
     )
 
 
-def follow(client: httpx.Client, state: WatchState, sleep: Any = time.sleep) -> Iterator[WatchState]:
-    """Fold each event into `state` and yield it; reconnect with Last-Event-ID when the stream breaks."""
+def follow(
+    client: httpx.Client,
+    state: WatchState,
+    sleep: Any = time.sleep,
+    give_up_after: float | None = None,
+    clock: Any = time.monotonic,
+) -> Iterator[WatchState]:
+    """Fold each event into `state` and yield it; reconnect with Last-Event-ID when the stream breaks.
+
+    A failed attempt is retried after 1, 2, 4, ... up to 30 s (retry_delay), the state's detail
+    naming the server's URL. With `give_up_after` (seconds), WatchGaveUp ends it once that long
+    passed without a connection (counted from the start, or from when the stream last broke).
+    """
     failures = 0
+    down_since = clock()
     while True:
         delivered = False
+        # An attempt never outlasts the time left (at least 0.1 s: a socket timeout must be positive).
+        remaining = None if give_up_after is None else max(give_up_after - (clock() - down_since), 0.1)
         try:
-            for event in stream_events(client, state.campaign_id, state.last_event_id):
+            for event in stream_events(client, state.campaign_id, state.last_event_id, remaining):
                 failures, delivered = 0, True
                 if _apply(state, event):
                     yield state
         except httpx.HTTPError as exc:
-            state.detail = _reason(exc)
+            reason = _reason(exc, str(client.base_url).rstrip("/"))
         else:
             if delivered:  # the server ends streams now and then (keys are re-checked): resume at once
+                down_since = clock()
                 continue
-            state.detail = "the server ended the stream"
-        delay = RECONNECT_SECONDS[min(failures, len(RECONNECT_SECONDS) - 1)]
+            reason = "the server ended the stream"
+        if delivered:
+            down_since = clock()
         failures += 1
+        delay = retry_delay(failures)
+        if give_up_after is not None:
+            left = give_up_after - (clock() - down_since)
+            if left <= 0:
+                raise WatchGaveUp(f"{reason}; gave up after {give_up_after:g} s (--timeout)")
+            delay = min(delay, left)
         state.status = "reconnecting"
-        state.detail = f"{state.detail}; reconnecting in {delay:g} s"
+        state.detail = f"{reason}; retrying in {delay:.2g} s"
         yield state
         sleep(delay)
 
@@ -146,12 +216,14 @@ def _apply(state: WatchState, event: SseEvent) -> bool:
     return changed
 
 
-def _reason(exc: httpx.HTTPError) -> str:
+def _reason(exc: httpx.HTTPError, url: str) -> str:
     if isinstance(exc, httpx.ConnectError):
-        return "cannot connect to the server"
+        return f"cannot connect to {url}"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no answer from {url} to connect"
     if isinstance(exc, httpx.ReadTimeout):
-        return "no data from the server for a while"
-    return str(exc) or type(exc).__name__
+        return f"no data from {url} for a while"
+    return f"{url}: {exc or type(exc).__name__}"
 
 
 def _seconds(value: int) -> str:
@@ -248,32 +320,43 @@ def _status_text(state: WatchState) -> Text:
     return Text(f"● {label} {state.detail}".rstrip(), style=style)
 
 
-def run_watch(campaign_id: str, url: str, key: str, console: Console | None = None) -> int:
-    """Watch until Ctrl-C (exit code 0) or until the server refuses the stream (exit code 1)."""
+def run_watch(
+    campaign_id: str, url: str, key: str, console: Console | None = None, give_up_after: float | None = None
+) -> int:
+    """Watch until Ctrl-C (exit code 0), until the server refuses the stream (exit code 1), or
+    until `give_up_after` seconds pass without a connection (exit code 1).
+
+    `url` must already be checked (check_url).
+    """
     out = console or Console()
-    timeout = httpx.Timeout(10.0, read=READ_TIMEOUT_SECONDS)
-    state = WatchState(campaign_id=campaign_id)
+    timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS)
+    state = WatchState(campaign_id=campaign_id, detail=f"to {url}")
     try:
-        with httpx.Client(base_url=url.rstrip("/"), headers={"x-api-key": key}, timeout=timeout) as client:
+        with httpx.Client(base_url=url, headers={"x-api-key": key}, timeout=timeout) as client:
+            updates = follow(client, state, give_up_after=give_up_after)
             if out.is_interactive:
-                _live(out, client, state)
+                _live(out, updates, state)
             else:
-                _lines(out, client, state)
+                _lines(out, updates, state)
     except WatchFailed as failed:
         out.print(f"callstats watch: {failed.message} (HTTP {failed.status})", style="red", markup=False)
+        return 1
+    except WatchGaveUp as gave_up:
+        out.print(f"callstats watch: {gave_up}", style="red", markup=False)
         return 1
     except KeyboardInterrupt:
         return 0
     return 0
 
 
-def _live(out: Console, client: httpx.Client, state: WatchState) -> None:
+def _live(out: Console, updates: Iterator[WatchState], state: WatchState) -> None:
     with Live(render(state), console=out, auto_refresh=False, transient=False) as live:
-        for changed in follow(client, state):
+        for changed in updates:
             live.update(render(changed), refresh=True)
 
 
-def _lines(out: Console, client: httpx.Client, state: WatchState) -> None:
-    for changed in follow(client, state):
+def _lines(out: Console, updates: Iterator[WatchState], state: WatchState) -> None:
+    out.print(summary_line(state), markup=False, highlight=False, soft_wrap=True)
+    for changed in updates:
         if changed.stats is not None or changed.status != "live":
             out.print(summary_line(changed), markup=False, highlight=False, soft_wrap=True)
