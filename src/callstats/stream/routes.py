@@ -18,35 +18,56 @@ from callstats.stream.sse import PING, RETRY_MS, stats_events
 
 router = APIRouter(tags=["stats"])
 STREAM_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+STATS_EVENT = "stats"  # the event name sse.message writes (a test reads it off a real stream)
 
-# The 200 as /openapi.json shows it: an event stream is one long text, not a JSON document, so its
-# schema is a string and its events are told here, each from the code that writes it (stream/sse.py).
-# The `data` of a `stats` event is the StatsEnvelope schema, getCampaignStats' 200 body, byte for byte.
+# The 200 as /openapi.json shows it, each part from the code that writes it (stream/sse.py). Its events
+# are declared as FastAPI declares those of its own SSE routes (fastapi.sse): the media type's
+# `itemSchema` is one event, whose `data` holds JSON of the StatsEnvelope schema, getCampaignStats'
+# 200 body byte for byte (OpenAPI 3.2's form, which schemathesis checks each event against).
 _EVENTS = f"""Server-Sent Events (docs/api.md, streamCampaignStats), UTF-8, three kinds of message:
 
 - `retry: {RETRY_MS}`, first: how many milliseconds a client waits before reconnecting.
-- `id: <version>` `event: stats` `data: <JSON>`: the campaign's numbers, at once and then on every \
-change. `data` is one line, exactly getCampaignStats' 200 body (schema `{StatsEnvelope.__name__}`); \
-`id` is its version, an increasing integer to send back as `Last-Event-ID` when reconnecting (the \
-numbers already held are then not resent).
+- `id: <version>` `event: {STATS_EVENT}` `data: <JSON>`: the campaign's numbers, at once and then on \
+every change. `data` is one line, exactly getCampaignStats' 200 body (schema \
+`{StatsEnvelope.__name__}`); `id` is its version, an increasing integer to send back as \
+`Last-Event-ID` when reconnecting (the numbers already held are then not resent).
 - `{PING.decode().strip()}`: a comment, sent when nothing changed for the heartbeat time (keeps \
 proxies from closing the connection); clients ignore it.
 
-The server ends the stream after CALLSTATS_STREAM_MAX_SECONDS; clients reconnect with Last-Event-ID."""
-_EXAMPLE = (
-    f"retry: {RETRY_MS}\n\nid: 1718000000123\nevent: stats\n"
-    'data: {"success":true,"data":{"campaign_id":"…","total_contacts":3,…}}\n\n'
-    f"{PING.decode()}"
-)
+The server ends the stream after CALLSTATS_STREAM_MAX_SECONDS; clients reconnect with Last-Event-ID.
+
+```
+retry: {RETRY_MS}
+
+id: 1718000000123
+event: {STATS_EVENT}
+data: {{"success":true,"data":{{"campaign_id":"...","total_contacts":3,...}}}}
+
+{PING.decode().strip()}
+```"""
+STATS_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": f"One `{STATS_EVENT}` event, the campaign's numbers (retry hints and pings carry no data)",
+    "properties": {
+        "event": {"type": "string", "const": STATS_EVENT},
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "The numbers' version: increasing, the Last-Event-ID to resume from",
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": f"#/components/schemas/{StatsEnvelope.__name__}"},
+            "description": "getCampaignStats' 200 body, on one line",
+        },
+    },
+    "required": ["event", "id", "data"],
+}
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": _EVENTS,
-        "content": {
-            "text/event-stream": {
-                "schema": {"type": "string", "description": "The event stream, as described above"},
-                "example": _EXAMPLE,
-            }
-        },
+        "content": {"text/event-stream": {"itemSchema": STATS_EVENT_SCHEMA}},
         "headers": {
             name: {"description": f"Always `{value}`", "required": True, "schema": {"type": "string"}}
             for name, value in STREAM_HEADERS.items()
