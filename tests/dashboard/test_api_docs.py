@@ -17,10 +17,9 @@ import pytest
 
 from tests.dashboard.test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
 from tests.test_scale_out import ServerProcess, server_env, start_server
+from tests.tools import needs_chromium
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's Chromium: apt-get install chromium"
-)
+pytestmark = needs_chromium
 playwright_api = pytest.importorskip("playwright.async_api", reason="needs the playwright Python package")
 
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]", "::1"}

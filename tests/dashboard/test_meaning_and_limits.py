@@ -26,10 +26,9 @@ from tests.dashboard.test_dashboard import (
 )
 from tests.stream.helpers import ended_call, new_key, started_call
 from tests.test_scale_out import add_contacts, phones, server_env, start_server
+from tests.tools import needs_chromium
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's Chromium: apt-get install chromium"
-)
+pytestmark = needs_chromium
 playwright_api = pytest.importorskip("playwright.async_api", reason="needs the playwright Python package")
 
 MAX_ATTEMPTS = 2
