@@ -1,10 +1,9 @@
-"""`python -m bench.access_log`: the hot routes with the access log off, on, and on through a queue.
+"""`python -m bench.access_log`: the hot routes with the access log off and on.
 
 One SQLite data set (a 10,000-contact campaign to read, fresh pending campaigns to call), one
-server per mode, all running at once: `callstats serve` with CALLSTATS_ACCESS_LOG=false and =true
-(the shipped set-up: a StreamHandler writing each JSON line to stderr, here a file), and the same
-app under uvicorn with a log config whose access logger hands records to a
-logging.handlers.QueueHandler (a QueueListener thread formats and writes them). Each round runs
+server per mode, both running at once: `callstats serve` with CALLSTATS_ACCESS_LOG=false and =true
+(the shipped set-up: entries kept in memory, written as JSON lines in batches to stderr, here a
+file). Each round runs
 every mode once, in alternating order: stats reads (wrk -c32, then -c1) and recordCallEvents with
 one event per request (one client, then 32), each run on a campaign of its own. The table goes
 to stdout and bench/results/access-log.md; docs/performance.md has the figures.
@@ -14,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import logging.handlers
-import queue
 import sys
 import time
 from dataclasses import replace
@@ -24,39 +20,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pythonjsonlogger.orjson import OrjsonFormatter
-
 from bench import dataset, wrk
 from bench.dataset import DataSet
 from bench.reads import Target, alternating_rounds
 from bench.report import Row, load_average, machine, median, table
 from bench.servers import HOST, VENV_BIN, Fleet, Server, exit_on_signals, free_port
-from callstats.logs import log_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODES = ("off", "on", "queue")
+MODES = ("off", "on")
 WRITERS = (1, 32)  # recordCallEvents clients
 RATE_LIMIT = "100000000/second"
-
-
-def queue_handler() -> logging.handlers.QueueHandler:
-    """A QueueHandler whose QueueListener thread formats records as `serve` does and writes them to
-    stderr (the `queue` mode's access handler, built by dictConfig in the server process)."""
-    settings = {k: v for k, v in log_config("warning")["formatters"]["stderr"].items() if k != "()"}
-    stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(OrjsonFormatter(**settings))
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    logging.handlers.QueueListener(records, stream).start()  # a daemon thread, for the process's life
-    return logging.handlers.QueueHandler(records)
-
-
-def _queue_log_config(path: Path) -> Path:
-    config = log_config("warning")
-    config["filters"]["no_traceback"] = {"()": "callstats.logs.NoTraceback"}  # by name, for JSON
-    config["handlers"]["queue"] = {"()": "bench.access_log.queue_handler"}
-    config["loggers"]["callstats.access"]["handlers"] = ["queue"]
-    path.write_text(json.dumps(config))
-    return path
 
 
 def start(fleet: Fleet, mode: str, data: DataSet, work: Path) -> Server:
@@ -69,11 +42,6 @@ def start(fleet: Fleet, mode: str, data: DataSet, work: Path) -> Server:
         "CALLSTATS_ACCESS_LOG": "false" if mode == "off" else "true",
     }
     argv = [str(VENV_BIN / "callstats"), "serve", "--host", HOST, "--port", str(port)]
-    if mode == "queue":
-        config = _queue_log_config(work / "queue-log-config.json")
-        argv = [str(VENV_BIN / "python"), "-m", "uvicorn", "callstats.app:app_from_env", "--factory"]
-        argv += ["--host", HOST, "--port", str(port), "--log-config", str(config), "--log-level", "warning"]
-        argv += ["--no-access-log", "--no-server-header"]
     return fleet.start(f"access-{mode}", argv, env, port, "/health")
 
 

@@ -7,17 +7,27 @@ way, and uvicorn applies it in each worker process); a filter on the handler rep
 traceback by the exception's type and where it was raised, relative to the package
 (errors.where): no absolute path, no exception message (it may quote SQL or a secret).
 
-The access log is the logger `callstats.access`: one record per request (`access`), its fields
-as `extra` attributes, rendered by the same JSON formatter for `serve` and by a plain
-`logging.Formatter` as one human line for the demo (`log_config(..., human=True)`).
+The access log is the logger `callstats.access`, fed in batches off the request path: a request
+appends a tuple to an AccessLog, whose flush (every FLUSH_SECONDS, and at shutdown) renders the
+waiting entries with the same JSON formatter and writes them together through an AccessHandler for
+`serve`, or as ordinary records through a plain `logging.Formatter` (one human line each) for the
+demo (`log_config(..., human=True)`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
+import time
+import weakref
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from select import PIPE_BUF
+from time import perf_counter
 from typing import Any
 
-from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.core import RESERVED_ATTRS, BaseJsonFormatter
 
 from callstats.errors import where
 
@@ -26,6 +36,11 @@ access_log = logging.getLogger("callstats.access")
 MAX_PATH_CHARS = 200  # a logged path is cut there: a hostile URL cannot flood the log
 HUMAN_ACCESS_FORMAT = "%(asctime)s %(method)s %(route)s %(status)s %(duration_ms).2f ms id=%(request_id)s"
 HUMAN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FLUSH_SECONDS = 0.1  # an access line is written at most this long after its request ended
+FLUSH_ENTRIES = 1000  # ... or as soon as this many wait (the most kept in memory)
+
+# method, route template, status, start and end (perf_counter seconds), request id, campaign id
+AccessEntry = tuple[str, str | None, int | None, float, float, str, str | None]
 
 
 class NoTraceback(logging.Filter):
@@ -50,28 +65,26 @@ def log_config(level: str, human: bool = False) -> dict[str, Any]:
     INFO whatever `level` is: CALLSTATS_ACCESS_LOG alone switches it. `human=True` (the demo) gives
     plain text lines instead of JSON, an access line reading `time GET /route 200 0.4 ms id=...`.
     """
-    # JSON: one handler (one lock) for every line; human: the access lines have their own format.
-    handlers = ("stderr", "access") if human else ("stderr",)
+    # JSON: the access lines come in batches through an AccessHandler with the same formatter;
+    # human: ordinary records through a StreamHandler with the access lines' own format.
+    access: dict[str, Any] = {"class": "logging.StreamHandler", "formatter": "access"}
+    if not human:
+        access = {"()": "callstats.logs.AccessHandler", "formatter": "stderr"}  # by name: JSON-safe
+    handlers = {"stderr": {"class": "logging.StreamHandler", "formatter": "stderr"}, "access": access}
+    for handler in handlers.values():
+        handler.update({"stream": "ext://sys.stderr", "filters": ["no_traceback"]})
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"no_traceback": {"()": NoTraceback}},
         "formatters": _formatters(human),
-        "handlers": {
-            name: {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
-                "formatter": name,
-                "filters": ["no_traceback"],
-            }
-            for name in handlers
-        },
+        "handlers": handlers,
         "loggers": {
             **{
                 name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
                 for name in ("uvicorn", "uvicorn.access")
             },
-            access_log.name: {"handlers": [handlers[-1]], "level": "INFO", "propagate": False},
+            access_log.name: {"handlers": ["access"], "level": "INFO", "propagate": False},
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
     }
@@ -93,32 +106,143 @@ def _formatters(human: bool) -> dict[str, Any]:
     }
 
 
-def access(
-    method: str,
-    route: str | None,
-    status: int | None,
-    seconds: float,
-    request_id: str,
-    campaign_id: str | None,
-) -> None:
-    """Log one request's access line (INFO, event `request`): its method, route template (such as
-    `/getCampaignStats/{campaignId}`; None when no route matched), status (None when no answer
-    started: the client left first), duration in milliseconds from `seconds`, request id and
-    campaign id. Never a raw path, query string, header or body."""
-    if access_log.isEnabledFor(logging.INFO):
-        fields = {
-            "method": method,
-            "route": route,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-            "request_id": request_id,
-            "campaign_id": campaign_id,
-        }
-        # makeRecord and handle, as Logger.info does minus findCaller's stack walk (nothing logs where
-        # the call was made): ~15 % of the line's cost on the hot routes (docs/performance.md).
-        access_log.handle(
-            access_log.makeRecord(access_log.name, logging.INFO, "", 0, "request", (), None, extra=fields)
-        )
+class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The access logger's handler for `serve`: a StreamHandler (a record logged to it the ordinary
+    way is formatted and written as usual) that also writes a batch of access entries at once.
+
+    Each entry becomes one line, its fields rendered by the handler's formatter's JSON serializer
+    (python-json-logger's orjson formatter, the one every other line goes through), without a
+    `LogRecord`; the lines go out in as few writes as possible, each at most PIPE_BUF bytes and
+    ending at a line's end, so that lines from several worker processes sharing one pipe never
+    interleave within a line.
+    """
+
+    def write_entries(self, entries: list[AccessEntry], wall_offset: float) -> None:
+        """Write one line per entry; `wall_offset` turns an entry's perf_counter time into Unix time."""
+        formatter = self.formatter
+        if not isinstance(formatter, BaseJsonFormatter):  # a plain formatter: one record per line
+            for entry in entries:
+                self.handle(access_record(entry, wall_offset))
+            return
+        render = formatter.jsonify_log_record
+        lines = [render(access_fields(entry, wall_offset)) for entry in entries]
+        with self.lock if self.lock is not None else nullcontext():
+            for chunk in whole_line_chunks(lines):
+                self.stream.write(chunk)
+            self.flush()
+
+
+def whole_line_chunks(lines: list[str], limit: int = PIPE_BUF) -> list[str]:
+    """`lines` joined into chunks of whole lines, each ending with a newline and, unless one line is
+    longer on its own, at most `limit` bytes (PIPE_BUF: a pipe writes that much atomically).
+    The lines are ASCII (JSON escapes the rest), so characters count bytes."""
+    chunks: list[str] = []
+    start, size = 0, 0
+    for end, line in enumerate(lines):
+        grown = size + len(line) + 1
+        if grown > limit and end > start:
+            chunks.append("\n".join(lines[start:end]) + "\n")
+            start, grown = end, len(line) + 1
+        size = grown
+    if start < len(lines):
+        chunks.append("\n".join(lines[start:]) + "\n")
+    return chunks
+
+
+def access_fields(entry: AccessEntry, wall_offset: float) -> dict[str, Any]:
+    """The fields of one access line, in the order a JSON line shows them."""
+    method, route, status, started, ended, request_id, campaign_id = entry
+    return {
+        "time": datetime.fromtimestamp(ended + wall_offset, UTC),
+        "level": "INFO",
+        "logger": access_log.name,
+        "event": "request",
+        "method": method,
+        "route": route,
+        "status": status,
+        "duration_ms": round((ended - started) * 1000, 3),
+        "request_id": request_id,
+        "campaign_id": campaign_id,
+    }
+
+
+def access_record(entry: AccessEntry, wall_offset: float) -> logging.LogRecord:
+    """One entry as a stdlib record (INFO, message `request`, the fields as attributes, `created` the
+    time the answer ended), for any handler other than AccessHandler (the demo's plain text)."""
+    fields = access_fields(entry, wall_offset)
+    created = fields.pop("time").timestamp()
+    for name in ("level", "logger", "event"):
+        del fields[name]
+    record = access_log.makeRecord(access_log.name, logging.INFO, "", 0, "request", (), None, extra=fields)
+    record.created, record.msecs = created, (created - int(created)) * 1000 // 1
+    return record
+
+
+class AccessLog:
+    """The access lines of one app, kept in memory and written in batches, off the request path.
+
+    A request appends a small tuple (`add`); `flush` renders every waiting entry and writes them
+    together. A flush runs `flush_seconds` after the first entry into an empty buffer (a timer on
+    the event loop), at once when `max_entries` wait, at the app's shutdown (the Dispatcher calls
+    it at the ASGI lifespan's shutdown) and at interpreter exit. So a line appears at most
+    `flush_seconds` after its request ended; a process killed outright (SIGKILL) loses at most
+    that long's lines. Writing stays synchronous in the event loop, like every other log line: a
+    reader that stops reading stderr stalls the server rather than losing lines, and the buffer
+    never holds more than `max_entries`.
+    """
+
+    def __init__(self, flush_seconds: float = FLUSH_SECONDS, max_entries: int = FLUSH_ENTRIES) -> None:
+        self.flush_seconds = flush_seconds
+        self.max_entries = max_entries
+        self.entries: list[AccessEntry] = []
+        self._timer: asyncio.TimerHandle | None = None
+        _open_access_logs.add(self)
+
+    def add(self, entry: AccessEntry) -> None:
+        """Keep one request's entry: (method, route template or None, status or None, start and end
+        as `perf_counter` seconds, request id, campaign id or None)."""
+        entries = self.entries
+        entries.append(entry)
+        if len(entries) >= self.max_entries:
+            self.flush()
+        elif self._timer is None:
+            try:
+                self._timer = asyncio.get_running_loop().call_later(self.flush_seconds, self.flush)
+            except RuntimeError:  # no event loop (a synchronous caller): nothing to wait for
+                self.flush()
+
+    def flush(self) -> None:
+        """Write every waiting entry now (nothing when none wait or the access logger is off)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        entries, self.entries = self.entries, []
+        if entries and access_log.isEnabledFor(logging.INFO):
+            write_access(entries)
+
+
+def write_access(entries: list[AccessEntry]) -> None:
+    """Hand entries to the access logger's handlers: AccessHandlers take the batch; with any other
+    set-up (a `--log-config` of the operator's, the demo's plain text) each entry is an ordinary
+    record through `Logger.handle`, with its filters, handlers and propagation."""
+    wall_offset = time.time() - perf_counter()
+    handlers = access_log.handlers
+    if handlers and not access_log.propagate and all(type(h) is AccessHandler for h in handlers):
+        for handler in handlers:
+            assert isinstance(handler, AccessHandler)
+            handler.write_entries(entries, wall_offset)
+        return
+    for entry in entries:
+        access_log.handle(access_record(entry, wall_offset))
+
+
+_open_access_logs: weakref.WeakSet[AccessLog] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for waiting in list(_open_access_logs):
+        waiting.flush()
 
 
 def unexpected_error(exc: BaseException, request_id: str, method: str, path: str) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from random import getrandbits
 from time import perf_counter
 from typing import Annotated, Any
 
@@ -47,10 +47,12 @@ def error_json(error: ApiError) -> JSONResponse:
 def request_id(scope: Scope) -> str:
     """The id that ties an answer to its log lines: the client's `X-Request-Id` when sane (1-128
     printable ASCII characters, optional whitespace around it trimmed), else a new random one (32
-    hex digits). Kept in the scope, so a request's 500 and its access line name the same id."""
+    hex digits: 128 bits of the `random` module's generator, seeded from the OS at start and again in
+    each forked child, so no system call per request; an id is for correlation, not a secret). Kept
+    in the scope, so a request's 500 and its access line name the same id."""
     kept: str | None = scope.get(REQUEST_ID_KEY)
     if kept is None:
-        kept = scope[REQUEST_ID_KEY] = _sent_request_id(scope) or os.urandom(16).hex()
+        kept = scope[REQUEST_ID_KEY] = _sent_request_id(scope) or f"{getrandbits(128):032x}"
     return kept
 
 
@@ -163,18 +165,33 @@ class Dispatcher:
         self.max_body_bytes = max_body_bytes
         self.hot = hot  # exact path -> endpoint served before the framework
         self.access_log: bool = getattr(getattr(api.state, "settings", None), "access_log", True)
+        self.access = logs.AccessLog()  # lines waiting for their flush (logs.AccessLog)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route one ASGI connection; log its access line when it is an HTTP request."""
-        if scope["type"] != "http":
-            await self.api(scope, receive, send)
-        elif self.access_log:
-            await self._logged(scope, receive, send)
+        if scope["type"] == "http":
+            if self.access_log:
+                await self._logged(scope, receive, send)
+            else:
+                await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.api(scope, receive, self._flushing(send))
         else:
-            await self._http(scope, receive, send)
+            await self.api(scope, receive, send)
+
+    def _flushing(self, send: Send) -> Send:
+        """`send` for the ASGI lifespan: the waiting access lines are written before the server
+        hears that shutdown is complete (and the process may end)."""
+
+        async def flushing(message: Message) -> None:
+            if message["type"].startswith("lifespan.shutdown."):
+                self.access.flush()
+            await send(message)
+
+        return flushing
 
     async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one HTTP request, then log its access line, whatever happened."""
+        """Serve one HTTP request, then keep its access line for the next flush, whatever happened."""
         started = perf_counter()
         status: int | None = None
 
@@ -189,9 +206,8 @@ class Dispatcher:
             route = await self._http(scope, receive, sent)
         finally:
             campaign_id = self._campaign_id(scope, route)
-            logs.access(
-                scope["method"], route, status, perf_counter() - started, request_id(scope), campaign_id
-            )
+            ended = perf_counter()
+            self.access.add((scope["method"], route, status, started, ended, request_id(scope), campaign_id))
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> str | None:
         """Serve one HTTP request; the template of the route that answered it (None: no route matched)."""
