@@ -286,3 +286,20 @@ def test_ctrl_c_stops_it_when_the_tests_were_started_with_sigint_ignored(
     finally:
         command.stop()
     assert command.process.returncode == 0
+
+
+def test_a_live_stream_outlasts_the_timeout(live_campaign: tuple[str, str, str, list[str]]) -> None:
+    """--timeout bounds getting a connection, not a live stream: silences longer than it (the
+    server's heartbeat here is 1 s) do not break the stream."""
+    base_url, key, campaign_id, numbers = live_campaign
+    command = Command([campaign_id, "--url", base_url, "--timeout", "0.3"], watch_env(key))
+    try:
+        command.wait_for("Watched campaign: 0/3 final (0.0%)")
+        time.sleep(3)
+        with httpx.Client(headers={"x-api-key": key}, timeout=30) as http:
+            post_events(http, base_url, started_call(campaign_id, numbers[0], "w2"))
+        command.wait_for("in_progress=1 pending=2")
+    finally:
+        command.stop()
+    assert "reconnecting" not in command.seen and "gave up" not in command.seen, command.seen
+    assert command.process.returncode == 0

@@ -396,7 +396,8 @@ def run_command(
         return 0
     print(
         f"{path.name} -> campaign {campaign_id}: {totals.received:,} rows in {elapsed:.1f} s "
-        f"({totals.received / max(elapsed, 1e-9):,.0f} rows/s, {totals.requests} requests)"
+        f"({totals.received / max(elapsed, 1e-9):,.0f} rows/s, "
+        f"{totals.requests} request{'' if totals.requests == 1 else 's'})"
     )
     print(_summary(totals))
     _print_invalid(totals.errors)

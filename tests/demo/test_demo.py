@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,13 +17,14 @@ import anyio
 import httpx
 import pytest
 
+from callstats.accounts.service import list_keys
 from callstats.app import create_app
 from callstats.calls.lifecycle import RetryRules
 from callstats.calls.schemas import EventRules
 from callstats.config import Settings
 from callstats.db.engine import Database
 from callstats.demo.dialer import dialer_task
-from callstats.demo.runner import create_demo_campaign, demo_phones, fresh_database
+from callstats.demo.runner import create_demo_campaign, demo_phones, fresh_database, is_demo_database
 from callstats.demo.simulation import DEFAULT_OUTCOME_MIX, DialerConfig, DialerSimulation, SimEvent
 from callstats.stats.reconcile import differences
 
@@ -195,3 +199,110 @@ def test_demo_serves_moving_stats_and_stops_cleanly(tmp_path: Path, stop_signal:
     output = out.read_text() + err.read_text()
     assert "Traceback" not in output
     assert out.read_text().splitlines()[-1] == "Demo stopped."
+
+
+# ---------- the demo's database: only a new file or one the demo made ----------
+
+
+def start_demo(tmp_path: Path, database: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`callstats demo` on a free port with this --database; the process and its output files."""
+    out, err = tmp_path / f"{database.name}.out", tmp_path / f"{database.name}.err"
+    command = [str(CALLSTATS), "demo", "--contacts", "20", "--port", "0", "--database", str(database), *extra]
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(command, cwd=tmp_path, stdout=stdout, stderr=stderr)
+    return proc, out, err
+
+
+def run_demo_until_banner(tmp_path: Path, database: Path, *extra: str) -> dict[str, str]:
+    """Start the demo, read its banner, stop it with SIGTERM; the banner."""
+    proc, out, _ = start_demo(tmp_path, database, *extra)
+    try:
+        banner = wait_for_banner(out, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    return banner
+
+
+def refused(tmp_path: Path, database: Path) -> str:
+    """The demo's one-line refusal (exit code 2)."""
+    proc, out, err = start_demo(tmp_path, database)
+    assert proc.wait(timeout=60) == 2
+    lines = err.read_text().strip().splitlines()
+    assert len(lines) == 1 and out.read_text() == "", (lines, out.read_text())
+    return lines[0]
+
+
+def callstats_database(path: Path) -> str:
+    """A real callstats database made as an operator would (migrate, keys create); a key id in it."""
+    env = {"PATH": os.environ.get("PATH", ""), "CALLSTATS_DATABASE_URL": f"sqlite:///{path}"}
+    subprocess.run([str(CALLSTATS), "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    made = subprocess.run(
+        [str(CALLSTATS), "keys", "create", "--account", "acme", "--json"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    key_id: str = json.loads(made.stdout)["key_id"]
+    return key_id
+
+
+def test_the_demo_refuses_a_file_it_did_not_create(tmp_path: Path) -> None:
+    """A text file, an empty file, a directory and a real callstats database are left as they were."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, not a database\n")
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    real = tmp_path / "real.db"
+    key_id = callstats_database(real)
+    before = real.read_bytes()
+    assert "notes.txt is a file the demo did not create" in refused(tmp_path, notes)
+    assert "empty.db is a file the demo did not create" in refused(tmp_path, empty)
+    assert "is not a file" in refused(tmp_path, tmp_path)
+    line = refused(tmp_path, real)
+    assert "real.db is an SQLite database the demo did not create" in line and "--force" in line
+    assert notes.read_text() == "my notes, not a database\n" and empty.read_bytes() == b""
+    assert real.read_bytes() == before
+    db = Database(f"sqlite:///{real}", pool_size=1)
+    try:
+        assert [k.key_id for k in list_keys(db)] == [key_id]
+    finally:
+        db.dispose()
+
+
+def test_the_demo_reuses_its_own_database_and_force_replaces_any(tmp_path: Path) -> None:
+    """A database an earlier demo made is replaced by a fresh one; --force replaces anything."""
+    database = tmp_path / "demo.db"
+    first = run_demo_until_banner(tmp_path, database)
+    assert is_demo_database(database.read_bytes()[:100])
+    second = run_demo_until_banner(tmp_path, database)
+    assert second["Campaign"] != first["Campaign"] and second["API key"] != first["API key"]
+
+    notes = tmp_path / "notes.db"
+    notes.write_text("replace me\n")
+    forced = run_demo_until_banner(tmp_path, notes, "--force")
+    assert forced["Campaign"] and is_demo_database(notes.read_bytes()[:100])
+    real = tmp_path / "real.db"
+    callstats_database(real)
+    run_demo_until_banner(tmp_path, real, "--force")
+    assert is_demo_database(real.read_bytes()[:100])
+
+
+def test_a_taken_port_is_one_line_and_leaves_the_database(tmp_path: Path) -> None:
+    """The port is checked before the (demo's own) database is replaced."""
+    database = tmp_path / "demo.db"
+    run_demo_until_banner(tmp_path, database)
+    before = database.read_bytes()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [str(CALLSTATS), "demo", "--port", str(port), "--database", str(database)]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done
+    assert done.stderr.strip() == f"callstats demo: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert database.read_bytes() == before

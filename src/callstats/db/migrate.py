@@ -9,7 +9,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.pool import NullPool
 
 from callstats.config import sqlalchemy_url
 
@@ -22,9 +23,38 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str) -> None:
-    """Create or upgrade the schema to the newest revision."""
-    command.upgrade(alembic_config(database_url), "head")
+@dataclass(frozen=True)
+class Upgrade:
+    """What `upgrade` did: the revision before (None: no schema yet) and the one after."""
+
+    before: str | None
+    after: str
+
+    def describe(self) -> str:
+        """One sentence for the operator: created, upgraded, or already up to date."""
+        if self.before is None:
+            return f"Database schema created at revision {self.after}."
+        if self.before == self.after:
+            return f"Database schema already up to date at revision {self.after}."
+        return f"Database schema upgraded from revision {self.before} to {self.after}."
+
+
+def upgrade(database_url: str) -> Upgrade:
+    """Create or upgrade the schema to the newest revision; the revisions before and after.
+
+    Raises NewerSchema when the database was migrated by a newer callstats (nothing is changed).
+    """
+    engine = create_engine(sqlalchemy_url(database_url), poolclass=NullPool)
+    try:
+        found = status(engine, database_url)
+        if found.ahead:
+            raise NewerSchema(found)
+        command.upgrade(alembic_config(database_url), "head")
+        with engine.connect() as conn:
+            after = MigrationContext.configure(conn).get_current_revision() or ""
+    finally:
+        engine.dispose()
+    return Upgrade(before=found.current, after=after)
 
 
 @dataclass(frozen=True)
@@ -54,3 +84,11 @@ def status(engine: Engine, database_url: str) -> SchemaStatus:
         current = MigrationContext.configure(conn).get_current_revision()
     known = frozenset(rev.revision for rev in scripts.walk_revisions())
     return SchemaStatus(current=current, head=scripts.get_current_head() or "", known=known)
+
+
+class NewerSchema(Exception):
+    """The database's schema revision is one this callstats does not know (a newer one migrated it)."""
+
+    def __init__(self, found: SchemaStatus) -> None:
+        super().__init__(f"schema revision {found.current} is newer than this callstats knows ({found.head})")
+        self.status = found

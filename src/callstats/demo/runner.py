@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 import signal
-import socket
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -24,22 +24,44 @@ from callstats.db import migrate
 from callstats.db.engine import Database
 from callstats.demo.dialer import DemoCampaign, dialer_task
 from callstats.logs import log_config
+from callstats.serving import ListenFailed, listen
 
 # Real US area codes, so that every generated number is one libphonenumber accepts as valid.
 AREA_CODES = (212, 312, 415, 617, 206, 303, 512, 404, 305, 702)
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+# The mark of a database the demo created, in the SQLite header's application_id (offset 68):
+# "CSdm". The demo replaces such a file; it refuses any other file unless --force is given.
+DEMO_APPLICATION_ID = 0x4353646D
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_HEADER_BYTES = 100
+REFUSAL_HINT = "choose another --database path, or add --force to replace it"
 
 
-def run_demo(contacts: int, host: str, port: int, database: str, speed: float) -> None:
-    """Set up the demo campaign, print how to query it, and serve until Ctrl-C or SIGTERM."""
+class DemoRefused(Exception):
+    """The demo will not start: a one-line reason (a file it must not replace, a taken port)."""
+
+
+def run_demo(contacts: int, host: str, port: int, database: str, speed: float, force: bool = False) -> None:
+    """Set up the demo campaign, print how to query it, and serve until Ctrl-C or SIGTERM.
+
+    Raises DemoRefused, before anything is changed, when `database` is a file the demo did not create
+    (unless `force`) or when host:port cannot be listened on.
+    """
+    path = Path(database)
+    if not force:
+        check_replaceable(path)
     # Listen first: a busy port must fail before the database file (maybe another demo's) is deleted.
-    listener = listen(host, port)
-    url = fresh_database(Path(database))
+    try:
+        listener = listen(host, port)
+    except ListenFailed as exc:
+        raise DemoRefused(str(exc)) from None
+    url = fresh_database(path)
     settings = Settings(database_url=url, redis_url=None)
     db = Database(url, settings.db_pool_size, settings.counter_slots)
     campaign, api_key = create_demo_campaign(db, contacts, EventRules.from_settings(settings))
     task = dialer_task(campaign, speed, announce=_say)
     app = create_app(settings, db=db, background=[task])
+    app.api.state.exit_deadline_seconds = settings.drain_seconds  # a stop always ends it
     bound_port = listener.getsockname()[1]
     _say(f"Dashboard: {base_url(host, bound_port)}/dashboard")
     for line in banner(base_url(host, bound_port), api_key, campaign.campaign_id, contacts, speed):
@@ -53,22 +75,41 @@ def run_demo(contacts: int, host: str, port: int, database: str, speed: float) -
     _say("Demo stopped.")
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host and port (0 picks a free port); exits with a clear message if taken."""
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as exc:
-        listener.close()
-        raise SystemExit(f"callstats demo: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return listener
+def check_replaceable(path: Path) -> None:
+    """Nothing if the demo may (re)create `path`: it does not exist, or it is a demo database.
+
+    A demo database is an SQLite file whose header's application_id is DEMO_APPLICATION_ID (set by
+    `fresh_database`). Anything else (a directory, a text file, any other SQLite database, a
+    callstats database in use) raises DemoRefused.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_file():
+        raise DemoRefused(f"{path} exists and is not a file: choose another --database path")
+    with path.open("rb") as file:
+        header = file.read(SQLITE_HEADER_BYTES)
+    if not is_demo_database(header):
+        what = "an SQLite database" if header.startswith(SQLITE_MAGIC) else "a file"
+        raise DemoRefused(f"{path} is {what} the demo did not create: {REFUSAL_HINT}")
+
+
+def is_demo_database(header: bytes) -> bool:
+    """Whether the first 100 bytes of a file are those of a database the demo created."""
+    return (
+        len(header) >= SQLITE_HEADER_BYTES
+        and header.startswith(SQLITE_MAGIC)
+        and int.from_bytes(header[68:72], "big") == DEMO_APPLICATION_ID
+    )
 
 
 def fresh_database(path: Path) -> str:
-    """Delete the SQLite file (and its WAL and shared-memory files) and migrate a new one; its URL."""
+    """Delete the SQLite file (and its WAL and shared-memory files), migrate a new one marked as the
+    demo's (PRAGMA application_id = DEMO_APPLICATION_ID); its URL."""
     for leftover in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
         leftover.unlink(missing_ok=True)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA application_id = {DEMO_APPLICATION_ID}")
+        conn.commit()
     url = f"sqlite:///{path.resolve()}"
     migrate.upgrade(url)
     return url
