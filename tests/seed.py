@@ -1,4 +1,4 @@
-"""The seed document's example answer (../shared/seed/get-campaign-stats.md), as tests compare against it."""
+"""The seed document's example answer (docs/seed/get-campaign-stats.md), as tests compare against it."""
 
 from __future__ import annotations
 
