@@ -1,9 +1,12 @@
 """The access log (issue 9 item 7), on real servers over loopback: one line per request with its
 method, route template, status, duration and request id; never the key, the body, the raw path or
-the query string; none when CALLSTATS_ACCESS_LOG is false; plain text lines in the demo."""
+the query string; none when CALLSTATS_ACCESS_LOG is false; plain text lines in the demo; every
+line written by the time a stopped server (any number of workers) has exited."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import re
 import signal
@@ -19,11 +22,13 @@ import pytest
 from sqlalchemy import create_engine, update
 from sqlalchemy.pool import NullPool
 
-from callstats.config import sqlalchemy_url
+from callstats.app import create_app
+from callstats.config import Settings, sqlalchemy_url
 from callstats.db.schema import campaign_counters, campaigns
 from tests.demo.test_demo import CALLSTATS, wait_for_banner
 from tests.stream.helpers import new_key, serving
-from tests.test_scale_out import ServerProcess
+from tests.test_logs import access_to
+from tests.test_scale_out import ServerProcess, server_env, start_server
 
 WAIT_S = 15.0  # longest wait for a line to reach the log (it is written after the answer)
 ACCESS_FIELDS = {
@@ -205,3 +210,56 @@ def test_the_demo_writes_plain_text_access_lines(tmp_path: Path) -> None:
     ours = [line for line in err.read_text().splitlines() if "id=demo-rid-1" in line]
     assert len(ours) == 1 and HUMAN_LINE.fullmatch(ours[0]), err.read_text()
     assert banner["API key"] not in err.read_text()
+
+
+async def test_waiting_lines_are_written_at_lifespan_shutdown(settings: Settings) -> None:
+    """Lines wait for their flush, and the app's lifespan shutdown writes them all before it reports
+    complete (a worker process ends right after, without running exit handlers)."""
+    stream = io.StringIO()
+    with access_to(stream):
+        app = create_app(settings)
+        app.access.flush_seconds = 3600  # only the shutdown writes them
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        told: list[str] = []
+
+        async def tell(message: Any) -> None:
+            told.append(message["type"])
+
+        inbox.put_nowait({"type": "lifespan.startup"})
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        lifespan = asyncio.create_task(app(scope, inbox.get, tell))
+        while "lifespan.startup.complete" not in told:
+            assert not lifespan.done(), told
+            await asyncio.sleep(0.01)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            for number in range(3):
+                response = await http.get("/health", headers={"x-request-id": f"lifespan-{number}"})
+                assert response.status_code == 200
+        assert stream.getvalue() == ""
+        inbox.put_nowait({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(lifespan, 30)
+    assert told == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["request_id"], line["route"], line["status"]) for line in lines] == [
+        (f"lifespan-{n}", "/health", 200) for n in range(3)
+    ]
+
+
+def test_a_stopped_server_has_written_every_line(database_url: str, tmp_path: Path) -> None:
+    """SIGTERM right after a burst of requests to two workers: once the server has exited, each
+    request has its one line, whole (every line of the log parses), though the last ones were
+    still waiting for their flush when the signal came."""
+    server = start_server(server_env(database_url, None), tmp_path, workers=2)
+    try:
+        sent = []
+        for number in range(60):  # a connection each, so that both workers serve some
+            rid = f"stop-{number}"
+            response = httpx.get(f"{server.base_url}/health", headers={"x-request-id": rid}, timeout=10)
+            assert response.status_code == 200
+            sent.append(rid)
+    finally:
+        server.stop()
+    assert server.process.returncode == 0, server.log_tail()
+    logged = [line["request_id"] for line in access_lines(server)]  # every line parses: none is torn
+    assert sorted(rid for rid in logged if rid.startswith("stop-")) == sorted(sent), server.log_tail()

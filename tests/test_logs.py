@@ -1,20 +1,40 @@
-"""The server's log format (issue 8 item 12): JSON lines, never a traceback, an absolute path or a message."""
+"""The server's log format (issue 8 item 12): JSON lines, never a traceback, an absolute path or a message;
+the access log's batches (issue 9 item 7): whole lines, written at the flush, at exit, when full."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from select import PIPE_BUF
+from time import perf_counter
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 import callstats
 from callstats.errors import where
+from callstats.logs import (
+    HUMAN_ACCESS_FORMAT,
+    AccessEntry,
+    AccessHandler,
+    AccessLog,
+    access_log,
+    log_config,
+    whole_line_chunks,
+)
 from callstats.web import install_error_handlers
 from tests.test_errors import assert_error
 
@@ -101,3 +121,126 @@ async def test_the_framework_body_parser_is_a_400_validation_error() -> None:
         for content in (b"[" * 100_000, b'{"name": ', b'{"a":' * 100_000):
             assert_error(await http.post("/body", content=content, headers=headers), 400, "VALIDATION_ERROR")
         assert (await http.post("/body", json={"name": "ok"})).json() == {"name": "ok"}
+
+
+@contextmanager
+def access_to(stream: io.StringIO, human: bool = False) -> Iterator[None]:
+    """The access logger writing to `stream` as `serve` does (as the demo does: `human`), then restored."""
+    saved = access_log.handlers[:], access_log.propagate, access_log.level
+    handler: logging.Handler
+    if human:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter(HUMAN_ACCESS_FORMAT))
+    else:
+        settings = {k: v for k, v in log_config("info")["formatters"]["stderr"].items() if k != "()"}
+        handler = AccessHandler(stream)
+        handler.setFormatter(OrjsonFormatter(**settings))
+    access_log.handlers[:] = [handler]
+    access_log.propagate, access_log.level = False, logging.INFO
+    try:
+        yield
+    finally:
+        access_log.handlers[:], access_log.propagate, access_log.level = saved
+
+
+def entry(request_id: str, status: int | None = 200, ended: float | None = None) -> AccessEntry:
+    """One request's access entry, 1.5 ms long, ending now (perf_counter) unless `ended` says."""
+    end = perf_counter() if ended is None else ended
+    route = "/getCampaignStats/{campaignId}"
+    return ("GET", route, status, end - 0.0015, end, request_id, "2b1e3f9c-6c1f-4b6a-9c1e-1e6c3b1f2a9d")
+
+
+def test_whole_line_chunks_never_split_a_line_and_fit_a_pipe_write() -> None:
+    """Every chunk is whole lines ending in a newline, at most PIPE_BUF bytes (a pipe writes that
+    atomically, so workers sharing stderr never interleave inside a line), except a longer line alone."""
+    lines = [f'{{"n":{n},"pad":"{"x" * (n * 37 % 700)}"}}' for n in range(400)] + ["y" * (PIPE_BUF + 10), "z"]
+    chunks = whole_line_chunks(lines)
+    assert "".join(chunks) == "\n".join(lines) + "\n"
+    assert all(chunk.endswith("\n") for chunk in chunks)
+    assert all(len(chunk) <= PIPE_BUF or chunk.count("\n") == 1 for chunk in chunks)
+    assert len(chunks) < len(lines) / 3  # batched, not a write per line
+    assert whole_line_chunks([]) == []
+
+
+async def test_access_lines_wait_for_the_flush_then_are_json_lines() -> None:
+    """Entries are kept until the timer's flush, then each is one JSON line with every field; the
+    time is when its request ended, not when the batch was written."""
+    stream = io.StringIO()
+    with access_to(stream):
+        waiting = AccessLog(flush_seconds=0.05)
+        long_ago = perf_counter() - 30
+        waiting.add(entry("rid-a", ended=long_ago))
+        waiting.add(entry("rid-b", status=None))
+        assert stream.getvalue() == ""
+        await asyncio.sleep(0.5)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["request_id"] for line in lines] == ["rid-a", "rid-b"]
+    assert lines[1] == {
+        "time": lines[1]["time"],
+        "level": "INFO",
+        "logger": "callstats.access",
+        "event": "request",
+        "method": "GET",
+        "route": "/getCampaignStats/{campaignId}",
+        "status": None,
+        "duration_ms": 1.5,
+        "request_id": "rid-b",
+        "campaign_id": "2b1e3f9c-6c1f-4b6a-9c1e-1e6c3b1f2a9d",
+    }
+    first, second = (datetime.fromisoformat(line["time"]) for line in lines)
+    assert first.utcoffset() is not None and 29 < (second - first).total_seconds() < 31
+    assert abs(second.timestamp() - time.time()) < 5
+    assert waiting.entries == []
+
+
+async def test_a_full_buffer_is_written_at_once() -> None:
+    """`max_entries` waiting entries are written without waiting for the timer (the buffer is bounded)."""
+    stream = io.StringIO()
+    with access_to(stream):
+        waiting = AccessLog(flush_seconds=3600, max_entries=3)
+        for number in range(7):
+            waiting.add(entry(f"rid-{number}"))
+        written = [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
+        assert written == [f"rid-{n}" for n in range(6)] and len(waiting.entries) == 1
+        waiting.flush()
+        assert len(stream.getvalue().splitlines()) == 7
+
+
+async def test_the_demo_gets_one_plain_text_record_per_entry() -> None:
+    """With any handler but AccessHandler (the demo's plain formatter), each entry is an ordinary
+    record whose time is the request's."""
+    stream = io.StringIO()
+    with access_to(stream, human=True):
+        waiting = AccessLog(flush_seconds=3600)
+        waiting.add(entry("demo-1", ended=perf_counter() - 3600))
+        waiting.flush()
+    line = stream.getvalue()
+    stamp = datetime.fromtimestamp(time.time() - 3600).strftime("%Y-%m-%d %H")
+    assert re.fullmatch(
+        stamp + r":\d\d:\d\d,\d{3} GET /getCampaignStats/\{campaignId\} 200 1.50 ms id=demo-1\n", line
+    ), line
+
+
+# A served process's logging set-up, then entries left waiting with a timer that never fires.
+AT_EXIT = """
+import asyncio, logging.config
+from time import perf_counter
+from callstats.logs import AccessLog, log_config
+logging.config.dictConfig(log_config("warning"))
+waiting = AccessLog(flush_seconds=3600)
+async def serve():
+    for number in range(3):
+        end = perf_counter()
+        waiting.add(("GET", "/health", 200, end, end, f"exit-{number}", None))
+asyncio.run(serve())
+"""
+
+
+def test_waiting_lines_are_written_at_exit() -> None:
+    """A process that ends normally with entries still waiting writes them on its way out."""
+    done = subprocess.run([sys.executable, "-c", AT_EXIT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["request_id"], line["route"]) for line in lines] == [
+        (f"exit-{n}", "/health") for n in range(3)
+    ]
