@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import re
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from callstats.app import create_app
 from callstats.config import Settings, sqlalchemy_url
 from callstats.db.schema import campaign_counters, campaigns
+from callstats.web import _new_request_id
 from tests.demo.test_demo import CALLSTATS, wait_for_banner
 from tests.stream.helpers import new_key, serving
 from tests.test_logs import access_to
@@ -263,3 +265,20 @@ def test_a_stopped_server_has_written_every_line(database_url: str, tmp_path: Pa
     assert server.process.returncode == 0, server.log_tail()
     logged = [line["request_id"] for line in access_lines(server)]  # every line parses: none is torn
     assert sorted(rid for rid in logged if rid.startswith("stop-")) == sorted(sent), server.log_tail()
+
+
+def test_new_request_ids_are_unique_per_process_and_after_fork() -> None:
+    """A new id is 32 hex digits, never repeated in a process, and a forked child draws its own
+    random half (so the workers of one server never hand out the same id)."""
+    ids = [_new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in ids)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: report its first id, and leave without any clean-up of the parent's
+        os.write(write, _new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    assert len(theirs) == 32 and theirs[:16] != ids[0][:16]

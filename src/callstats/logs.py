@@ -125,7 +125,7 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 self.handle(access_record(entry, wall_offset))
             return
         render = formatter.jsonify_log_record
-        lines = [render(access_fields(entry, wall_offset)) for entry in entries]
+        lines = [render(fields) for fields in access_fields(entries, wall_offset)]
         with self.lock if self.lock is not None else nullcontext():
             for chunk in whole_line_chunks(lines):
                 self.stream.write(chunk)
@@ -149,27 +149,30 @@ def whole_line_chunks(lines: list[str], limit: int = PIPE_BUF) -> list[str]:
     return chunks
 
 
-def access_fields(entry: AccessEntry, wall_offset: float) -> dict[str, Any]:
-    """The fields of one access line, in the order a JSON line shows them."""
-    method, route, status, started, ended, request_id, campaign_id = entry
-    return {
-        "time": datetime.fromtimestamp(ended + wall_offset, UTC),
-        "level": "INFO",
-        "logger": access_log.name,
-        "event": "request",
-        "method": method,
-        "route": route,
-        "status": status,
-        "duration_ms": round((ended - started) * 1000, 3),
-        "request_id": request_id,
-        "campaign_id": campaign_id,
-    }
+def access_fields(entries: list[AccessEntry], wall_offset: float) -> list[dict[str, Any]]:
+    """The fields of each entry's line, in the order a JSON line shows them."""
+    name = access_log.name
+    return [
+        {
+            "time": datetime.fromtimestamp(ended + wall_offset, UTC),
+            "level": "INFO",
+            "logger": name,
+            "event": "request",
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round((ended - started) * 1_000_000) / 1000,  # 3 decimals, faster than round(x, 3)
+            "request_id": request_id,
+            "campaign_id": campaign_id,
+        }
+        for method, route, status, started, ended, request_id, campaign_id in entries
+    ]
 
 
 def access_record(entry: AccessEntry, wall_offset: float) -> logging.LogRecord:
     """One entry as a stdlib record (INFO, message `request`, the fields as attributes, `created` the
     time the answer ended), for any handler other than AccessHandler (the demo's plain text)."""
-    fields = access_fields(entry, wall_offset)
+    [fields] = access_fields([entry], wall_offset)
     created = fields.pop("time").timestamp()
     for name in ("level", "logger", "event"):
         del fields[name]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from random import getrandbits
 from time import perf_counter
 from typing import Annotated, Any
 
@@ -46,14 +47,32 @@ def error_json(error: ApiError) -> JSONResponse:
 
 def request_id(scope: Scope) -> str:
     """The id that ties an answer to its log lines: the client's `X-Request-Id` when sane (1-128
-    printable ASCII characters, optional whitespace around it trimmed), else a new random one (32
-    hex digits: 128 bits of the `random` module's generator, seeded from the OS at start and again in
-    each forked child, so no system call per request; an id is for correlation, not a secret). Kept
-    in the scope, so a request's 500 and its access line name the same id."""
+    printable ASCII characters, optional whitespace around it trimmed), else a new one (32 hex digits,
+    _new_request_id). Kept in the scope, so a request's 500 and its access line name the same id."""
     kept: str | None = scope.get(REQUEST_ID_KEY)
     if kept is None:
-        kept = scope[REQUEST_ID_KEY] = _sent_request_id(scope) or f"{getrandbits(128):032x}"
+        kept = scope[REQUEST_ID_KEY] = _sent_request_id(scope) or _new_request_id()
     return kept
+
+
+def _new_request_id() -> str:
+    """A new request id: this process's 64 random bits (from the OS, drawn again in a forked child)
+    then a counter, 32 hex digits. Unique by construction, no system call per request; it names a
+    request in the logs and is no secret (a client may send its own)."""
+    return f"{_request_ids.prefix}{next(_request_ids.counter):016x}"
+
+
+class _RequestIds:
+    def __init__(self) -> None:
+        self.draw()
+
+    def draw(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count()
+
+
+_request_ids = _RequestIds()
+os.register_at_fork(after_in_child=_request_ids.draw)
 
 
 def _sent_request_id(scope: Scope) -> str | None:
@@ -168,16 +187,13 @@ class Dispatcher:
         self.access = logs.AccessLog()  # lines waiting for their flush (logs.AccessLog)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route one ASGI connection; log its access line when it is an HTTP request."""
-        if scope["type"] == "http":
-            if self.access_log:
-                await self._logged(scope, receive, send)
-            else:
-                await self._http(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self.api(scope, receive, self._flushing(send))
+        """Route one ASGI connection; keep an HTTP request's access line for the next flush."""
+        if scope["type"] != "http":
+            await self.api(scope, receive, self._flushing(send) if scope["type"] == "lifespan" else send)
+        elif self.access_log:
+            await self._logged(scope, receive, send)
         else:
-            await self.api(scope, receive, send)
+            await self._http(scope, receive, send)
 
     def _flushing(self, send: Send) -> Send:
         """`send` for the ASGI lifespan: the waiting access lines are written before the server
@@ -191,22 +207,26 @@ class Dispatcher:
         return flushing
 
     async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one HTTP request, then keep its access line for the next flush, whatever happened."""
+        """Serve one HTTP request, then keep its access line for the next flush, whatever happened.
+
+        The request path only appends a tuple (logs.AccessLog renders and writes later, in batches);
+        `sent` is a plain function handing back send's awaitable, so no coroutine is added per message.
+        """
         started = perf_counter()
         status: int | None = None
 
-        async def sent(message: Message) -> None:
+        def sent(message: Message) -> Awaitable[None]:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         route: str | None = None
         try:
             route = await self._http(scope, receive, sent)
         finally:
-            campaign_id = self._campaign_id(scope, route)
             ended = perf_counter()
+            campaign_id = self._campaign_id(scope, route) if route is not None else None
             self.access.add((scope["method"], route, status, started, ended, request_id(scope), campaign_id))
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> str | None:
@@ -226,9 +246,9 @@ class Dispatcher:
         await self._framework(scope, receive, send)
         return _route_template(scope)
 
-    def _campaign_id(self, scope: Scope, route: str | None) -> str | None:
+    def _campaign_id(self, scope: Scope, route: str) -> str | None:
         """The campaign id in the path of a route that names one, when it has a campaign id's shape."""
-        if route is None or "{campaignId}" not in route:
+        if "{campaignId}" not in route:
             return None
         params = scope.get("path_params")  # the framework's; the stats endpoint has none
         raw = params.get("campaignId") if params else scope["path"][len(self.stats_prefix) :]
