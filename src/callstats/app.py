@@ -19,7 +19,6 @@ from callstats.calls.endpoint import RecordEventsEndpoint
 from callstats.calls.routes import router as calls_router
 from callstats.calls.schemas import EventRules
 from callstats.campaigns.routes import router as campaigns_router
-from callstats.campaigns.summaries import router as summaries_router
 from callstats.config import Settings
 from callstats.dashboard.routes import install_dashboard
 from callstats.db.deps import Db
@@ -132,7 +131,7 @@ def create_app(
     api.state.db = database
     api.state.settings = settings
     install_error_handlers(api)
-    for router in (health_router, campaigns_router, summaries_router, calls_router, timeseries_router):
+    for router in (health_router, campaigns_router, calls_router, timeseries_router):
         api.include_router(router)
     install_streaming(api, settings, database)
     install_dashboard(api)

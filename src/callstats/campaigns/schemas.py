@@ -11,6 +11,7 @@ from callstats.bodies import StoredText, StrictInt, parse_json, validation_messa
 from callstats.calls.lifecycle import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_ON, OUTCOMES
 from callstats.campaigns.phones import region_code
 from callstats.errors import ValidationFailed
+from callstats.ids import campaign_uuid
 
 MAX_CONTACTS_PER_REQUEST = 10_000
 RETRYABLE = tuple(o for o in OUTCOMES if o != "answered")
@@ -172,3 +173,45 @@ class AddContactsEnvelope(BaseModel):
 
     success: bool = True
     data: AddContactsResult
+
+
+MAX_SUMMARY_IDS = 200  # the largest page getCampaigns returns
+
+
+class CampaignSummary(BaseModel):
+    """One campaign's progress: the contact counts and success rate of getCampaignStats, same definitions."""
+
+    campaign_id: str = Field(json_schema_extra={"format": "uuid"})
+    total_contacts: int = Field(ge=0, description="contacts in the campaign")
+    calls_completed: int = Field(ge=0, description="contacts in state completed (final: answered)")
+    calls_failed: int = Field(ge=0, description="contacts in state failed (final: attempts used up)")
+    calls_in_progress: int = Field(ge=0, description="contacts with a call under way")
+    calls_pending: int = Field(ge=0, description="contacts not dialed yet or waiting for a retry")
+    success_rate: float = Field(
+        ge=0, le=100, description="100 * completed / (completed + failed), half-up to 2 decimals; 0 when none"
+    )
+
+
+class CampaignSummaries(BaseModel):
+    """getCampaignSummaries' answer in the seed's envelope: the summaries in the order the ids were asked."""
+
+    success: bool = True
+    data: list[CampaignSummary]
+
+
+def summary_ids(raw: str) -> list[str]:
+    """getCampaignSummaries' `campaignIds`: the ids in canonical form, in first-occurrence order, repeats
+    dropped. Raises ValidationFailed (400) naming the field for a malformed id, no id, or more than
+    MAX_SUMMARY_IDS."""
+    ids: dict[str, None] = {}
+    for part in raw.split(","):
+        if part.strip():
+            try:
+                ids[campaign_uuid(part.strip())] = None
+            except ValidationFailed:
+                raise ValidationFailed(f"campaignIds: {part.strip()[:64]!r} is not a UUID") from None
+    if not ids:
+        raise ValidationFailed("campaignIds: give at least one campaign id")
+    if len(ids) > MAX_SUMMARY_IDS:
+        raise ValidationFailed(f"campaignIds: at most {MAX_SUMMARY_IDS} ids, got {len(ids)}")
+    return list(ids)

@@ -15,6 +15,7 @@ from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.campaigns.schemas import (
     AddContactsResult,
     Campaign,
+    CampaignSummary,
     ContactRow,
     CreateCampaign,
     DuplicateRow,
@@ -25,7 +26,7 @@ from callstats.db.engine import Database
 from callstats.errors import CampaignNotFound, ValidationFailed
 from callstats.stats import counters
 from callstats.stats.counters import CounterDelta
-from callstats.stats.response import iso_utc
+from callstats.stats.response import iso_utc, success_rate
 
 
 def _campaign(row: RowMapping) -> Campaign:
@@ -203,3 +204,28 @@ def _contact_values(
     """A new contact's row, in queries.CONTACT_COLUMNS order."""
     metadata = json.dumps(row.metadata) if row.metadata is not None else None
     return (campaign_id, account_id, phone, row.name, metadata, "pending", 0, None, None, None, created)
+
+
+def summaries(db: Database, account_id: str, campaign_ids: list[str]) -> list[CampaignSummary]:
+    """getCampaignSummaries: the summaries of the account's campaigns among `campaign_ids`, in their order
+    (ids of no campaign of the account are left out). Raises DatabaseTimeout/unavailable as every read."""
+    with db.read() as conn:
+        rows = queries.summary_rows(conn, account_id, campaign_ids)
+    found = []
+    for campaign_id in campaign_ids:
+        row = rows.get(campaign_id)
+        if row is None:
+            continue
+        completed, failed = int(row["completed"]), int(row["failed"])
+        found.append(
+            CampaignSummary(
+                campaign_id=campaign_id,
+                total_contacts=int(row["total"]),
+                calls_completed=completed,
+                calls_failed=failed,
+                calls_in_progress=int(row["in_progress"]),
+                calls_pending=int(row["pending"]),
+                success_rate=success_rate(completed, failed),
+            )
+        )
+    return found
