@@ -35,7 +35,7 @@ Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no space, bounded
-_CAMPAIGN_ID = re.compile(r"[0-9a-fA-F-]{32,36}")  # what a logged campaign id may look like
+_campaign_id_shape = re.compile(r"[0-9a-fA-F-]{32,36}").fullmatch  # what a logged campaign id may look like
 REQUEST_ID_KEY = "callstats.request_id"  # where a request's id is kept in its ASGI scope
 
 
@@ -248,11 +248,13 @@ class Dispatcher:
 
     def _campaign_id(self, scope: Scope, route: str) -> str | None:
         """The campaign id in the path of a route that names one, when it has a campaign id's shape."""
-        if "{campaignId}" not in route:
+        if route is self.stats_route:  # the stats endpoint has no path_params: the path's tail
+            raw = scope["path"][len(self.stats_prefix) :]
+        elif "{campaignId}" in route:
+            raw = scope.get("path_params", {}).get("campaignId")
+        else:
             return None
-        params = scope.get("path_params")  # the framework's; the stats endpoint has none
-        raw = params.get("campaignId") if params else scope["path"][len(self.stats_prefix) :]
-        return raw if isinstance(raw, str) and _CAMPAIGN_ID.fullmatch(raw) else None
+        return raw if isinstance(raw, str) and _campaign_id_shape(raw) else None
 
     async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve an HTTP request with the framework; no exception escapes to the server.
