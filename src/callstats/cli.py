@@ -184,9 +184,9 @@ def migrate() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(metavar="WORKERS", min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the API (SQLite by default, PostgreSQL via CALLSTATS_DATABASE_URL).
 
@@ -260,13 +260,21 @@ def _check_redis(redis_url: str) -> None:
 
 @app.command()
 def demo(
-    contacts: Annotated[int, typer.Option(min=1, help="Contacts in the demo campaign.")] = 2000,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    contacts: Annotated[
+        int, typer.Option(metavar="CONTACTS", min=1, help="Contacts in the demo campaign.")
+    ] = 2000,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.")] = 8000,
     database: Annotated[
-        str, typer.Option(help="SQLite file, created afresh: a new path, or a database an earlier demo made.")
+        str,
+        typer.Option(
+            metavar="PATH",
+            help="SQLite file, created afresh: a new path, or a database an earlier demo made.",
+        ),
     ] = "callstats-demo.db",
-    speed: Annotated[float, typer.Option(min=0.1, help="Time acceleration of the simulated dialer.")] = 60.0,
+    speed: Annotated[
+        float, typer.Option(metavar="SPEED", min=0.1, help="Time acceleration of the simulated dialer.")
+    ] = 60.0,
     force: Annotated[
         bool, typer.Option("--force", help="Replace the --database file even if the demo did not create it.")
     ] = False,
@@ -286,14 +294,26 @@ def demo(
 
 @app.command("import")
 def import_contacts(
-    campaign_id: Annotated[str, typer.Argument(help="The campaign to add the contacts to.")],
-    csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a phone column.")],
-    key: Annotated[str, typer.Option(envvar="CALLSTATS_API_KEY", help="A write key.")],
-    url: Annotated[str, typer.Option(envvar="CALLSTATS_URL", help="The server.")] = "http://127.0.0.1:8000",
+    campaign_id: Annotated[
+        str, typer.Argument(metavar="CAMPAIGN_ID", help="The campaign to add the contacts to.")
+    ],
+    csv_file: Annotated[
+        Path, typer.Argument(metavar="CSV_FILE", exists=True, dir_okay=False, help="CSV with a phone column.")
+    ],
+    key: Annotated[str, typer.Option(metavar="KEY", envvar="CALLSTATS_API_KEY", help="A write key.")],
+    url: Annotated[
+        str, typer.Option(metavar="URL", envvar="CALLSTATS_URL", help="The server.")
+    ] = "http://127.0.0.1:8000",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")] = False,
-    encoding: Annotated[str | None, typer.Option(help="The file's charset if not UTF-8 (BOM wins).")] = None,
-    phone_column: Annotated[str | None, typer.Option(help="The column holding the phones.")] = None,
-    region: Annotated[str | None, typer.Option(help="Region of numbers without +country.")] = None,
+    encoding: Annotated[
+        str | None, typer.Option(metavar="ENCODING", help="The file's charset if not UTF-8 (BOM wins).")
+    ] = None,
+    phone_column: Annotated[
+        str | None, typer.Option(metavar="PHONE_COLUMN", help="The column holding the phones.")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(metavar="REGION", help="Region of numbers without +country.")
+    ] = None,
 ) -> None:
     """Add a CSV file's contacts to a campaign through the HTTP API, 10,000 rows per request."""
     from callstats.importer import ImportOptions, run_command
@@ -304,9 +324,11 @@ def import_contacts(
 
 @app.command()
 def watch(
-    campaign_id: Annotated[str, typer.Argument(help="The campaign to watch.")],
-    key: Annotated[str, typer.Option(envvar="CALLSTATS_API_KEY", help="A read or write key.")],
-    url: Annotated[str, typer.Option(envvar="CALLSTATS_URL", help="The server.")] = "http://127.0.0.1:8000",
+    campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID", help="The campaign to watch.")],
+    key: Annotated[str, typer.Option(metavar="KEY", envvar="CALLSTATS_API_KEY", help="A read or write key.")],
+    url: Annotated[
+        str, typer.Option(metavar="URL", envvar="CALLSTATS_URL", help="The server.")
+    ] = "http://127.0.0.1:8000",
     timeout: Annotated[
         float | None,
         typer.Option(
@@ -339,8 +361,12 @@ def _account_name(value: str) -> str:
 
 @keys_app.command("create")
 def keys_create(
-    account: Annotated[str, typer.Option(help="Account name (created if new).", callback=_account_name)],
-    scope: Annotated[str, typer.Option(help="read or write (write can do everything read can).")] = "write",
+    account: Annotated[
+        str, typer.Option(metavar="ACCOUNT", help="Account name (created if new).", callback=_account_name)
+    ],
+    scope: Annotated[
+        str, typer.Option(metavar="SCOPE", help="read or write (write can do everything read can).")
+    ] = "write",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")] = False,
 ) -> None:
     """Create a key; it is printed once and never stored."""
@@ -380,7 +406,9 @@ def keys_list() -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id `keys list` shows.")]) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key id `keys list` shows.")],
+) -> None:
     """Revoke a key: requests with it get 401 from then on."""
     db = _database(_settings())
     revoked = accounts.revoke_key(db, key_id)
@@ -391,7 +419,9 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id `keys lis
 
 
 @app.command()
-def reconcile(campaign_id: Annotated[str, typer.Argument(help="The campaign to check.")]) -> None:
+def reconcile(
+    campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID", help="The campaign to check.")],
+) -> None:
     """Recompute a campaign's numbers from raw rows and report any difference from its counters."""
     from callstats.stats.reconcile import live_differences
 
