@@ -21,6 +21,7 @@ import atexit
 import logging
 import time
 import weakref
+from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from select import PIPE_BUF
@@ -149,10 +150,11 @@ def whole_line_chunks(lines: list[str], limit: int = PIPE_BUF) -> list[str]:
     return chunks
 
 
-def access_fields(entries: list[AccessEntry], wall_offset: float) -> list[dict[str, Any]]:
-    """The fields of each entry's line, in the order a JSON line shows them."""
+def access_fields(entries: list[AccessEntry], wall_offset: float) -> Iterator[dict[str, Any]]:
+    """The fields of each entry's line, in the order a JSON line shows them; one at a time, so each
+    dict is freed once rendered (a batch of live dicts would set off the garbage collector)."""
     name = access_log.name
-    return [
+    return (
         {
             "time": datetime.fromtimestamp(ended + wall_offset, UTC),
             "level": "INFO",
@@ -166,7 +168,7 @@ def access_fields(entries: list[AccessEntry], wall_offset: float) -> list[dict[s
             "campaign_id": campaign_id,
         }
         for method, route, status, started, ended, request_id, campaign_id in entries
-    ]
+    )
 
 
 def access_record(entry: AccessEntry, wall_offset: float) -> logging.LogRecord:
