@@ -136,7 +136,7 @@ class AccessHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def whole_line_chunks(lines: list[str], limit: int = PIPE_BUF) -> list[str]:
     """`lines` joined into chunks of whole lines, each ending with a newline and, unless one line is
     longer on its own, at most `limit` bytes (PIPE_BUF: a pipe writes that much atomically).
-    The lines are ASCII (JSON escapes the rest), so characters count bytes."""
+    Access lines are ASCII (route templates, methods, sane or hex ids), so characters count bytes."""
     chunks: list[str] = []
     start, size = 0, 0
     for end, line in enumerate(lines):
