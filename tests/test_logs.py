@@ -126,7 +126,7 @@ async def test_the_framework_body_parser_is_a_400_validation_error() -> None:
 @contextmanager
 def access_to(stream: io.StringIO, human: bool = False) -> Iterator[None]:
     """The access logger writing to `stream` as `serve` does (as the demo does: `human`), then restored."""
-    saved = access_log.handlers[:], access_log.propagate, access_log.level
+    saved = access_log.handlers[:], access_log.propagate, access_log.level, access_log.disabled
     handler: logging.Handler
     if human:
         handler = logging.StreamHandler(stream)
@@ -136,11 +136,13 @@ def access_to(stream: io.StringIO, human: bool = False) -> Iterator[None]:
         handler = AccessHandler(stream)
         handler.setFormatter(OrjsonFormatter(**settings))
     access_log.handlers[:] = [handler]
-    access_log.propagate, access_log.level = False, logging.INFO
+    access_log.propagate, access_log.disabled = False, False
+    access_log.setLevel(logging.INFO)  # setLevel, not the attribute: it clears isEnabledFor's cache
     try:
         yield
     finally:
-        access_log.handlers[:], access_log.propagate, access_log.level = saved
+        access_log.handlers[:], access_log.propagate, level, access_log.disabled = saved
+        access_log.setLevel(level)
 
 
 def entry(request_id: str, status: int | None = 200, ended: float | None = None) -> AccessEntry:
