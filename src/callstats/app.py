@@ -16,7 +16,6 @@ from typing_extensions import TypedDict
 from callstats import __version__
 from callstats.calls.endpoint import PATH as EVENTS_PATH
 from callstats.calls.endpoint import RecordEventsEndpoint
-from callstats.calls.routes import router as calls_router
 from callstats.calls.schemas import EventRules
 from callstats.campaigns.routes import router as campaigns_router
 from callstats.config import Settings
@@ -131,7 +130,7 @@ def create_app(
     api.state.db = database
     api.state.settings = settings
     install_error_handlers(api)
-    for router in (health_router, campaigns_router, calls_router, timeseries_router):
+    for router in (health_router, campaigns_router, timeseries_router):
         api.include_router(router)
     install_streaming(api, settings, database)
     install_dashboard(api)

@@ -101,12 +101,6 @@ class PayloadTooLarge(ApiError):
         super().__init__(message, headers={"Connection": "close"})
 
 
-class UnsupportedMediaType(ValidationFailed):
-    """A body in a format the route does not take."""
-
-    default_message = "Unsupported Content-Type"
-
-
 class RateLimited(ApiError):
     """Over the rate limit."""
 

@@ -5,8 +5,7 @@ machinery (dependencies run in worker threads, response models) cost more than
 the write itself. This endpoint reads and parses the body, then hands it to group
 commit (calls/group.py): the key check and the write happen in a worker thread, in
 one transaction shared with the other requests waiting at that moment.
-Statuses, error envelopes and fields are the route's (calls/routes.py, which
-declares it for OpenAPI).
+calls/routes.py declares it for OpenAPI (that declaration is never mounted).
 """
 
 from __future__ import annotations

@@ -24,23 +24,10 @@ class ExtraDeltas:
     histogram: Counter[tuple[str, int]] = field(default_factory=Counter)
     series: Counter[tuple[int, str]] = field(default_factory=Counter)
 
-    def merge(self, other: ExtraDeltas) -> None:
-        """Fold another set of deltas in."""
-        self.columns.update(other.columns)
-        self.histogram.update(other.histogram)
-        self.series.update(other.series)
-
 
 def minute_of(epoch_ms: int) -> int:
     """The UTC epoch minute a time falls in."""
     return epoch_ms // MINUTE_MS
-
-
-def extra_deltas(before: ContactState, call_before: CallState | None, transition: Transition) -> ExtraDeltas:
-    """What an applied transition adds to the extra figures."""
-    extras = ExtraDeltas()
-    add_extra_deltas(extras, before, call_before, transition)
-    return extras
 
 
 def add_extra_deltas(
