@@ -12,10 +12,17 @@ from callstats.errors import ValidationFailed
 
 
 @functools.lru_cache(maxsize=4096)
+def canonical_uuid(raw: str) -> str:
+    """A UUID's canonical text (lowercase, hyphenated), the one form ids are stored and compared in;
+    ValueError when `raw` is not a UUID. Cached: requests name the same few campaigns (errors are not)."""
+    return str(uuid.UUID(raw))
+
+
+@functools.lru_cache(maxsize=4096)  # the stats hot path: one cache hit per request
 def campaign_uuid(raw: str) -> str:
     """The canonical form of a campaign id, or a 400 naming the field."""
     try:
-        return str(uuid.UUID(raw))
+        return canonical_uuid(raw)
     except (ValueError, AttributeError, TypeError):
         raise ValidationFailed(f"campaignId must be a UUID, got {raw[:64]!r}") from None
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any, Literal
 
 import orjson
@@ -17,6 +16,7 @@ from callstats.calls.lifecycle import CallEvent
 from callstats.clock import now_ms
 from callstats.config import Settings
 from callstats.errors import ValidationFailed
+from callstats.ids import canonical_uuid
 from callstats.stats.response import iso_utc
 
 MAX_EVENTS_PER_REQUEST = 1_000
@@ -82,7 +82,7 @@ class CallEventIn(BaseModel):
     @field_validator("campaign_id")
     @classmethod
     def _uuid(cls, value: str) -> str:
-        return _canonical_uuid(value)
+        return canonical_uuid(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> CallEventIn:
@@ -130,12 +130,6 @@ class CallEventIn(BaseModel):
             outcome=self.outcome,
             duration_seconds=self.duration_seconds,
         )
-
-
-@lru_cache(maxsize=1024)
-def _canonical_uuid(value: str) -> str:
-    """A UUID's canonical text (cached: a batch names the same few campaigns; errors are not cached)."""
-    return str(uuid.UUID(value))
 
 
 @dataclass(slots=True)

@@ -10,7 +10,6 @@ request by request, exactly as if they had run one after another.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -31,6 +30,7 @@ from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.clock import now_ms
 from callstats.db.driver import pipelined
 from callstats.db.engine import Database
+from callstats.ids import canonical_uuid
 from callstats.stats import counters
 from callstats.stats.counters import CounterDelta
 from callstats.stats.extras import add_extra_deltas
@@ -146,7 +146,7 @@ def record_requests(
 def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
     """The campaigns a request applied events to (what the change feed must hear about)."""
     named = {items[r.index]["campaign_id"] for r in result.results if r.status == "applied"}
-    return {str(uuid.UUID(campaign_id)) for campaign_id in named}  # a UUID parse per campaign, not per event
+    return {canonical_uuid(campaign_id) for campaign_id in named}  # a UUID parse per campaign, not per event
 
 
 def _found(phones: dict[tuple[str, str], str | InvalidPhone]) -> set[tuple[str, str]]:

@@ -197,6 +197,34 @@ class Watchdog:
                     _hang_up(conn, self.seconds)
 
 
+class SqliteChangeProbe:
+    """`PRAGMA data_version` on an SQLite connection kept for reading alone: it moves exactly when
+    another connection commits, so what was read on it since the last move is still the latest.
+
+    `connection` is that driver connection (open after the first `version()`); nothing may write on it.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._proxy: Any = None
+        self.connection: Any = None
+
+    def version(self) -> int:
+        """The current data version (microseconds: callers run it on the event loop)."""
+        if self.connection is None:
+            self._proxy = self.db.engine.raw_connection()
+            self.connection = self._proxy.driver_connection
+        version: int = self.connection.execute("PRAGMA data_version").fetchone()[0]
+        return version
+
+    def close(self) -> None:
+        """Give the connection back (the next `version()` opens another)."""
+        if self._proxy is not None:
+            with contextlib.suppress(Exception):
+                self._proxy.close()
+            self._proxy = self.connection = None
+
+
 def _hang_up(connection: Any, seconds: float) -> None:
     """Shut the connection's socket down (a dup of its fd: psycopg still owns and closes the original)."""
     with contextlib.suppress(OSError, psycopg.Error):

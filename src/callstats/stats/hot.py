@@ -9,7 +9,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from sqlalchemy import literal_column
 
-from callstats.db.engine import Database, is_unreachable
+from callstats.db.engine import Database, SqliteChangeProbe, is_unreachable
 from callstats.stats.counters import key_and_counters_select
 from callstats.turns import TurnBatches
 
@@ -35,8 +35,7 @@ class HotReader:
         compiled = key_and_counters_select().compile(dialect=db.engine.dialect)
         self.sql = compiled.string
         self.positional = compiled.positiontup
-        self._proxy: Any = None
-        self._sqlite: Any = None
+        self.probe = SqliteChangeProbe(db)  # SQLite: the connection the reads run on, and their freshness
         self._seen: dict[Any, tuple[Any, ...] | None] = {}
         self._version = -1
         # PostgreSQL: reads wait here for the next batch, which runs on one of a few autocommit
@@ -92,25 +91,20 @@ class HotReader:
         return await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=timeout)
 
     def _read_sqlite(self, params: Any) -> tuple[Any, ...] | None:
-        # One long-lived autocommit connection that never writes: `PRAGMA data_version` changes exactly
-        # when another connection commits, so a row read since then is still the latest committed one.
-        if self._sqlite is None:
-            self._proxy = self.db.engine.raw_connection()
-            self._sqlite = self._proxy.driver_connection
-        version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
+        # One long-lived autocommit connection that never writes (the probe's): its data version changes
+        # exactly when another connection commits, so a row read since then is still the latest one.
+        version = self.probe.version()
         if version != self._version or len(self._seen) > 10_000:
             self._seen.clear()
             self._version = version
         if params not in self._seen:
-            row = self._sqlite.execute(self.sql, params).fetchone()
+            row = self.probe.connection.execute(self.sql, params).fetchone()
             self._seen[params] = tuple(row) if row is not None else None
         return self._seen[params]
 
     def close(self) -> None:
         """Give the long-lived SQLite connection back and hang up PostgreSQL's idle ones (no loop needed)."""
-        if self._proxy is not None:
-            self._proxy.close()
-            self._proxy = self._sqlite = None
+        self.probe.close()
         connections, self._idle = self._idle, []
         for conn in connections:
             conn.pgconn.finish()

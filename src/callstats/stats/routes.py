@@ -16,16 +16,15 @@ import orjson
 from anyio.to_thread import run_sync
 from fastapi import APIRouter, Header, Query
 
-from callstats.accounts import keys
 from callstats.accounts.deps import ReadKey
-from callstats.accounts.service import checked_key
+from callstats.accounts.keys import presented
+from callstats.accounts.service import checked_key, key_id_of
 from callstats.db.engine import Database
 from callstats.errors import (
     CampaignNotFound,
     MethodNotAllowed,
     RateLimited,
     StatsFailed,
-    Unauthorized,
     ValidationFailed,
     rendered,
 )
@@ -133,12 +132,8 @@ class StatsEndpoint:
         self, raw_id: str, request_headers: dict[bytes, bytes], include: frozenset[str]
     ) -> tuple[int, Headers, bytes]:
         campaign_id = campaign_uuid(raw_id)
-        plaintext = keys.presented(request_headers.get(b"x-api-key", b"").decode("latin-1"))
-        if not plaintext:
-            raise Unauthorized("Missing x-api-key header")
-        key_id = keys.parse_key_id(plaintext)
-        if key_id is None:
-            raise Unauthorized("Invalid API key")
+        plaintext = presented(request_headers.get(b"x-api-key", b"").decode("latin-1"))
+        key_id = key_id_of(plaintext)
         row = await self._read(key_id, campaign_id)
         checked_key(plaintext, key_id, (row[0], row[1], row[2], row[3]) if row is not None else None)
         assert row is not None

@@ -14,14 +14,14 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from anyio.to_thread import run_sync
 
-from callstats.db.engine import Database
+from callstats.db.engine import Database, SqliteChangeProbe
 from callstats.errors import CampaignNotFound
 from callstats.feed import ChangeFeed
 from callstats.stats import counters
@@ -246,24 +246,3 @@ class CampaignWatch:
         for mailbox in self.mailboxes:
             mailbox.offer(self.current)
         self._sent_at = asyncio.get_running_loop().time()
-
-
-class SqliteChangeProbe:
-    """`PRAGMA data_version` on a connection that never writes: it moves exactly when another commits."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._proxy: Any = None
-
-    def version(self) -> int:
-        """The current data version (microseconds; called on the event loop)."""
-        if self._proxy is None:
-            self._proxy = self.db.engine.raw_connection()
-        return int(self._proxy.driver_connection.execute("PRAGMA data_version").fetchone()[0])
-
-    def close(self) -> None:
-        """Give the connection back."""
-        if self._proxy is not None:
-            with suppress(Exception):
-                self._proxy.close()
-            self._proxy = None
