@@ -167,6 +167,16 @@ async def record(client: httpx.AsyncClient, auth: dict[str, str], *events: dict[
     return data
 
 
+async def campaign_with_contact(client: httpx.AsyncClient, auth: dict[str, str]) -> str:
+    """A campaign of the key's account holding the test phone (PHONE)."""
+    campaign_id = await new_campaign(client, auth)
+    added = await client.post(
+        f"/addContacts/{campaign_id}", json={"contacts": [{"phone": PHONE}]}, headers=auth
+    )
+    assert added.status_code == 200, added.text
+    return campaign_id
+
+
 async def setup_campaign(
     client: httpx.AsyncClient, auth: dict[str, str], rules: Rules, contacts: int
 ) -> tuple[str, list[str], CampaignOracle]:

@@ -16,6 +16,7 @@ second live calls and other events the API must refuse.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -428,3 +429,14 @@ def batches(chooser: Chooser, stream: list[Event], largest: int) -> list[list[Ev
         cut.append(stream[start : start + size])
         start += size
     return cut
+
+
+class SeededChoices:
+    """Simulation choices from a seeded Random (reproducible)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def integer(self, low: int, high: int) -> int:
+        """An integer in [low, high]."""
+        return self.rng.randint(low, high)

@@ -27,10 +27,9 @@ from callstats.app import create_app
 from callstats.config import Settings, sqlalchemy_url
 from callstats.db.schema import campaign_counters, campaigns
 from callstats.web import _new_request_id
-from tests.demo.test_demo import CALLSTATS, wait_for_banner
+from tests.apps import access_to
+from tests.servers import CALLSTATS, ServerProcess, server_env, start_server, wait_for_banner
 from tests.stream.helpers import new_key, serving
-from tests.test_logs import access_to
-from tests.test_scale_out import ServerProcess, server_env, start_server
 
 WAIT_S = 15.0  # longest wait for a line to reach the log (it is written after the answer)
 ACCESS_FIELDS = {

@@ -14,55 +14,15 @@ from sqlalchemy.pool import NullPool
 
 from callstats.accounts import keys
 from callstats.accounts.service import create_key, revoke_key
-from callstats.app import CallstatsApp, create_app
+from callstats.app import CallstatsApp
 from callstats.config import Settings, is_sqlite, sqlalchemy_url
 from callstats.db import migrate
+from tests.apps import serving
 from tests.conftest import new_campaign
+from tests.envelope import assert_error
+from tests.factories import PHONE, call_event, campaign_with_contact
 
 UNREACHABLE_DATABASE_URL = "postgresql://postgres@127.0.0.1:1/test"
-LEAK_MARKERS = (
-    "traceback",
-    'file "',
-    "select ",
-    "insert ",
-    "drop ",
-    "sqlalchemy",
-    "psycopg",
-    "sqlite",
-    "campaign_counters",
-    "api_keys",
-    "secret_hash",
-    "127.0.0.1",
-    "refused",
-)
-PHONE = "+14155550100"
-
-
-def assert_error(response: httpx.Response, status: int, code: str, *, names: str | None = None) -> None:
-    """The response is the envelope `{success: false, message, error}` and leaks nothing."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"success", "message", "error"}, body
-    assert body["success"] is False
-    assert body["error"] == code
-    assert isinstance(body["message"], str) and body["message"].strip()
-    lowered = response.text.lower()
-    assert not [marker for marker in LEAK_MARKERS if marker in lowered], response.text
-    if names is not None:
-        assert names in body["message"], f"message should name {names!r}: {body['message']!r}"
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[tuple[CallstatsApp, httpx.AsyncClient]]:
-    """An app of its own (custom settings) and a client talking to it."""
-    application = create_app(settings)
-    transport = httpx.ASGITransport(app=application)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://callstats.test") as http:
-            yield application, http
-    finally:
-        application.close()
 
 
 def mistyped(key: str) -> str:
@@ -70,29 +30,6 @@ def mistyped(key: str) -> str:
     position = len(keys.PREFIX) + keys.KEY_ID_LENGTH + 5
     replacement = "B" if key[position] == "A" else "A"
     return key[:position] + replacement + key[position + 1 :]
-
-
-def call_event(campaign_id: str, event_id: str, call_id: str, kind: str, **extra: Any) -> dict[str, Any]:
-    """One recordCallEvents item for the test phone."""
-    return {
-        "event_id": event_id,
-        "campaign_id": campaign_id,
-        "phone": PHONE,
-        "call_id": call_id,
-        "type": kind,
-        "occurred_at": "2024-01-16T09:00:00Z",
-        **extra,
-    }
-
-
-async def campaign_with_contact(client: httpx.AsyncClient, auth: dict[str, str]) -> str:
-    """A campaign of the key's account holding the test phone."""
-    campaign_id = await new_campaign(client, auth)
-    added = await client.post(
-        f"/addContacts/{campaign_id}", json={"contacts": [{"phone": PHONE}]}, headers=auth
-    )
-    assert added.status_code == 200, added.text
-    return campaign_id
 
 
 def id_routes(campaign_id: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -18,8 +18,8 @@ from callstats.stream.routes import STREAM_HEADERS, STREAM_RESPONSES
 from callstats.stream.sse import PING, RETRY_MS
 from callstats.timeseries.schemas import TimeseriesEnvelope
 from tests.conftest import new_campaign
+from tests.factories import add_contacts, create_campaign, phones
 from tests.stream.helpers import new_key, serving
-from tests.test_scale_out import add_contacts, create_campaign, phones
 
 ROUTES = {
     "/createCampaign": "post",

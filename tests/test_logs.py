@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from select import PIPE_BUF
@@ -22,21 +19,17 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
-from pythonjsonlogger.orjson import OrjsonFormatter
 
 import callstats
 from callstats.errors import where
 from callstats.logs import (
-    HUMAN_ACCESS_FORMAT,
     AccessEntry,
-    AccessHandler,
     AccessLog,
-    access_log,
-    log_config,
     whole_line_chunks,
 )
 from callstats.web import install_error_handlers
-from tests.test_errors import assert_error
+from tests.apps import access_to
+from tests.envelope import assert_error
 
 SECRET = "postgresql://admin:hunter2@db/prod"  # what an exception message might carry
 
@@ -121,28 +114,6 @@ async def test_the_framework_body_parser_is_a_400_validation_error() -> None:
         for content in (b"[" * 100_000, b'{"name": ', b'{"a":' * 100_000):
             assert_error(await http.post("/body", content=content, headers=headers), 400, "VALIDATION_ERROR")
         assert (await http.post("/body", json={"name": "ok"})).json() == {"name": "ok"}
-
-
-@contextmanager
-def access_to(stream: io.StringIO, human: bool = False) -> Iterator[None]:
-    """The access logger writing to `stream` as `serve` does (as the demo does: `human`), then restored."""
-    saved = access_log.handlers[:], access_log.propagate, access_log.level, access_log.disabled
-    handler: logging.Handler
-    if human:
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter(HUMAN_ACCESS_FORMAT))
-    else:
-        settings = {k: v for k, v in log_config("info")["formatters"]["stderr"].items() if k != "()"}
-        handler = AccessHandler(stream)
-        handler.setFormatter(OrjsonFormatter(**settings))
-    access_log.handlers[:] = [handler]
-    access_log.propagate, access_log.disabled = False, False
-    access_log.setLevel(logging.INFO)  # setLevel, not the attribute: it clears isEnabledFor's cache
-    try:
-        yield
-    finally:
-        access_log.handlers[:], access_log.propagate, level, access_log.disabled = saved
-        access_log.setLevel(level)
 
 
 def entry(request_id: str, status: int | None = 200, ended: float | None = None) -> AccessEntry:

@@ -14,21 +14,16 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import REDIS_URL
-from tests.test_scale_out import (
+from tests.factories import add_contacts, answered_call, create_campaign, phones, record_events, stats
+from tests.servers import (
     HOST,
     STARTUP_S,
     STOP_S,
     ServerProcess,
-    add_contacts,
-    answered_call,
-    create_campaign,
     free_port,
     issue_key,
-    phones,
-    record_events,
     running_servers,
     server_env,
-    stats,
 )
 from tests.tools import needs_nginx
 

@@ -28,10 +28,10 @@ from callstats.accounts import keys
 from callstats.config import sqlalchemy_url
 from callstats.db.schema import campaign_counters, campaigns
 from tests.conftest import new_campaign
+from tests.envelope import assert_error
 from tests.refusals import refusing
+from tests.servers import HOST, ServerProcess, server_env, start_server
 from tests.stream.helpers import new_key
-from tests.test_errors import assert_error
-from tests.test_scale_out import HOST, ServerProcess, server_env, start_server
 
 DEEP = 100_000
 MAX_BODY = 300_000  # the served test server's body limit: room for a 100,000-deep body

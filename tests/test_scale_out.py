@@ -1,35 +1,37 @@
 """Several server processes on one PostgreSQL and one Redis: shared data, shared rate limit, failover.
 
-The helpers here (`start_server`, `issue_key`, ...) run `callstats serve` as real subprocesses;
-tests/test_importer.py and tests/test_nginx.py use them too.
+The servers are real `callstats serve` subprocesses (tests/servers.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import PG_URL, REDIS_URL
+from tests.factories import add_contacts, answered_call, create_campaign, phones, record_events, stats
+from tests.servers import (
+    HOST,
+    STARTUP_S,
+    STOP_S,
+    ServerProcess,
+    free_port,
+    issue_key,
+    running_servers,
+    server_env,
+)
 from tests.tools import needs_redis_server
 
-HOST = "127.0.0.1"
-STARTUP_S = 60.0
-STOP_S = 10.0
 RATE_LIMIT = 10
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -37,184 +39,6 @@ pytestmark = pytest.mark.skipif(
     not (PG_URL and REDIS_URL),
     reason="needs CALLSTATS_TEST_DATABASE_URL and CALLSTATS_TEST_REDIS_URL (PostgreSQL and Redis)",
 )
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def server_env(database_url: str, redis_url: str | None = None, **settings: str) -> dict[str, str]:
-    """The environment of a callstats subprocess: ours minus any CALLSTATS_*, plus these settings."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CALLSTATS_")}
-    env["CALLSTATS_DATABASE_URL"] = database_url
-    env["CALLSTATS_LOG_LEVEL"] = "warning"
-    if redis_url:
-        env["CALLSTATS_REDIS_URL"] = redis_url
-    env.update({f"CALLSTATS_{name.upper()}": value for name, value in settings.items()})
-    return env
-
-
-def callstats_argv(*args: str) -> list[str]:
-    """The `callstats` command line, run by this interpreter."""
-    return [sys.executable, "-m", "callstats.cli", *args]
-
-
-@dataclass
-class ServerProcess:
-    """One `callstats serve` subprocess, leading its own process group (uvicorn workers included)."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def base_url(self) -> str:
-        """http://127.0.0.1:port"""
-        return f"http://{HOST}:{self.port}"
-
-    def log_tail(self) -> str:
-        """The end of the server's output, for failure messages."""
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group, as a crash or a lost host would."""
-        self._signal(signal.SIGKILL)
-        self.process.wait(timeout=STOP_S)
-
-    def stop(self) -> None:
-        """SIGTERM the group, then SIGKILL after STOP_S seconds."""
-        if self.process.poll() is None:
-            self._signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_S)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        # Workers outlive a killed parent only briefly; make sure none is left behind.
-        self._signal(signal.SIGKILL)
-
-    def _signal(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, sig)
-
-
-def start_server(
-    env: dict[str, str], log_dir: Path, workers: int = 1, port: int | None = None
-) -> ServerProcess:
-    """`callstats serve` on `port` (a free one by default); returns once /ready answers 200.
-
-    It waits at most STARTUP_S seconds. A stopped server's port restarts it where its clients expect it.
-    """
-    port = port or free_port()
-    log = log_dir / f"server-{port}-{uuid.uuid4().hex[:6]}.log"
-    argv = callstats_argv("serve", "--host", HOST, "--port", str(port), "--workers", str(workers))
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    server = ServerProcess(port, process, log)
-    try:
-        wait_ready(server)
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def wait_ready(server: ServerProcess) -> None:
-    """Poll /ready until it answers 200; fail with the server's log otherwise."""
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log_tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(server.base_url + "/ready", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"server not ready within {STARTUP_S:.0f} s:\n{server.log_tail()}")
-
-
-@contextlib.contextmanager
-def running_servers(
-    env: dict[str, str], log_dir: Path, count: int, workers: int = 1
-) -> Iterator[list[ServerProcess]]:
-    """`count` servers with the same settings, all stopped on the way out."""
-    servers: list[ServerProcess] = []
-    try:
-        for _ in range(count):
-            servers.append(start_server(env, log_dir, workers))
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
-
-
-def issue_key(env: dict[str, str], scope: str = "write") -> str:
-    """A key of a new account, from `callstats keys create --json`."""
-    argv = callstats_argv(
-        "keys", "create", "--account", f"acct-{uuid.uuid4().hex[:12]}", "--scope", scope, "--json"
-    )
-    done = subprocess.run(argv, env=env, capture_output=True, timeout=60, check=True)
-    key: str = json.loads(done.stdout)["key"]
-    return key
-
-
-def create_campaign(http: httpx.Client, base_url: str, name: str = "scale-out") -> str:
-    """A new campaign through the API."""
-    response = http.post(f"{base_url}/createCampaign", json={"name": name})
-    assert response.status_code == 201, response.text
-    campaign_id: str = response.json()["data"]["campaign_id"]
-    return campaign_id
-
-
-def add_contacts(http: httpx.Client, base_url: str, campaign_id: str, phones: list[str]) -> dict[str, Any]:
-    """addContacts as CSV; its answer's data."""
-    body = "phone,name\n" + "".join(f"{phone},Contact {i}\n" for i, phone in enumerate(phones))
-    response = http.post(
-        f"{base_url}/addContacts/{campaign_id}", content=body, headers={"content-type": "text/csv"}
-    )
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
-
-
-def answered_call(campaign_id: str, phone: str, seconds: int) -> list[dict[str, Any]]:
-    """The events of one call answered and ended after `seconds` of talk."""
-    call_id = f"call-{uuid.uuid4().hex}"
-    base = {"campaign_id": campaign_id, "phone": phone, "call_id": call_id}
-    return [
-        {**base, "event_id": f"{call_id}-s", "type": "call.started", "occurred_at": "2024-01-16T09:00:00Z"},
-        {
-            **base,
-            "event_id": f"{call_id}-e",
-            "type": "call.ended",
-            "outcome": "answered",
-            "duration_seconds": seconds,
-            "occurred_at": "2024-01-16T09:05:00Z",
-        },
-    ]
-
-
-def record_events(http: httpx.Client, base_url: str, events: list[dict[str, Any]]) -> None:
-    """recordCallEvents; every event must be applied."""
-    response = http.post(f"{base_url}/recordCallEvents", json={"events": events})
-    assert response.status_code == 200, response.text
-    assert response.json()["data"]["applied"] == len(events), response.text
-
-
-def stats(http: httpx.Client, base_url: str, campaign_id: str) -> dict[str, Any]:
-    """getCampaignStats' data (the request must succeed)."""
-    response = http.get(f"{base_url}/getCampaignStats/{campaign_id}")
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
-
-
-def phones(count: int, exchange: int = 200) -> list[str]:
-    """`count` distinct valid US numbers."""
-    return [f"+1415{exchange}{line:04d}" for line in range(count)]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from callstats.config import Settings
-from tests.test_scale_out import callstats_argv, server_env
+from tests.servers import callstats_argv, server_env
 
 
 @pytest.mark.parametrize(("given", "expected"), [("GB", "GB"), ("gb", "GB"), (" de ", "DE")])

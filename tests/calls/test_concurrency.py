@@ -28,13 +28,15 @@ from callstats.db.schema import COUNTER_COLUMNS, campaign_counters, campaigns, c
 from callstats.stats.reconcile import recompute
 from callstats.stats.response import stats_response
 from tests.agreement import assert_stats
+from tests.apps import http_client
 from tests.conftest import new_campaign
+from tests.factories import setup_campaign
 from tests.oracle import (
     BASE_MS,
     RETRYABLE,
-    CampaignOracle,
     Event,
     Rules,
+    SeededChoices,
     batches,
     interleave,
     phone_of,
@@ -43,41 +45,6 @@ from tests.oracle import (
 
 CLIENTS = 16
 CONTACTS = 64
-
-
-class SeededChoices:
-    """Simulation choices from a seeded Random (reproducible)."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
-
-    def integer(self, low: int, high: int) -> int:
-        """An integer in [low, high]."""
-        return self.rng.randint(low, high)
-
-
-def http_client(app: CallstatsApp) -> httpx.AsyncClient:
-    """One more client of the app."""
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://callstats.test", timeout=120
-    )
-
-
-async def setup_campaign(
-    client: httpx.AsyncClient, auth: dict[str, str], rules: Rules, contacts: int
-) -> tuple[str, list[str], CampaignOracle]:
-    """A campaign with `contacts` contacts; its id, their phones and a matching oracle."""
-    campaign_id = await new_campaign(
-        client, auth, max_attempts=rules.max_attempts, retry_on=sorted(rules.retry_on)
-    )
-    phones = [phone_of(n) for n in range(contacts)]
-    added = await client.post(
-        f"/addContacts/{campaign_id}", json={"contacts": [{"phone": p} for p in phones]}, headers=auth
-    )
-    assert added.status_code == 200 and added.json()["data"]["accepted"] == contacts
-    oracle = CampaignOracle(rules.max_attempts, rules.retry_on)
-    oracle.add_contacts(phones)
-    return campaign_id, phones, oracle
 
 
 def client_plans(choices: SeededChoices, streams: list[list[Event]], largest: int) -> list[list[list[Event]]]:

@@ -9,8 +9,10 @@ import httpx
 from callstats.accounts import keys
 from callstats.accounts.service import create_key
 from callstats.config import Settings
+from tests.apps import serving
 from tests.conftest import new_campaign
-from tests.test_errors import assert_error, call_event, campaign_with_contact, serving
+from tests.envelope import assert_error
+from tests.factories import call_event, campaign_with_contact
 
 
 async def test_wrong_method_is_405(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

@@ -18,10 +18,11 @@ from callstats.calls.endpoint import PATH
 from callstats.calls.group import GroupCommit
 from callstats.db.engine import Database
 from tests.agreement import assert_stats
-from tests.calls.test_concurrency import SeededChoices, http_client, setup_campaign
-from tests.oracle import BASE_MS, RETRYABLE, Event, Rules, phone_of, simulate_contact
+from tests.apps import http_client
+from tests.envelope import assert_error
+from tests.factories import setup_campaign
+from tests.oracle import BASE_MS, RETRYABLE, Event, Rules, SeededChoices, phone_of, simulate_contact
 from tests.refusals import refusing
-from tests.test_errors import assert_error
 
 
 class HeldWriter:

@@ -8,28 +8,7 @@ import httpx
 
 from callstats.app import CallstatsApp
 from tests.conftest import new_campaign, stored_contacts
-
-CSV = {"content-type": "text/csv"}
-
-
-async def add(
-    client: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, **request: Any
-) -> dict[str, Any]:
-    """addContacts' 200 answer (`json=` or `content=` plus optional `headers=`)."""
-    headers = {**auth, **request.pop("headers", {})}
-    response = await client.post(f"/addContacts/{campaign_id}", headers=headers, **request)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert body["success"] is True
-    return body["data"]  # type: ignore[no-any-return]
-
-
-async def total_contacts(client: httpx.AsyncClient, auth: dict[str, str], campaign_id: str) -> int:
-    """The campaign's total_contacts as getCampaignStats reports it."""
-    response = await client.get(f"/getCampaignStats/{campaign_id}", headers=auth)
-    assert response.status_code == 200, response.text
-    total: int = response.json()["data"]["total_contacts"]
-    return total
+from tests.factories import CSV, add, total_contacts
 
 
 def phones(n: int, start: int = 0) -> list[dict[str, str]]:

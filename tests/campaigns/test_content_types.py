@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from callstats.app import CallstatsApp
-from tests.campaigns.test_contacts import add, total_contacts
 from tests.conftest import new_campaign, stored_contacts
+from tests.factories import add, total_contacts
 
 UNDECLARED = [
     pytest.param({}, id="no-content-type"),

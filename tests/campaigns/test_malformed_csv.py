@@ -9,8 +9,8 @@ import pytest
 
 from callstats.app import CallstatsApp
 from callstats.importer import ImportFailed, ImportOptions, check_syntax, import_csv, read_chunks
-from tests.campaigns.test_contacts import CSV, add, total_contacts
 from tests.conftest import new_campaign, stored_contacts
+from tests.factories import CSV, add, total_contacts
 
 GOOD = "+14155550101,Ann\n+14155550102,Bob\n"
 UNCLOSED = (

@@ -12,8 +12,7 @@ import pytest
 from callstats.app import CallstatsApp, create_app
 from callstats.config import Settings
 from tests.conftest import new_campaign
-from tests.stats.test_freshness import record
-from tests.stream.helpers import ended_call, started_call
+from tests.factories import ended_call, record, started_call
 
 SUMMARY_FIELDS = (
     "total_contacts",

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.dashboard.test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS
-from tests.test_scale_out import ServerProcess, server_env, start_server
-from tests.tools import needs_chromium
+from tests.browser import CHROMIUM_ARGS, WAIT_MS
+from tests.servers import ServerProcess, server_env, start_server
+from tests.tools import CHROMIUM, needs_chromium
 
 pytestmark = needs_chromium
 playwright_api = pytest.importorskip("playwright.async_api", reason="needs the playwright Python package")

@@ -15,18 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.dashboard.test_dashboard import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    WAIT_MS,
-    Site,
-    _now,
-    sign_in,
-    wait_for_values,
-)
-from tests.stream.helpers import ended_call, new_key, started_call
-from tests.test_scale_out import add_contacts, phones, server_env, start_server
-from tests.tools import needs_chromium
+from tests.browser import CHROMIUM_ARGS, WAIT_MS, Site, now, sign_in, wait_for_values
+from tests.factories import add_contacts, ended_call, phones, started_call
+from tests.servers import server_env, start_server
+from tests.stream.helpers import new_key
+from tests.tools import CHROMIUM, needs_chromium
 
 pytestmark = needs_chromium
 playwright_api = pytest.importorskip("playwright.async_api", reason="needs the playwright Python package")
@@ -124,16 +117,16 @@ class Calls:
         self.count[contact] += 1
         call_id = f"k{contact}-{self.count[contact]}"
         phone = self.site.phones[contact]
-        events = [started_call(self.site.campaign_id, phone, call_id, at=_now())]
+        events = [started_call(self.site.campaign_id, phone, call_id, at=now())]
         if outcome is not None:
-            events.append(ended_call(self.site.campaign_id, phone, call_id, outcome, 40, at=_now()))
+            events.append(ended_call(self.site.campaign_id, phone, call_id, outcome, 40, at=now()))
         return events
 
     def end(self, contact: int, outcome: str) -> dict[str, Any]:
         """The end of `contact`'s latest call."""
         call_id = f"k{contact}-{self.count[contact]}"
         phone = self.site.phones[contact]
-        return ended_call(self.site.campaign_id, phone, call_id, outcome, 40, at=_now())
+        return ended_call(self.site.campaign_id, phone, call_id, outcome, 40, at=now())
 
     def send(self, *groups: list[dict[str, Any]] | dict[str, Any]) -> None:
         """recordCallEvents with these events (every one applied), remembered for the recomputation."""

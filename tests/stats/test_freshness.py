@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import new_campaign
+from tests.factories import record
 
 
 async def stats(
@@ -15,14 +16,6 @@ async def stats(
     """One stats read, with extra request headers (if_none_match=... becomes If-None-Match)."""
     extra = {name.replace("_", "-"): value for name, value in headers.items()}
     return await client.get(f"/getCampaignStats/{campaign_id}", headers={**auth, **extra})
-
-
-async def record(client: httpx.AsyncClient, auth: dict[str, str], *events: dict[str, Any]) -> dict[str, Any]:
-    """Record events; the acknowledged (2xx) answer's data."""
-    response = await client.post("/recordCallEvents", json={"events": list(events)}, headers=auth)
-    assert 200 <= response.status_code < 300, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
 
 
 def event(campaign_id: str, n: int, phone: str, call_id: str, kind: str, **extra: Any) -> dict[str, Any]:

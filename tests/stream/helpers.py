@@ -16,7 +16,7 @@ import httpx
 from callstats.accounts.service import create_key
 from callstats.db.engine import Database
 from callstats.watch import SseEvent, stream_events
-from tests.test_scale_out import ServerProcess, server_env, start_server
+from tests.servers import ServerProcess, server_env, start_server
 
 Arrival = tuple[float, SseEvent]
 
@@ -112,41 +112,6 @@ def serving(
         yield server
     finally:
         server.stop()
-
-
-def started_call(
-    campaign_id: str, phone: str, call_id: str, at: str = "2024-01-16T09:00:00Z"
-) -> dict[str, Any]:
-    """A call.started event."""
-    return {
-        "event_id": f"{call_id}-started",
-        "campaign_id": campaign_id,
-        "phone": phone,
-        "call_id": call_id,
-        "type": "call.started",
-        "occurred_at": at,
-    }
-
-
-def ended_call(
-    campaign_id: str,
-    phone: str,
-    call_id: str,
-    outcome: str,
-    seconds: int = 0,
-    at: str = "2024-01-16T09:01:00Z",
-) -> dict[str, Any]:
-    """A call.ended event."""
-    return {
-        "event_id": f"{call_id}-ended",
-        "campaign_id": campaign_id,
-        "phone": phone,
-        "call_id": call_id,
-        "type": "call.ended",
-        "outcome": outcome,
-        "duration_seconds": seconds,
-        "occurred_at": at,
-    }
 
 
 def post_events(http: httpx.Client, base_url: str, *events: dict[str, Any]) -> float:

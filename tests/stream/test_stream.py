@@ -20,16 +20,8 @@ from callstats.accounts.service import authenticate
 from callstats.app import CallstatsApp
 from callstats.stream.hub import Mailbox, Snapshot, StreamHub
 from tests.conftest import PG_URL, REDIS_URL, new_campaign
-from tests.stream.helpers import (
-    ended_call,
-    new_key,
-    post_events,
-    reading,
-    serving,
-    started_call,
-    stats_data,
-)
-from tests.test_scale_out import add_contacts, create_campaign, phones
+from tests.factories import add_contacts, create_campaign, ended_call, phones, started_call
+from tests.stream.helpers import new_key, post_events, reading, serving, stats_data
 
 ACK_TO_STREAM_S = 0.25  # the bound: a change is on the stream within 250 ms of its acknowledgement
 needs_pg_and_redis = pytest.mark.skipif(
