@@ -7,6 +7,7 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +22,34 @@ depends_on = None
 
 OUTCOMES = ("answered", "busy", "no_answer", "failed", "voicemail")
 SERIES = ("starts", *OUTCOMES, "talk_seconds", "finals_failed")
+
+# The talk-time buckets as stats/histogram.py defined them at this revision, frozen here: a migration
+# must not change when the live code does. Bucket i holds durations d with EDGES[i-1] < d <= EDGES[i],
+# durations clamped to [0, TALK_MAX_SECONDS].
+TALK_MAX_SECONDS = 604_800
+# fmt: off
+TALK_EDGES = (
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 23, 25, 27, 29, 31, 33,
+    35, 37, 39, 42, 45, 48, 51, 54, 57, 60, 64, 68, 72, 76, 80, 85, 90, 95, 100, 106, 112, 118, 124,
+    131, 138, 145, 153, 161, 170, 179, 189, 199, 210, 221, 233, 245, 258, 271, 285, 300, 316, 332, 349,
+    367, 386, 406, 427, 449, 472, 496, 521, 548, 576, 605, 636, 668, 702, 738, 775, 814, 855, 898, 943,
+    991, 1041, 1094, 1149, 1207, 1268, 1332, 1399, 1470, 1544, 1622, 1704, 1790, 1880, 1975, 2074, 2178,
+    2287, 2402, 2523, 2650, 2783, 2923, 3070, 3224, 3386, 3556, 3734, 3921, 4118, 4324, 4541, 4769,
+    5008, 5259, 5523, 5800, 6091, 6396, 6716, 7052, 7405, 7776, 8165, 8574, 9003, 9454, 9927, 10424,
+    10946, 11494, 12069, 12673, 13307, 13973, 14672, 15406, 16177, 16986, 17836, 18728, 19665, 20649,
+    21682, 22767, 23906, 25102, 26358, 27676, 29060, 30514, 32040, 33643, 35326, 37093, 38948, 40896,
+    42941, 45089, 47344, 49712, 52198, 54808, 57549, 60427, 63449, 66622, 69954, 73452, 77125, 80982,
+    85032, 89284, 93749, 98437, 103359, 108528, 113955, 119653, 125636, 131918, 138514, 145440, 152713,
+    160349, 168367, 176786, 185626, 194908, 204654, 214887, 225632, 236914, 248760, 261199, 274260,
+    287974, 302373, 317492, 333367, 350036, 367538, 385915, 405211, 425472, 446746, 469084, 492539,
+    517167, 543026, 570178, 598687, 628622,
+)
+# fmt: on
+
+
+def _talk_bucket(seconds: int) -> int:
+    """The index of the bucket holding a talk time (stats/histogram.talk_bucket at this revision)."""
+    return bisect.bisect_left(TALK_EDGES, min(max(seconds, 0), TALK_MAX_SECONDS))
 
 
 def upgrade() -> None:
@@ -51,8 +80,6 @@ def upgrade() -> None:
 
 def _backfill(conn: sa.Connection) -> None:
     """Derive the new figures of existing campaigns from their raw rows, into slot 0."""
-    from callstats.stats.histogram import talk_bucket
-
     campaigns = conn.execute(sa.text("SELECT id, account_id FROM campaigns")).all()
     for campaign_id, account_id in campaigns:
         calls = conn.execute(
@@ -78,7 +105,7 @@ def _backfill(conn: sa.Connection) -> None:
                 "c": campaign_id,
             },
         )
-        _backfill_histograms(conn, campaign_id, account_id, calls, talk_bucket)
+        _backfill_histograms(conn, campaign_id, account_id, calls, _talk_bucket)
         _backfill_series(conn, campaign_id, account_id, calls)
 
 
