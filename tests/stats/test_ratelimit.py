@@ -63,7 +63,13 @@ async def test_sixth_request_is_429_with_headers(client: httpx.AsyncClient, auth
     assert all("retry-after" not in r.headers for r in answers)
     refused = await read_stats(client, auth, campaign_id)
     assert refused.status_code == 429
-    assert refused.json() == {"success": False, "message": refused.json()["message"], "error": "RATE_LIMITED"}
+    reset = STATE.match(refused.headers["ratelimit"])
+    assert reset, refused.headers
+    assert refused.json() == {
+        "success": False,
+        "message": f"Rate limit exceeded for this campaign; retry in {reset['t']} s",
+        "error": "RATE_LIMITED",
+    }
     assert remaining(refused) == 0
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert (await read_stats(client, auth, campaign_id)).status_code == 429
