@@ -74,3 +74,38 @@ def test_helper_imports_pass() -> None:
     """Importing helper modules is what the suite should do."""
     found = imported_modules("from tests.factories import call_event\nimport tests.servers", "tests.calls.x")
     assert not [name for name in found if is_test_module(name)]
+
+
+def always_true_asserts(source: str) -> list[str]:
+    """Assertions that cannot fail: a truthy constant, or a comparison of an expression with itself
+    (the same source on both sides, no call in it, so both sides are the same value)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assert) and isinstance(node.test, ast.Constant) and node.test.value:
+            found.append(ast.unparse(node))
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            pure = not any(isinstance(inner, ast.Call | ast.Await) for inner in ast.walk(node))
+            if pure and len({ast.dump(operand) for operand in operands}) < len(operands):
+                found.append(ast.unparse(node))
+    return found
+
+
+def test_no_assertion_compares_a_value_with_itself() -> None:
+    """No `assert True`, no `x == x`, no `message == message` anywhere in the suite."""
+    found = {
+        str(path.relative_to(TESTS)): always_true_asserts(path.read_text()) for path in TESTS.rglob("*.py")
+    }
+    assert {path: asserts for path, asserts in found.items() if asserts} == {}
+
+
+def test_the_self_comparison_check_sees_them() -> None:
+    """The check finds each kind, and leaves alone comparisons that can fail."""
+    source = (
+        "assert True\n"
+        "assert body['message'] == body['message']\n"
+        "assert a is a\n"
+        "assert run(1) == run(1)\n"  # two runs: can differ
+        "assert body['message'] == expected\n"
+    )
+    assert always_true_asserts(source) == ["assert True", "body['message'] == body['message']", "a is a"]
