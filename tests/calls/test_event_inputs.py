@@ -20,6 +20,7 @@ from callstats.config import Settings
 from callstats.db.schema import campaign_timeseries
 from callstats.stats.response import iso_utc
 from tests.conftest import new_campaign
+from tests.factories import call_event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -31,15 +32,7 @@ def ms(moment: datetime) -> int:
 
 def event(campaign_id: str, n: int, phone: str = "+14155550100", **fields: Any) -> dict[str, Any]:
     """A valid call.started of its own call, with `fields` replaced."""
-    return {
-        "event_id": f"ev{n}",
-        "campaign_id": campaign_id,
-        "phone": phone,
-        "call_id": f"call{n}",
-        "type": "call.started",
-        "occurred_at": "2024-01-16T09:00:00Z",
-        **fields,
-    }
+    return {**call_event(campaign_id, f"ev{n}", f"call{n}", "call.started", phone=phone), **fields}
 
 
 async def campaign_with(

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import new_campaign
-from tests.factories import record
+from tests.factories import call_event, record
 
 
 async def stats(
@@ -20,15 +20,8 @@ async def stats(
 
 def event(campaign_id: str, n: int, phone: str, call_id: str, kind: str, **extra: Any) -> dict[str, Any]:
     """A call event with a unique id."""
-    return {
-        "event_id": f"ev-{n}",
-        "campaign_id": campaign_id,
-        "phone": phone,
-        "call_id": call_id,
-        "type": kind,
-        "occurred_at": f"2024-01-16T09:{n // 60 % 60:02d}:{n % 60:02d}Z",
-        **extra,
-    }
+    at = f"2024-01-16T09:{n // 60 % 60:02d}:{n % 60:02d}Z"
+    return {**call_event(campaign_id, f"ev-{n}", call_id, kind, phone=phone, at=at), **extra}
 
 
 async def test_etag_and_conditional_requests(client: httpx.AsyncClient, auth: dict[str, str]) -> None:

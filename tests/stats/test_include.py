@@ -21,6 +21,7 @@ from sqlalchemy import text
 from callstats.app import CallstatsApp
 from callstats.stats.histogram import percentile, talk_bucket
 from tests.conftest import new_campaign
+from tests.factories import ended_call
 from tests.oracle import BASE_MS, OUTCOMES, Rules, batches, interleave, phone_of, simulate_contact
 from tests.seed import SEED_FIELDS
 
@@ -109,16 +110,8 @@ async def post(
 
 def ended(campaign_id: str, phone: str, call_id: str, outcome: str, duration: int, n: int) -> dict[str, Any]:
     """A call.ended event (which starts the call when it was never seen)."""
-    return {
-        "event_id": f"{call_id}-e",
-        "campaign_id": campaign_id,
-        "phone": phone,
-        "call_id": call_id,
-        "type": "call.ended",
-        "outcome": outcome,
-        "duration_seconds": duration,
-        "occurred_at": f"2024-01-16T{10 + n // 3600 % 12:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z",
-    }
+    at = f"2024-01-16T{10 + n // 3600 % 12:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z"
+    return ended_call(campaign_id, phone, call_id, outcome, duration, at, event_id=f"{call_id}-e")
 
 
 @pytest.fixture

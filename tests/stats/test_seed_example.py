@@ -7,23 +7,15 @@ from typing import Any
 import httpx
 
 from tests.conftest import new_campaign
+from tests.factories import call_event
 from tests.seed import SEED_EXAMPLE, SEED_FIELDS
 
 SEED_DATA = {k: v for k, v in SEED_EXAMPLE.items() if k not in ("campaign_id", "started_at")}
 
 
 def _event(n: int, phone: str, call: str, kind: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "event_id": f"ev-{n}",
-        "campaign_id": extra.pop("campaign_id"),
-        "phone": phone,
-        "call_id": call,
-        "type": kind,
-        "occurred_at": "2024-01-16T09:00:00Z"
-        if n == 0
-        else f"2024-01-16T10:{n // 1000 % 60:02d}:{n % 60:02d}Z",
-        **extra,
-    }
+    at = "2024-01-16T09:00:00Z" if n == 0 else f"2024-01-16T10:{n // 1000 % 60:02d}:{n % 60:02d}Z"
+    return {**call_event(extra.pop("campaign_id"), f"ev-{n}", call, kind, phone=phone, at=at), **extra}
 
 
 def seed_events(campaign_id: str, phones: list[str]) -> list[dict[str, Any]]:

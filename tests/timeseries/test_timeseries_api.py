@@ -31,6 +31,7 @@ from callstats.accounts.service import create_key
 from callstats.app import CallstatsApp, create_app
 from callstats.config import Settings
 from tests.conftest import PG_URL, _truncate, new_campaign
+from tests.factories import ended_call, started_call
 from tests.oracle import (
     EPOCH,
     OUTCOMES,
@@ -638,28 +639,12 @@ def _ended(
     campaign_id: str, phone: str, call_id: str, at: str, outcome: str, duration: int
 ) -> dict[str, Any]:
     """A call.ended event (it also starts the call when its call.started was never seen)."""
-    return {
-        "event_id": f"{call_id}-e",
-        "campaign_id": campaign_id,
-        "phone": phone,
-        "call_id": call_id,
-        "type": "call.ended",
-        "outcome": outcome,
-        "duration_seconds": duration,
-        "occurred_at": at,
-    }
+    return ended_call(campaign_id, phone, call_id, outcome, duration, at, event_id=f"{call_id}-e")
 
 
 def _started(campaign_id: str, phone: str, call_id: str, at: str) -> dict[str, Any]:
     """A call.started event."""
-    return {
-        "event_id": f"{call_id}-s",
-        "campaign_id": campaign_id,
-        "phone": phone,
-        "call_id": call_id,
-        "type": "call.started",
-        "occurred_at": at,
-    }
+    return started_call(campaign_id, phone, call_id, at, event_id=f"{call_id}-s")
 
 
 def _offset(tz: str) -> str:
