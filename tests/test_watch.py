@@ -19,21 +19,21 @@ import httpx
 import pytest
 from rich.console import Console
 
+from callstats.urls import BadUrl, check_url
 from callstats.watch import (
-    BadUrl,
     SseEvent,
     WatchGaveUp,
     WatchState,
-    check_url,
     follow,
     render,
     retry_delay,
     sse_events,
     summary_line,
 )
+from tests.factories import add_contacts, create_campaign, phones, started_call
 from tests.seed import SEED_EXAMPLE
-from tests.stream.helpers import new_key, post_events, serving, started_call
-from tests.test_scale_out import add_contacts, callstats_argv, create_campaign, free_port, phones
+from tests.servers import callstats_argv, free_port
+from tests.stream.helpers import new_key, post_events, serving
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 STATS: dict[str, Any] = SEED_EXAMPLE

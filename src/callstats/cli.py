@@ -1,31 +1,97 @@
 """The `callstats` command: serve, migrate, demo, import, keys, reconcile, watch.
 
 An error a person can act on (a bad setting, an unreachable or malformed database URL, a taken
-port, a file the demo must not replace, a watch URL that cannot work) ends the command with one
-line on stderr and exit code 2; `callstats --debug COMMAND` shows the traceback instead.
+port, a file the demo must not replace, a server URL that cannot work) ends the command with one
+line on stderr, `callstats COMMAND: what is wrong; what to check`, and exit code 2; click's usage
+errors (a bad option or argument) exit with 2 as well. Any other failure is one line and exit
+code 1. `callstats --debug COMMAND` shows the traceback instead. Every message is printed by
+`_error`, unwrapped (one message, one line) whatever the terminal.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
+from typer._click import Context, HelpFormatter  # typer 0.29 vendors click: its commands use these
+from typer.core import TyperArgument, TyperCommand
 
 from callstats import __version__
 from callstats.accounts import service as accounts
-from callstats.config import DEFAULT_DATABASE_URL, Settings, is_sqlite, sqlalchemy_url
+from callstats.config import DEFAULT_DATABASE_URL, Settings, is_sqlite, redacted
 from callstats.db import migrate as migrations
 from callstats.db.engine import Database
+
+EXIT_USAGE = 2  # as click's usage errors: a setting, a URL, a file, an id or an option to fix
+EXIT_FAILED = 1  # anything else that stopped the command (reconcile: the counters differ)
+PORT_RANGE = {"min": 0, "max": 65535}  # 0: any free port
+PORT_HELP = "TCP port (0: any free port)."
+
+
+@dataclass
+class _Run:
+    """This invocation's global options, its command (`callstats keys list`) and the database URL it
+    uses (for error messages)."""
+
+    debug: bool = False
+    command: str = "callstats"
+    database_url: str | None = None
+
+
+_run = _Run()
+
+
+class PlainHelpCommand(TyperCommand):
+    """A typer command with click's plain help layout, and the one that records which command runs.
+
+    An argument is shown by its name alone, `CAMPAIGN_ID`, where typer 0.29 prints `{CAMPAIGN_ID}`
+    in the usage line and `CAMPAIGN_ID <str>` in the Arguments section. (An option shows its
+    metavar: every option that takes a value declares one.)
+    """
+
+    def invoke(self, ctx: Context) -> Any:
+        """Run the command, remembering its path for the one-line errors."""
+        _run.command = ctx.command_path
+        return super().invoke(ctx)
+
+    def collect_usage_pieces(self, ctx: Context) -> list[str]:
+        """`[OPTIONS] CAMPAIGN_ID CSV_FILE`: required arguments bare, optional ones in brackets."""
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.display_name_raw
+                name = name if param.required else f"[{name}]"
+                pieces.append(name if param.nargs == 1 else f"{name}...")
+        return pieces
+
+    def format_options(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The Arguments and Options sections; an argument's name without a type label."""
+        arguments: list[tuple[str, str]] = []
+        options: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if isinstance(param, TyperArgument):
+                arguments.append((param.display_name_raw, record[1]))
+            else:
+                options.append(record)
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
 
 # Plain help (click's layout): typer's rich help prints a type such as <bool> beside every flag.
 app = typer.Typer(
@@ -38,18 +104,6 @@ keys_app = typer.Typer(
     help="Manage API keys (only their hashes are stored).", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(keys_app, name="keys")
-EXIT_USAGE = 2  # as click's usage errors: a setting, a URL, a file or an option to fix
-
-
-@dataclass
-class _Run:
-    """This invocation's global options, and the database URL it uses (for error messages)."""
-
-    debug: bool = False
-    database_url: str | None = None
-
-
-_run = _Run()
 
 
 def _show_version(show: bool) -> None:
@@ -73,40 +127,31 @@ def _global_options(
 
 
 def _settings() -> Settings:
-    """The settings from CALLSTATS_* variables; a bad one ends the command with one line per problem."""
+    """The settings from CALLSTATS_* variables; a bad one ends the command with one line (exit code 2)
+    naming each problem (a malformed CALLSTATS_DATABASE_URL is one: config.database_url_problem)."""
     try:
         settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"CALLSTATS_{str(error['loc'][0]).upper()}: {error['msg'].removeprefix('Value error, ')}"
-            for error in exc.errors()
-        )
-        _fail(f"bad setting: {problems}", code=EXIT_USAGE)
+        problems = "; ".join(_setting_problem(error) for error in exc.errors())
+        _fail(problems, code=EXIT_USAGE)
         raise AssertionError("unreachable") from None
     _run.database_url = settings.database_url
-    problem = malformed_database_url(settings.database_url)
-    if problem:
-        _fail(problem, code=EXIT_USAGE)
     return settings
 
 
-def malformed_database_url(url: str) -> str | None:
-    """One line saying why CALLSTATS_DATABASE_URL cannot name a callstats database, or None."""
-    try:
-        backend = make_url(sqlalchemy_url(url)).get_backend_name()
-    except (ArgumentError, ValueError) as exc:
-        reason = "not a URL" if isinstance(exc, ArgumentError) else str(exc)
-    else:
-        if backend in ("sqlite", "postgresql"):
-            return None
-        reason = f"callstats does not run on {backend!r}"
-    return (
-        f"CALLSTATS_DATABASE_URL={redacted(url)!r} is malformed ({reason}): "
-        "give sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-    )
+def _setting_problem(error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if message.startswith("CALLSTATS_"):  # the message names the setting itself
+        return message
+    return f"bad setting CALLSTATS_{str(error['loc'][0]).upper()}: {message}"
 
 
 def _database(settings: Settings) -> Database:
+    """The database, its schema up to date; else one line: no such SQLite file (exit code 2, and the
+    file is not created), or a schema behind or ahead of the code (exit code 1)."""
+    missing = _missing_sqlite_file(settings.database_url)
+    if missing is not None:
+        _fail(f"no database at {missing}: run `callstats migrate` first to create it", code=EXIT_USAGE)
     db = Database(settings.database_url, pool_size=2, counter_slots=settings.counter_slots)
     status = migrations.status(db.engine, settings.database_url)
     if not status.up_to_date:
@@ -115,29 +160,49 @@ def _database(settings: Settings) -> Database:
     return db
 
 
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The absolute path of the file an SQLite URL names when there is no file there, else None
+    (opening it would create an empty database file)."""
+    if not is_sqlite(url):
+        return None
+    path = Path(make_url(url).database or "")
+    return None if path.exists() else path.absolute()
+
+
 def _behind_message(status: migrations.SchemaStatus) -> str:
     if status.ahead:
         return (
-            f"The database schema is at revision {status.current}, newer than this callstats knows "
-            f"(its newest is {status.head}): run a callstats at least as new as the one that migrated it."
+            f"the database schema is at revision {status.current}, newer than this callstats knows "
+            f"(its newest is {status.head}): run a callstats at least as new as the one that migrated it"
         )
     return (
-        f"The database schema is at revision {status.current or 'none (empty database)'}, "
-        f"this callstats needs {status.head}: run `callstats migrate` first."
+        f"the database schema is at revision {status.current or 'none (empty database)'}, "
+        f"this callstats needs {status.head}: run `callstats migrate` first"
     )
 
 
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(message, err=True, fg=typer.colors.RED)
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    """End the command with one line on stderr (see _error) and this exit code."""
+    _error(message)
     raise typer.Exit(code)
 
 
-def redacted(url: str) -> str:
-    """The URL with its password shown as *** (also when it does not parse as a URL)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+def _error(message: str) -> None:
+    """Print `callstats COMMAND: message` on stderr as one line, whatever the terminal's width.
+
+    The one place errors are printed: click.echo never wraps (rich would wrap at 80 columns when
+    stderr is not a terminal), a multi-line message is joined, and the colour shows only on a terminal.
+    """
+    text = " ".join(line.strip() for line in message.strip().splitlines())
+    typer.secho(f"{_run.command}: {text}", err=True, fg=typer.colors.RED)
+
+
+def reason(exc: BaseException) -> str:
+    """An exception's text as a clause inside one line: its first line, without a closing period
+    (the message goes on with "; check ..."), or its type's name when it has no text."""
+    detail = str(exc).strip()
+    first = detail.splitlines()[0].strip() if detail else ""
+    return first.rstrip(".").rstrip() or type(exc).__name__
 
 
 def database_problem(exc: ArgumentError | DBAPIError, url: str) -> str:
@@ -151,16 +216,15 @@ def database_problem(exc: ArgumentError | DBAPIError, url: str) -> str:
             f"CALLSTATS_DATABASE_URL={shown!r} is not a database URL callstats can use: "
             "give sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
         )
-    detail = str(exc.orig if exc.orig is not None else exc).strip()
-    reason = detail.splitlines()[0] if detail else type(exc.orig or exc).__name__
+    why = reason(exc.orig if exc.orig is not None else exc)
     password = _password(url)
     if password:
-        reason = reason.replace(password, "***")
+        why = why.replace(password, "***")
     if is_sqlite(url):
         check = "check that the file's directory exists and that this user may write there"
     else:
         check = "check that the server runs at that host and port, and the user, password and database name"
-    return f"cannot use the database {shown} (CALLSTATS_DATABASE_URL): {reason}; {check}"
+    return f"cannot use the database {shown} (CALLSTATS_DATABASE_URL): {why}; {check}"
 
 
 def _password(url: str) -> str | None:
@@ -170,7 +234,7 @@ def _password(url: str) -> str | None:
         return None
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def migrate() -> None:
     """Create or upgrade the schema of the database CALLSTATS_DATABASE_URL names."""
     settings = _settings()
@@ -182,10 +246,10 @@ def migrate() -> None:
     typer.echo(done.describe())
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def serve(
     host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(metavar="PORT", **PORT_RANGE, help=PORT_HELP)] = 8000,
     workers: Annotated[int, typer.Option(metavar="WORKERS", min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the API (SQLite by default, PostgreSQL via CALLSTATS_DATABASE_URL).
@@ -206,7 +270,7 @@ def serve(
     try:
         listener = listen(host, port)
     except ListenFailed as exc:
-        _fail(f"callstats serve: {exc}", code=EXIT_USAGE)
+        _fail(str(exc), code=EXIT_USAGE)
         return
     config = uvicorn.Config(
         "callstats.app:app_from_env",
@@ -242,15 +306,13 @@ def _check_redis(redis_url: str) -> None:
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     except ValueError as exc:
-        _fail(f"CALLSTATS_REDIS_URL={shown!r} is not a Redis URL: {exc}", code=EXIT_USAGE)
+        _fail(f"CALLSTATS_REDIS_URL={shown!r} is not a Redis URL: {reason(exc)}", code=EXIT_USAGE)
         return
     try:
         client.ping()
     except redis.RedisError as exc:
-        detail = str(exc).strip()
-        reason = detail.splitlines()[0] if detail else type(exc).__name__
         _fail(
-            f"cannot reach Redis at {shown} (CALLSTATS_REDIS_URL): {reason}; "
+            f"cannot reach Redis at {shown} (CALLSTATS_REDIS_URL): {reason(exc)}; "
             "check that it runs at that host and port, and its password",
             code=EXIT_USAGE,
         )
@@ -258,44 +320,81 @@ def _check_redis(redis_url: str) -> None:
         client.close()
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def demo(
     contacts: Annotated[
         int, typer.Option(metavar="CONTACTS", min=1, help="Contacts in the demo campaign.")
     ] = 2000,
     host: Annotated[str, typer.Option(metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(metavar="PORT", help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(metavar="PORT", **PORT_RANGE, help=PORT_HELP)] = 8000,
     database: Annotated[
         str,
         typer.Option(
             metavar="PATH",
-            help="SQLite file, created afresh: a new path, or a database an earlier demo made.",
+            help="SQLite file, created afresh: a new path, an empty file, or a database an earlier "
+            "demo made that no running demo uses.",
         ),
     ] = "callstats-demo.db",
     speed: Annotated[
         float, typer.Option(metavar="SPEED", min=0.1, help="Time acceleration of the simulated dialer.")
     ] = 60.0,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace the --database file even if the demo did not create it.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace the --database file even if the demo did not create it or a demo runs on it.",
+        ),
     ] = False,
 ) -> None:
     """Fresh SQLite database, a key, a campaign and a simulated dialer, served live; Ctrl-C stops it.
 
-    The demo replaces its --database file only if it created it (it marks its databases); any
-    other file is refused with exit code 2, unless --force is given.
+    The demo replaces its --database file only if it created it (it marks its databases) and no
+    running demo holds it (PATH.lock); an empty file counts as new. Any other file, a directory
+    that does not exist or a taken port is refused with one line and exit code 2; --force replaces
+    the file anyway.
     """
     from callstats.demo.runner import DemoRefused, run_demo
 
     try:
         run_demo(contacts=contacts, host=host, port=port, database=database, speed=speed, force=force)
     except DemoRefused as refused:
-        _fail(f"callstats demo: {refused}", code=EXIT_USAGE)
+        _fail(str(refused), code=EXIT_USAGE)
 
 
-@app.command("import")
+def _server_url(url: str) -> str:
+    """The --url of `import` and `watch` (callstats.urls.check_url); one line and exit code 2 if it
+    cannot work."""
+    from callstats.urls import BadUrl, check_url
+
+    try:
+        return check_url(url)
+    except BadUrl as bad:
+        _fail(str(bad), code=EXIT_USAGE)
+        raise AssertionError("unreachable") from None
+
+
+def _campaign_id(value: str) -> str:
+    """A campaign id in its canonical form; a click usage error (exit code 2) if it is not a UUID."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a UUID") from None
+
+
+class Scope(StrEnum):
+    """What a key may do: read, or write (which can do everything read can)."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+@app.command("import", cls=PlainHelpCommand)
 def import_contacts(
     campaign_id: Annotated[
-        str, typer.Argument(metavar="CAMPAIGN_ID", help="The campaign to add the contacts to.")
+        str,
+        typer.Argument(
+            metavar="CAMPAIGN_ID", callback=_campaign_id, help="The campaign (a UUID) to add the contacts to."
+        ),
     ],
     csv_file: Annotated[
         Path, typer.Argument(metavar="CSV_FILE", exists=True, dir_okay=False, help="CSV with a phone column.")
@@ -315,16 +414,27 @@ def import_contacts(
         str | None, typer.Option(metavar="REGION", help="Region of numbers without +country.")
     ] = None,
 ) -> None:
-    """Add a CSV file's contacts to a campaign through the HTTP API, 10,000 rows per request."""
-    from callstats.importer import ImportOptions, run_command
+    """Add a CSV file's contacts to a campaign through the HTTP API, 10,000 rows per request.
 
+    A URL that cannot work (no http:// or https://, no host) is refused at once with exit code 2;
+    a request that fails stops the import with one line and exit code 1.
+    """
+    from callstats.importer import ImportFailed, ImportOptions, run_command
+
+    base_url = _server_url(url)
     options = ImportOptions(encoding, phone_column, region)
-    raise typer.Exit(run_command(campaign_id, csv_file, url, key, as_json, options))
+    try:
+        run_command(campaign_id, csv_file, base_url, key, as_json, options)
+    except ImportFailed as failure:
+        _fail(failure.describe())
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def watch(
-    campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID", help="The campaign to watch.")],
+    campaign_id: Annotated[
+        str,
+        typer.Argument(metavar="CAMPAIGN_ID", callback=_campaign_id, help="The campaign (a UUID) to watch."),
+    ],
     key: Annotated[str, typer.Option(metavar="KEY", envvar="CALLSTATS_API_KEY", help="A read or write key.")],
     url: Annotated[
         str, typer.Option(metavar="URL", envvar="CALLSTATS_URL", help="The server.")
@@ -334,7 +444,8 @@ def watch(
         typer.Option(
             min=0.1,
             metavar="SECONDS",
-            help="Give up (exit code 1) after this many seconds without a connection. [default: never]",
+            help="Give up (exit code 1) after this many seconds without a connection; without it, "
+            "retry for ever.",
         ),
     ] = None,
 ) -> None:
@@ -343,14 +454,13 @@ def watch(
     A URL that cannot work (no http:// or https://, no host) is refused at once with exit code 2;
     a server that does not answer is retried with growing waits, until --timeout if given.
     """
-    from callstats.watch import BadUrl, check_url, run_watch
+    from callstats.watch import WatchFailed, WatchGaveUp, run_watch
 
+    base_url = _server_url(url)
     try:
-        base_url = check_url(url)
-    except BadUrl as bad:
-        _fail(f"callstats watch: {bad}", code=EXIT_USAGE)
-        return
-    raise typer.Exit(run_watch(campaign_id, base_url, key, give_up_after=timeout))
+        run_watch(campaign_id, base_url, key, give_up_after=timeout)
+    except (WatchFailed, WatchGaveUp) as ended:
+        _fail(str(ended))
 
 
 def _account_name(value: str) -> str:
@@ -359,21 +469,22 @@ def _account_name(value: str) -> str:
     return value
 
 
-@keys_app.command("create")
+@keys_app.command(cls=PlainHelpCommand, name="create")
 def keys_create(
     account: Annotated[
         str, typer.Option(metavar="ACCOUNT", help="Account name (created if new).", callback=_account_name)
     ],
     scope: Annotated[
-        str, typer.Option(metavar="SCOPE", help="read or write (write can do everything read can).")
-    ] = "write",
+        Scope,
+        typer.Option(
+            metavar=f"[{'|'.join(Scope)}]", help="What the key may do (write can do everything read can)."
+        ),
+    ] = Scope.WRITE,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object for scripts.")] = False,
 ) -> None:
     """Create a key; it is printed once and never stored."""
-    if scope not in ("read", "write"):
-        _fail("--scope must be read or write", code=EXIT_USAGE)
     db = _database(_settings())
-    created = accounts.create_key(db, account, scope)
+    created = accounts.create_key(db, account, scope.value)
     db.dispose()
     if as_json:
         typer.echo(
@@ -382,16 +493,18 @@ def keys_create(
                     "key": created.plaintext,
                     "key_id": created.key_id,
                     "account_id": created.account_id,
-                    "scope": scope,
+                    "scope": scope.value,
                 }
             )
         )
         return
-    typer.echo(f"API key ({scope}) for account {account!r}, shown only this once:\n\n  {created.plaintext}\n")
+    typer.echo(
+        f"API key ({scope.value}) for account {account!r}, shown only this once:\n\n  {created.plaintext}\n"
+    )
     typer.echo(f"key id: {created.key_id}   account id: {created.account_id}")
 
 
-@keys_app.command("list")
+@keys_app.command(cls=PlainHelpCommand, name="list")
 def keys_list() -> None:
     """List keys (ids, accounts, scopes; never secrets)."""
     db = _database(_settings())
@@ -405,7 +518,7 @@ def keys_list() -> None:
         )
 
 
-@keys_app.command("revoke")
+@keys_app.command(cls=PlainHelpCommand, name="revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key id `keys list` shows.")],
 ) -> None:
@@ -414,22 +527,30 @@ def keys_revoke(
     revoked = accounts.revoke_key(db, key_id)
     db.dispose()
     if not revoked:
-        _fail(f"No active key with id {key_id!r}.")
+        _fail(f"no active key with id {key_id!r}")
     typer.echo(f"Key {key_id} revoked.")
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def reconcile(
-    campaign_id: Annotated[str, typer.Argument(metavar="CAMPAIGN_ID", help="The campaign to check.")],
+    campaign_id: Annotated[
+        str,
+        typer.Argument(metavar="CAMPAIGN_ID", callback=_campaign_id, help="The campaign (a UUID) to check."),
+    ],
 ) -> None:
-    """Recompute a campaign's numbers from raw rows and report any difference from its counters."""
+    """Recompute a campaign's numbers from raw rows and report any difference from its counters.
+
+    Exit codes: 0 the counters match the raw rows; 1 they differ (each difference is listed);
+    2 nothing was compared: CAMPAIGN_ID is not a UUID, no campaign has it, or a setting or the
+    database is to fix.
+    """
     from callstats.stats.reconcile import live_differences
 
     db = _database(_settings())
     found = live_differences(db, campaign_id)
     db.dispose()
     if found is None:
-        _fail(f"Campaign {campaign_id} not found.")
+        _fail(f"no campaign {campaign_id} in this database", code=EXIT_USAGE)
         return
     if not found:
         typer.echo(f"Campaign {campaign_id}: counters match the raw rows exactly.")
@@ -437,7 +558,7 @@ def reconcile(
     typer.echo(f"Campaign {campaign_id}: {len(found)} difference(s) between counters and raw rows:")
     for diff in found:
         typer.echo(f"  {diff.field}: counters={_short(diff.counters)} recomputed={_short(diff.recomputed)}")
-    raise typer.Exit(1)
+    raise typer.Exit(EXIT_FAILED)
 
 
 def _short(value: object, limit: int = 400) -> str:
@@ -452,15 +573,21 @@ def _when(epoch_ms: int | None) -> str:
 
 
 def main() -> None:
-    """Entry point of the `callstats` script: a database error is one line and exit code 2."""
+    """Entry point of the `callstats` script: a database error is one line and exit code 2, any other
+    unexpected error one line and exit code 1 (`--debug` shows the traceback instead)."""
     try:
         app(prog_name="callstats")
     except (ArgumentError, DBAPIError) as exc:
         if _run.debug:
             raise
         url = DEFAULT_DATABASE_URL if _run.database_url is None else _run.database_url
-        typer.secho(database_problem(exc, url), err=True, fg="red")
+        _error(database_problem(exc, url))
         sys.exit(EXIT_USAGE)
+    except Exception as exc:
+        if _run.debug:
+            raise
+        _error(f"unexpected error: {type(exc).__name__}; run with --debug to see where")
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

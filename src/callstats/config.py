@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import phonenumbers
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///./callstats.db"
 
@@ -37,6 +40,15 @@ class Settings(BaseSettings):
     stream_min_interval_seconds: float = Field(default=0.15, ge=0)  # at most ~7 messages a second
     stream_max_seconds: float = Field(default=600.0, gt=0)
 
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database_url(cls, value: str) -> str:
+        """A URL callstats can run on (database_url_problem); else every command stops at start-up."""
+        problem = database_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
@@ -58,3 +70,44 @@ def sqlalchemy_url(database_url: str) -> str:
 def is_sqlite(database_url: str) -> bool:
     """Whether the URL names an SQLite database."""
     return database_url.startswith("sqlite")
+
+
+def database_url_problem(url: str) -> str | None:
+    """One line saying why CALLSTATS_DATABASE_URL cannot name a callstats database, or None.
+
+    It must be a PostgreSQL URL or an SQLite URL naming a file: `sqlite:///` (no path), `sqlite://`
+    and `sqlite:///:memory:` are refused, because an in-memory database is private to one
+    connection of one process, while every command and server process must use the same file.
+    """
+    try:
+        parsed = make_url(sqlalchemy_url(url))
+        backend = parsed.get_backend_name()
+    except (ArgumentError, ValueError) as exc:
+        reason = "not a URL" if isinstance(exc, ArgumentError) else str(exc)
+    else:
+        if backend == "postgresql":
+            return None
+        if backend == "sqlite":
+            path = parsed.database or ""
+            in_memory = path == ":memory:" or path.startswith("file::memory:") or "mode=memory" in url
+            if path and not in_memory:
+                return None
+            reason = (
+                "an SQLite URL needs a file path; an in-memory database is not supported, "
+                "since every command and server process must use the same file"
+            )
+        else:
+            reason = f"callstats does not run on {backend!r}"
+    return (
+        f"CALLSTATS_DATABASE_URL={redacted(url)!r} is malformed ({reason}): "
+        "give sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+    )
+
+
+def redacted(url: str) -> str:
+    """The URL with its password shown as *** (also when it does not parse as a URL)."""
+    try:
+        parsed = make_url(url)
+        return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

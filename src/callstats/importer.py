@@ -44,6 +44,13 @@ class ImportFailed(Exception):
         self.message = message
         self.totals = totals
 
+    def describe(self) -> str:
+        """One line: why the import stopped, and what the requests before it did."""
+        line = f"stopped: {self.message}"
+        if self.totals is not None and self.totals.requests:
+            line += f"; before that, {_summary(self.totals)}"
+        return line
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -283,7 +290,9 @@ def _post(client: httpx.Client, campaign_id: str, chunk: Chunk, params: dict[str
             headers={"content-type": "text/csv; charset=utf-8"},
         )
     except httpx.HTTPError as exc:
-        raise ImportFailed(f"cannot reach {client.base_url}: {type(exc).__name__}: {exc}") from None
+        detail = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+        why = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        raise ImportFailed(f"cannot reach {client.base_url}: {why}") from None
     try:
         envelope: Any = response.json()
     except ValueError:
@@ -374,26 +383,19 @@ def run_command(
     api_key: str,
     as_json: bool,
     options: ImportOptions | None = None,
-) -> int:
-    """`callstats import`: a progress bar on a terminal, then the totals; the exit code."""
+) -> None:
+    """`callstats import`: a progress bar on a terminal, then the totals on stdout; ImportFailed
+    (its `describe()` is the command's one line) when the import stopped."""
     from rich.console import Console
 
-    errors = Console(stderr=True, highlight=False)
+    progress = Console(stderr=True, highlight=False)
     started = time.monotonic()
-    try:
-        with _progress_bar(errors, path.stat().st_size, errors.is_terminal and not as_json) as on_progress:
-            totals = import_csv(
-                path, campaign_id, base_url, api_key, on_progress=on_progress, options=options
-            )
-    except ImportFailed as failure:
-        errors.print(f"[red]Import stopped: {_escape(failure.message)}[/red]")
-        if failure.totals is not None and failure.totals.requests:
-            errors.print("Before that, " + _summary(failure.totals))
-        return 1
+    with _progress_bar(progress, path.stat().st_size, progress.is_terminal and not as_json) as on_progress:
+        totals = import_csv(path, campaign_id, base_url, api_key, on_progress=on_progress, options=options)
     elapsed = time.monotonic() - started
     if as_json:
         print(json.dumps({**totals.as_json(), "seconds": round(elapsed, 3)}))
-        return 0
+        return
     print(
         f"{path.name} -> campaign {campaign_id}: {totals.received:,} rows in {elapsed:.1f} s "
         f"({totals.received / max(elapsed, 1e-9):,.0f} rows/s, "
@@ -401,7 +403,6 @@ def run_command(
     )
     print(_summary(totals))
     _print_invalid(totals.errors)
-    return 0
 
 
 def _summary(totals: ImportTotals) -> str:
@@ -419,12 +420,6 @@ def _print_invalid(errors: list[InvalidLine], shown: int = 20) -> None:
         print(f"  line {error.line}: {error.phone!r}: {error.reason}")
     if len(errors) > shown:
         print(f"  ... and {len(errors) - shown:,} more (--json lists them all)")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 @contextmanager

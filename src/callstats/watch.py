@@ -30,23 +30,6 @@ READ_TIMEOUT_SECONDS = 45.0  # three missed heartbeats: the stream is dead
 FATAL_STATUSES = (400, 401, 403, 404)
 
 
-class BadUrl(ValueError):
-    """A server URL that cannot work: `str()` is one line saying why."""
-
-
-def check_url(url: str) -> str:
-    """The server URL without its trailing slash; BadUrl if it is not http(s)://HOST[:PORT][/PATH]."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise BadUrl(f"{url!r} is not a URL ({exc})") from None
-    if parsed.scheme not in ("http", "https"):
-        raise BadUrl(f"{url!r} must start with http:// or https:// (for example http://127.0.0.1:8000)")
-    if not parsed.host:
-        raise BadUrl(f"{url!r} names no host (for example http://127.0.0.1:8000)")
-    return url.rstrip("/")
-
-
 def retry_delay(failures: int) -> float:
     """Seconds to wait after `failures` failed attempts in a row (1 or more): 1, 2, 4, ... 30."""
     return float(min(FIRST_RETRY_SECONDS * 2 ** (failures - 1), MAX_RETRY_SECONDS))
@@ -66,7 +49,7 @@ class WatchFailed(Exception):
     """The server refused the stream for good (bad id, bad key, no such campaign)."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(f"{message} (HTTP {status})")
         self.status = status
         self.message = message
 
@@ -322,11 +305,11 @@ def _status_text(state: WatchState) -> Text:
 
 def run_watch(
     campaign_id: str, url: str, key: str, console: Console | None = None, give_up_after: float | None = None
-) -> int:
-    """Watch until Ctrl-C (exit code 0), until the server refuses the stream (exit code 1), or
-    until `give_up_after` seconds pass without a connection (exit code 1).
+) -> None:
+    """Watch until Ctrl-C; WatchFailed when the server refuses the stream, WatchGaveUp when
+    `give_up_after` seconds pass without a connection (the command prints either as one line).
 
-    `url` must already be checked (check_url).
+    `url` must already be checked (callstats.urls.check_url).
     """
     out = console or Console()
     timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS)
@@ -338,15 +321,8 @@ def run_watch(
                 _live(out, updates, state)
             else:
                 _lines(out, updates, state)
-    except WatchFailed as failed:
-        out.print(f"callstats watch: {failed.message} (HTTP {failed.status})", style="red", markup=False)
-        return 1
-    except WatchGaveUp as gave_up:
-        out.print(f"callstats watch: {gave_up}", style="red", markup=False)
-        return 1
     except KeyboardInterrupt:
-        return 0
-    return 0
+        return
 
 
 def _live(out: Console, updates: Iterator[WatchState], state: WatchState) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import random
 import signal
+import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -11,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from callstats.accounts.service import create_key
 from callstats.app import create_app
@@ -35,30 +39,54 @@ DEMO_APPLICATION_ID = 0x4353646D
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_HEADER_BYTES = 100
 REFUSAL_HINT = "choose another --database path, or add --force to replace it"
+CREATE_HINT = "check that the directory exists and that this user may write there"
 
 
 class DemoRefused(Exception):
-    """The demo will not start: a one-line reason (a file it must not replace, a taken port)."""
+    """The demo will not start: a one-line reason (a file it must not replace or cannot create, a file
+    a running demo uses, a taken port)."""
 
 
 def run_demo(contacts: int, host: str, port: int, database: str, speed: float, force: bool = False) -> None:
     """Set up the demo campaign, print how to query it, and serve until Ctrl-C or SIGTERM.
 
     Raises DemoRefused, before anything is changed, when `database` is a file the demo did not create
-    (unless `force`) or when host:port cannot be listened on.
+    or one a running demo holds (unless `force`), when it cannot be created (no such directory, no
+    permission), or when host:port cannot be listened on.
     """
     path = Path(database)
+    if not path.parent.is_dir():
+        raise DemoRefused(f"cannot create {path}: no directory {path.parent.absolute()}; {CREATE_HINT}")
     if not force:
         check_replaceable(path)
-    # Listen first: a busy port must fail before the database file (maybe another demo's) is deleted.
-    try:
-        listener = listen(host, port)
-    except ListenFailed as exc:
-        raise DemoRefused(str(exc)) from None
-    url = fresh_database(path)
-    settings = Settings(database_url=url, redis_url=None)
-    db = Database(url, settings.db_pool_size, settings.counter_slots)
-    campaign, api_key = create_demo_campaign(db, contacts, EventRules.from_settings(settings))
+    with held_by_this_demo(path, force):
+        # Listen first: a busy port must fail before the database file (maybe another demo's) is deleted.
+        try:
+            listener = listen(host, port)
+        except ListenFailed as exc:
+            raise DemoRefused(str(exc)) from None
+        try:
+            url = fresh_database(path)
+            settings = Settings(database_url=url, redis_url=None)
+            db = Database(url, settings.db_pool_size, settings.counter_slots)
+            campaign, api_key = create_demo_campaign(db, contacts, EventRules.from_settings(settings))
+        except (OSError, sqlite3.Error, SQLAlchemyError) as exc:
+            listener.close()
+            raise DemoRefused(f"cannot create {path}: {_reason(exc)}; {CREATE_HINT}") from None
+        _serve(listener, host, settings, db, campaign, api_key, contacts, speed)
+    _say("Demo stopped.")
+
+
+def _serve(
+    listener: socket.socket,
+    host: str,
+    settings: Settings,
+    db: Database,
+    campaign: DemoCampaign,
+    api_key: str,
+    contacts: int,
+    speed: float,
+) -> None:
     task = dialer_task(campaign, speed, announce=_say)
     app = create_app(settings, db=db, background=[task])
     app.api.state.exit_deadline_seconds = settings.drain_seconds  # a stop always ends it
@@ -72,7 +100,48 @@ def run_demo(contacts: int, host: str, port: int, database: str, speed: float, f
     )
     with _signals_end_quietly():
         uvicorn.Server(config).run(sockets=[listener])
-    _say("Demo stopped.")
+
+
+def _reason(exc: BaseException) -> str:
+    inner = getattr(exc, "orig", None) or exc
+    detail = (getattr(inner, "strerror", None) or str(inner)).strip()
+    return detail.splitlines()[0].rstrip(".") if detail else type(inner).__name__
+
+
+@contextmanager
+def held_by_this_demo(path: Path, force: bool) -> Iterator[None]:
+    """Hold an exclusive lock on PATH.lock (flock) while the demo runs, so that a second demo on the
+    same --database is refused instead of replacing the file under the first; the lock file is
+    removed at the end. With `force`, a lock another demo holds does not stop it."""
+    lock_path = path.with_name(path.name + ".lock")
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise DemoRefused(f"cannot create {lock_path}: {_reason(exc)}; {CREATE_HINT}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if force:
+                yield
+                return
+            raise DemoRefused(
+                f"{path} is in use by a running demo (it holds {lock_path.name}): stop that demo, "
+                "choose another --database path, or add --force to replace it anyway"
+            ) from None
+        try:  # the file locked is still the one at lock_path (an ending demo removes its lock file)
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def check_replaceable(path: Path) -> None:
@@ -80,9 +149,12 @@ def check_replaceable(path: Path) -> None:
 
     A demo database is an SQLite file whose header's application_id is DEMO_APPLICATION_ID (set by
     `fresh_database`). Anything else (a directory, a text file, any other SQLite database, a
-    callstats database in use) raises DemoRefused.
+    callstats database in use) raises DemoRefused. An empty file counts as new: it holds nothing
+    to lose.
     """
     if not path.exists() and not path.is_symlink():
+        return
+    if path.is_file() and path.stat().st_size == 0:
         return
     if not path.is_file():
         raise DemoRefused(f"{path} exists and is not a file: choose another --database path")
