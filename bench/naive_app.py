@@ -21,8 +21,8 @@ from callstats.calls.lifecycle import OUTCOMES
 from callstats.db.engine import Database
 from callstats.errors import ApiError, CampaignNotFound, Unauthorized, rendered
 from callstats.ids import campaign_uuid
-from callstats.stats.counters import Counters
 from callstats.stats.response import stats_response
+from callstats.stats.values import Counters
 
 Message = MutableMapping[str, Any]
 PREFIX = "/getCampaignStats/"

@@ -17,8 +17,8 @@ from callstats.calls.lifecycle import (
     Transition,
     apply,
 )
-from callstats.stats.counters import Counters
 from callstats.stats.response import stats_response
+from callstats.stats.values import Counters
 from tests.oracle import (
     BASE_MS,
     OUTCOMES,

@@ -23,23 +23,7 @@ from callstats.db.schema import (
     campaigns,
 )
 from callstats.stats.extras import ExtraDeltas
-
-
-@dataclass(frozen=True)
-class Counters:
-    """A campaign's numbers, summed over its counter slots."""
-
-    campaign_id: str
-    campaign_name: str
-    total: int = 0
-    pending: int = 0
-    in_progress: int = 0
-    completed: int = 0
-    failed: int = 0
-    talk_seconds: int = 0
-    breakdown: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    first_call_at: int | None = None
-    last_final_at: int | None = None
+from callstats.stats.values import Counters
 
 
 def summed_columns() -> list[Any]:

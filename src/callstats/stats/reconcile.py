@@ -23,9 +23,9 @@ from callstats.db.schema import (
     contacts,
 )
 from callstats.stats import counters as counters_store
-from callstats.stats.counters import Counters
 from callstats.stats.extras import minute_of
 from callstats.stats.histogram import talk_bucket
+from callstats.stats.values import Counters
 
 
 @dataclass(frozen=True)

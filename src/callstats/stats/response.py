@@ -8,9 +8,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, get_args
 
 from callstats.calls.lifecycle import OUTCOMES
-from callstats.stats.counters import Counters
 from callstats.stats.histogram import ERROR_BOUND, histogram, percentile
 from callstats.stats.schemas import AttemptsSection, CampaignStats, DurationsSection, Section, StatusBreakdown
+from callstats.stats.values import Counters
 
 
 def round_half_up(value: Decimal, places: int) -> Decimal:

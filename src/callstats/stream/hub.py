@@ -26,6 +26,7 @@ from callstats.errors import CampaignNotFound
 from callstats.feed import ChangeFeed
 from callstats.stats import counters
 from callstats.stats.response import stats_response
+from callstats.stats.values import Counters
 from callstats.stream.signals import on_exit_signal
 
 log = logging.getLogger("callstats.stream")
@@ -70,7 +71,7 @@ class Mailbox:
         return None if self.closed else self.latest
 
 
-def stats_body(found: counters.Counters) -> bytes:
+def stats_body(found: Counters) -> bytes:
     """The exact body getCampaignStats answers for these counters."""
     return orjson.dumps({"success": True, "data": stats_response(found)})
 
@@ -99,7 +100,7 @@ class StreamHub:
         self._last_version = max(self._last_version + 1, time.time_ns() // 1_000_000)
         return self._last_version
 
-    def read(self, account_id: str, campaign_id: str) -> counters.Counters | None:
+    def read(self, account_id: str, campaign_id: str) -> Counters | None:
         """The campaign's counters now (blocking), or None when the account has no such campaign."""
         with self.db.read() as conn:
             return counters.read(conn, account_id, campaign_id)
