@@ -146,7 +146,9 @@ def record_requests(
 def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
     """The campaigns a request applied events to (what the change feed must hear about)."""
     named = {items[r.index]["campaign_id"] for r in result.results if r.status == "applied"}
-    return {canonical_uuid(campaign_id) for campaign_id in named}  # a UUID parse per campaign, not per event
+    # As the event model read them (str_strip_whitespace, then the UUID): an applied event's raw id may
+    # carry spaces around it. A UUID parse per campaign, not per event.
+    return {canonical_uuid(campaign_id.strip()) for campaign_id in named}
 
 
 def _found(phones: dict[tuple[str, str], str | InvalidPhone]) -> set[tuple[str, str]]:
