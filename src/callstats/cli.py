@@ -161,12 +161,13 @@ def _database(settings: Settings) -> Database:
 
 
 def _missing_sqlite_file(url: str) -> Path | None:
-    """The absolute path of the file an SQLite URL names when there is no file there, else None
-    (opening it would create an empty database file)."""
+    """The absolute path of the file an SQLite URL names when its directory exists but the file does
+    not (opening it would create an empty database file), else None. A missing directory is left
+    to the open, whose error says to check the directory (database_problem)."""
     if not is_sqlite(url):
         return None
     path = Path(make_url(url).database or "")
-    return None if path.exists() else path.absolute()
+    return path.absolute() if path.parent.is_dir() and not path.exists() else None
 
 
 def _behind_message(status: migrations.SchemaStatus) -> str:
