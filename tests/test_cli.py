@@ -13,9 +13,9 @@ from alembic.script import ScriptDirectory
 
 from callstats import __version__
 from callstats.db.migrate import alembic_config
+from tests.factories import create_campaign, generate_csv
+from tests.servers import callstats_argv, run_cli, server_env
 from tests.stream.helpers import new_key, serving
-from tests.test_importer import generate_csv, run_cli
-from tests.test_scale_out import callstats_argv, create_campaign, server_env
 
 SECRET = "s3cr3t-pw"
 UNREACHABLE = f"postgresql://postgres:{SECRET}@127.0.0.1:1/x"

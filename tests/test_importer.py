@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -18,71 +14,8 @@ from sqlalchemy.pool import NullPool
 from callstats.config import sqlalchemy_url
 from callstats.db.schema import contacts
 from callstats.importer import ImportFailed, ImportTotals, import_csv, read_chunks
-from tests.test_scale_out import (
-    ServerProcess,
-    callstats_argv,
-    create_campaign,
-    issue_key,
-    server_env,
-    start_server,
-)
-
-CLI_TIMEOUT_S = 120
-
-
-@dataclass
-class GeneratedCsv:
-    """A generated contacts file and what the server must make of it."""
-
-    path: Path
-    received: int = 0
-    duplicate: int = 0
-    invalid_lines: list[int] = field(default_factory=list)
-    repeats: dict[int, int] = field(default_factory=dict)  # a duplicate row's line -> its original's line
-
-    @property
-    def accepted(self) -> int:
-        """Rows that are new, valid numbers."""
-        return self.received - self.duplicate - len(self.invalid_lines)
-
-
-def generate_csv(path: Path, rows: int, delimiter: str = ",", encoding: str = "utf-8") -> GeneratedCsv:
-    """`rows` contacts with invalid and duplicate phones, blank lines and multi-line names."""
-    made = GeneratedCsv(path)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n", delimiter=delimiter)
-    writer.writerow(["phone", "name", "crm_id"])
-    line, valid = 2, 0
-    valid_lines: list[int] = []
-    for index in range(rows):
-        if index % 97 == 5:
-            out.write("\n")
-            line += 1
-        if index % 50 == 7:
-            record, made.invalid_lines = ["12", f"Bad {index}", ""], [*made.invalid_lines, line]
-        elif index % 50 == 19:
-            record, made.invalid_lines = ["", f"Empty {index}", ""], [*made.invalid_lines, line]
-        elif index % 50 == 23 and valid:
-            record, made.duplicate = [_national(valid // 2), f"Again {index}", ""], made.duplicate + 1
-            made.repeats[line] = valid_lines[valid // 2]
-        else:
-            name = f"Line one {index}\nline two" if index % 50 == 31 else f"Zoë, Contact {index}"
-            record, valid = [_e164(valid), name, f"C-{index}"], valid + 1
-            valid_lines.append(line)
-        writer.writerow(record)
-        line += 1 + record[1].count("\n")
-        made.received += 1
-    path.write_text(out.getvalue(), encoding=encoding)
-    return made
-
-
-def _e164(number: int) -> str:
-    return f"+1415{200 + number // 10_000}{number % 10_000:04d}"
-
-
-def _national(number: int) -> str:
-    """The same number as `_e164`, as people type it: the server normalizes both alike."""
-    return f"(415) {200 + number // 10_000}-{number % 10_000:04d}"
+from tests.factories import create_campaign, generate_csv
+from tests.servers import ServerProcess, issue_key, run_cli, server_env, start_server
 
 
 def test_chunks_repeat_the_header_and_keep_rows_verbatim(tmp_path: Path) -> None:
@@ -236,13 +169,6 @@ def test_import_matches_the_campaign_stats(server: tuple[ServerProcess, str], tm
         assert (
             http.get(f"/getCampaignStats/{campaign_id}").json()["data"]["total_contacts"] == totals.accepted
         )
-
-
-def run_cli(base_url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`callstats import ...` against a server, with --url and --key given through the environment."""
-    env = {**server_env("sqlite:///unused.db"), "CALLSTATS_URL": base_url, "CALLSTATS_API_KEY": key}
-    argv = callstats_argv("import", *args)
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
 
 
 def test_cli_imports_in_requests_of_ten_thousand(server: tuple[ServerProcess, str], tmp_path: Path) -> None:

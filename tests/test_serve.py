@@ -16,7 +16,7 @@ import pytest
 
 from callstats.feed import ChangeFeed, RedisRelay
 from tests.conftest import REDIS_URL
-from tests.test_scale_out import HOST, callstats_argv, free_port, server_env, start_server
+from tests.servers import HOST, callstats_argv, free_port, server_env, start_server
 
 ENDS_WITHIN_S = 60.0  # generous: the assertion is that it ends at all
 needs_redis = pytest.mark.skipif(not REDIS_URL, reason="no CALLSTATS_TEST_REDIS_URL")

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,8 +26,7 @@ from callstats.demo.dialer import dialer_task
 from callstats.demo.runner import create_demo_campaign, demo_phones, fresh_database, is_demo_database
 from callstats.demo.simulation import DEFAULT_OUTCOME_MIX, DialerConfig, DialerSimulation, SimEvent
 from callstats.stats.reconcile import differences
-
-CALLSTATS = Path(sys.executable).parent / "callstats"
+from tests.servers import CALLSTATS, wait_for_banner
 
 
 def run_to_end(simulation: DialerSimulation, step: float = 5.0, limit: float = 1e6) -> list[SimEvent]:
@@ -130,18 +128,6 @@ async def test_dialer_drives_a_campaign_to_completion_through_ingestion(tmp_path
         assert sum(stats["call_status_breakdown"].values()) == 60
     finally:
         db.dispose()
-
-
-def wait_for_banner(out: Path, proc: subprocess.Popen[bytes], timeout: float = 30) -> dict[str, str]:
-    """The labelled lines the demo prints before serving."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the demo exited early: {out.read_text()}"
-        lines = dict(line.split(":", 1) for line in out.read_text().splitlines() if ":" in line)
-        if "Try" in lines:
-            return {label: value.strip() for label, value in lines.items()}
-        time.sleep(0.1)
-    raise AssertionError(f"no banner within {timeout} s: {out.read_text()!r}")
 
 
 def get_stats(base: str, campaign_id: str, key: str, timeout: float = 10) -> dict[str, Any]:
