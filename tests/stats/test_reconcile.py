@@ -156,11 +156,13 @@ async def test_cli_reports_match_then_the_corruption(
 async def test_cli_on_an_empty_and_an_unknown_campaign(
     client: httpx.AsyncClient, auth: dict[str, str], database_url: str
 ) -> None:
-    """A campaign without contacts matches; an unknown id exits 1 saying it is not found."""
+    """A campaign without contacts matches (exit 0); an unknown id exits 2 saying there is no such campaign
+    (1 is kept for counters that differ)."""
     campaign_id = await new_campaign(client, auth)
     empty = run_reconcile(database_url, campaign_id)
     assert empty.returncode == 0 and "match" in empty.stdout
-    unknown = run_reconcile(database_url, str(uuid.uuid4()))
-    assert unknown.returncode == 1
-    assert "not found" in unknown.stderr + unknown.stdout
+    unknown_id = str(uuid.uuid4())
+    unknown = run_reconcile(database_url, unknown_id)
+    assert unknown.returncode == 2
+    assert unknown.stderr == f"callstats reconcile: no campaign {unknown_id} in this database\n"
     assert "Traceback" not in unknown.stderr
