@@ -6,6 +6,7 @@ where its replay meets the API's answer and the raw rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -17,7 +18,7 @@ from callstats.stats.response import stats_response
 from tests.oracle import OUTCOMES, CampaignOracle, comparable, epoch_ms, half_up
 
 
-def assert_invariants(data: dict[str, Any], oracle: CampaignOracle) -> None:
+def assert_invariants(data: Mapping[str, Any], oracle: CampaignOracle) -> None:
     """Every rule of the semantics page that ties the response's fields together."""
     states = [data[k] for k in ("calls_completed", "calls_failed", "calls_in_progress", "calls_pending")]
     completed, failed, in_progress, pending = states
@@ -43,7 +44,7 @@ async def assert_stats(
     app: CallstatsApp,
     campaign_id: str,
     oracle: CampaignOracle,
-) -> dict[str, Any]:
+) -> Mapping[str, Any]:
     """GET /getCampaignStats equals reconcile's recomputation and the oracle's replay."""
     response = await client.get(f"/getCampaignStats/{campaign_id}", headers=auth)
     assert response.status_code == 200, response.text

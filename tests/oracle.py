@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -201,7 +201,7 @@ class CampaignOracle:
         }
 
 
-def comparable(data: dict[str, Any]) -> dict[str, Any]:
+def comparable(data: Mapping[str, Any]) -> dict[str, Any]:
     """An API `data` object in the oracle's terms: no ids or name, times as epoch ms."""
     numbers = {k: v for k, v in data.items() if k not in ("campaign_id", "campaign_name")}
     for name in ("started_at", "completed_at"):

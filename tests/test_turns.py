@@ -56,7 +56,10 @@ async def test_an_error_fails_its_batch_and_the_queue_only_when_asked() -> None:
             await release.wait()
             raise ConnectionError("gone")
 
-        turns: TurnBatches[str, str] = TurnBatches(run, 1, lambda _exc, f=fails_waiting: f)
+        def fails(_exc: Exception, f: bool = fails_waiting) -> bool:
+            return f
+
+        turns: TurnBatches[str, str] = TurnBatches(run, 1, fails)
         first = asyncio.ensure_future(turns("a"))
         await asyncio.sleep(0.01)
         queued = asyncio.ensure_future(turns("b"))

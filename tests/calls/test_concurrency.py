@@ -23,6 +23,7 @@ from sqlalchemy import Connection, insert, select, text
 
 from callstats.app import CallstatsApp
 from callstats.calls import service
+from callstats.calls.schemas import EventRules, RecordEventsResult
 from callstats.db.engine import Database
 from callstats.db.schema import COUNTER_COLUMNS, campaign_counters, campaigns, contacts
 from callstats.stats.reconcile import recompute
@@ -86,13 +87,18 @@ class GroupingProbe:
         self.running = self.peak = self.largest_group = 0
         original = service.record_requests
 
-        def record_requests(db: Database, writers: Any, requests: list[list[Any]], region: str) -> Any:
+        def record_requests(
+            db: Database,
+            writers: Callable[[Connection], list[str | Exception]],
+            requests: list[list[Any]],
+            rules: EventRules,
+        ) -> list[RecordEventsResult | Exception]:
             with self.lock:
                 self.running += len(requests)
                 self.peak = max(self.peak, self.running)
                 self.largest_group = max(self.largest_group, len(requests))
             try:
-                return original(db, writers, requests, region)
+                return original(db, writers, requests, rules)
             finally:
                 with self.lock:
                     self.running -= len(requests)

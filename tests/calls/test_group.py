@@ -10,12 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import Connection
 
 from callstats.app import CallstatsApp
 from callstats.calls import group as group_module
 from callstats.calls import lifecycle, service
 from callstats.calls.endpoint import PATH
 from callstats.calls.group import GroupCommit
+from callstats.calls.schemas import EventRules, RecordEventsResult
 from callstats.db.engine import Database
 from tests.agreement import assert_stats
 from tests.apps import http_client
@@ -39,13 +41,18 @@ class HeldWriter:
         self.events: list[int] = []  # events per group
         original = service.record_requests
 
-        def record_requests(db: Database, writers: Any, requests: list[list[Any]], region: str) -> Any:
+        def record_requests(
+            db: Database,
+            writers: Callable[[Connection], list[str | Exception]],
+            requests: list[list[Any]],
+            rules: EventRules,
+        ) -> list[RecordEventsResult | Exception]:
             self.sizes.append(len(requests))
             self.events.append(sum(len(events) for events in requests))
             if not self.release.is_set():
                 self.held = len(requests)
                 self.release.wait(30)
-            return original(db, writers, requests, region)
+            return original(db, writers, requests, rules)
 
         monkeypatch.setattr(service, "record_requests", record_requests)
 

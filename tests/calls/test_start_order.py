@@ -202,8 +202,9 @@ def deliveries(draw: st.DrawFn) -> list[Event]:
     for n in range(draw(st.integers(1, 3))):
         offsets = [draw(st.integers(-3 * MINUTE, 3 * MINUTE)) for _ in range(3)]
         outcome = draw(st.sampled_from(["answered", "busy", "voicemail"]))
+        start, answer, end = (BASE_MS + o for o in offsets)
         events += three_events(
-            f"p{n}", phone_of(10 + n), *(BASE_MS + o for o in offsets), outcome, draw(st.integers(0, 99))
+            f"p{n}", phone_of(10 + n), start, answer, end, outcome, draw(st.integers(0, 99))
         )
         events += [
             Event(
