@@ -9,19 +9,9 @@ import pytest
 
 from callstats.app import CallstatsApp
 from tests.conftest import new_campaign, stored_contacts
+from tests.factories import add
 
 EXTENSION_FORMS = ["x11", "ext 11", "ext. 11", "-x11", ",11", ";ext=11", "X11", "EXT 11", "Ext. 11", "#11"]
-
-
-async def add(
-    client: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, **request: Any
-) -> dict[str, Any]:
-    """addContacts' 200 answer (`json=` or `content=`, optional `headers=` and `params=`)."""
-    headers = {**auth, **request.pop("headers", {})}
-    response = await client.post(f"/addContacts/{campaign_id}", headers=headers, **request)
-    assert response.status_code == 200, response.text
-    data: dict[str, Any] = response.json()["data"]
-    return data
 
 
 async def refused(client: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, **request: Any) -> str:
