@@ -30,6 +30,7 @@ from callstats.web import RawBody
 
 router = APIRouter(tags=["campaigns"])
 PageSize = Annotated[int, Ge(1), Le(200)]
+SUMMARY_IDS_PATTERN = r"^[ \tA-Za-z0-9{}:,-]*$"  # UUIDs in any form uuid.UUID reads, commas, spaces
 SUMMARY_IDS_DESCRIPTION = (
     f"Comma-separated campaign ids (UUIDs), 1 to {MAX_SUMMARY_IDS}; repeats are answered once. "
     "Ids the key's account has no campaign for are left out of the answer."
@@ -119,7 +120,14 @@ def get_campaign_summaries(
     # (summary_ids: "campaignIds: give at least one campaign id"); the route needs at least one id.
     campaign_ids: Annotated[
         str,
-        Query(alias="campaignIds", max_length=MAX_SUMMARY_IDS * 40, description=SUMMARY_IDS_DESCRIPTION),
+        Query(
+            alias="campaignIds",
+            max_length=MAX_SUMMARY_IDS * 40,
+            description=SUMMARY_IDS_DESCRIPTION,
+            # Documented only (summary_ids gives the field's own message): no id holds another character,
+            # and it keeps the longest valid query line within what the HTTP server reads (64 KiB).
+            json_schema_extra={"pattern": SUMMARY_IDS_PATTERN},
+        ),
     ] = "",
 ) -> CampaignSummaries:
     """Contact counts and success rate of up to 200 of the account's campaigns, for lists.
