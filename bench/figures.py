@@ -250,6 +250,27 @@ def ingestion(plan: Plan, writer: Server, writes: DataSet, pg_server: Server, pg
     return rows
 
 
+def ingestion_by_phone(plan: Plan, writer: Server, writes: DataSet) -> list[Row]:
+    """B3: recordCallEvents naming contacts by phone, batches of 1,000, one client, SQLite."""
+    print("recordCallEvents by phone", file=sys.stderr, flush=True)
+    target = 20_000
+    result = ingest.record_events(writer, writes, "phone", 1000, plan.batch_seconds, 1, by_phone=True)
+    checks = f"{result.stored:,} stored, " + ("reconciled" if result.reconciled else "COUNTERS DISAGREE")
+    if result.bad_responses:
+        checks += f", {result.bad_responses} bad responses"
+    return [
+        Row(
+            "B3",
+            "recordCallEvents by phone, 1,000 per request, 1 client (SQLite)",
+            f"{result.per_second:,.0f} events/s (server CPU {result.cpu_us_per_event:,.0f} us/event;"
+            f" p99 {_ms(result.p99_ms)} per request; {checks})",
+            f"≥ {target:,} events/s",
+            f"{result.per_second / target:.0%} of target",
+            verdict(result.per_second >= target and result.reconciled and not result.bad_responses),
+        )
+    ]
+
+
 def imports(plan: Plan, writer: Server, writes: DataSet) -> list[Row]:
     """B4: contacts through addContacts as CSV, 10,000 per request."""
     print("addContacts", file=sys.stderr, flush=True)

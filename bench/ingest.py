@@ -41,15 +41,26 @@ class IngestResult:
 
 
 def record_events(
-    server: Server, data: DataSet, label: str, per_request: int, seconds: float, connections: int = 32
+    server: Server,
+    data: DataSet,
+    label: str,
+    per_request: int,
+    seconds: float,
+    connections: int = 32,
+    by_phone: bool = False,
 ) -> IngestResult:
-    """Drive recordCallEvents on one campaign for `seconds`, then check the database agrees."""
+    """Drive recordCallEvents on one campaign for `seconds`, then check the database agrees.
+
+    Events name their contact by contact_id, or with `by_phone` by its E.164 phone (the pending
+    contacts' phones of bench/dataset.py), which the server looks up in the campaign.
+    """
     args = [
         data.campaigns[label],
         data.api_key,
         str(data.first_contact[label]),
         str(data.sizes[label]),
         str(per_request),
+        "phone" if by_phone else "contact_id",
     ]
     cpu_before = server.cpu_seconds()
     result = wrk.run(server.base_url + "/", seconds, connections, "events.lua", args=args, timeout_s=30)

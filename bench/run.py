@@ -55,6 +55,7 @@ def build_writes(path: Path, plan: Plan) -> DataSet:
     engine, data = dataset.open_dataset(dataset.sqlite_url(path))
     dataset.add_pending_campaign(engine, data, "batch", plan.pool)
     dataset.add_pending_campaign(engine, data, "single", plan.pool)
+    dataset.add_pending_campaign(engine, data, "phone", plan.pool)
     dataset.add_pending_campaign(engine, data, "import", 0)
     dataset.finish(engine)
     dataset.check_consistent(engine, data, max_size=plan.pool)
@@ -106,6 +107,7 @@ def measure_all(servers: Fleet, args: argparse.Namespace, plan: Plan, work: Path
     rows = figures.reads(plan, raw, ours, reads, naive, pg_server, pg)
     rows += figures.memory(plan, ours)
     rows += figures.ingestion(plan, writer, writes, pg_server, pg)
+    rows += figures.ingestion_by_phone(plan, writer, writes)
     rows += figures.imports(plan, writer, writes)
     figures.forget_rate_limits(args.redis, pg)
     return rows

@@ -1,5 +1,7 @@
 -- recordCallEvents load: valid call.started then call.ended events for bulk-loaded pending contacts.
--- args: campaign_id api_key first_contact_id pool_size events_per_request
+-- args: campaign_id api_key first_contact_id pool_size events_per_request [address]
+-- address "phone" names each contact by its phone (bench/dataset.py's pending contacts:
+-- +1 2122000000 + its offset in the campaign) instead of contact_id.
 -- Batches (events_per_request = 2k) carry k contacts, each started and ended in the same request.
 -- Single events (events_per_request = 1) start a block of LAG contacts, then end them, so an end
 -- is sent thousands of requests after its start. A contact is called again in the next round
@@ -9,7 +11,7 @@ local report = require("report")
 
 local LAG = 2048
 local OUTCOMES = { "busy", "no_answer", "voicemail", "failed" }
-local campaign, first, pool, per, sent = "", 0, 1, 1, 0
+local campaign, first, pool, per, sent, by_phone = "", 0, 1, 1, 0, false
 ok, bad = 0, 0
 local threads = {}
 
@@ -19,6 +21,7 @@ end
 
 function init(args)
   campaign, first, pool, per = args[1], tonumber(args[3]), tonumber(args[4]), tonumber(args[5])
+  by_phone = args[6] == "phone"
   wrk.method = "POST"
   wrk.headers["x-api-key"] = args[2]
   wrk.headers["Content-Type"] = "application/json"
@@ -28,16 +31,20 @@ end
 local function event(slot, ended)
   local contact = first + slot % pool
   local call = "r" .. math.floor(slot / pool) .. "c" .. contact
+  local who = string.format('"contact_id":%d', contact)
+  if by_phone then
+    who = string.format('"phone":"+1%d"', 2122000000 + slot % pool)
+  end
   if ended then
     return string.format(
-      '{"event_id":"%se","campaign_id":"%s","contact_id":%d,"call_id":"%s","type":"call.ended",'
+      '{"event_id":"%se","campaign_id":"%s",%s,"call_id":"%s","type":"call.ended",'
         .. '"outcome":"%s","duration_seconds":0,"occurred_at":"2024-01-16T09:00:30Z"}',
-      call, campaign, contact, call, OUTCOMES[slot % 4 + 1])
+      call, campaign, who, call, OUTCOMES[slot % 4 + 1])
   end
   return string.format(
-    '{"event_id":"%ss","campaign_id":"%s","contact_id":%d,"call_id":"%s","type":"call.started",'
+    '{"event_id":"%ss","campaign_id":"%s",%s,"call_id":"%s","type":"call.started",'
       .. '"occurred_at":"2024-01-16T09:00:00Z"}',
-    call, campaign, contact, call)
+    call, campaign, who, call)
 end
 
 function request()
