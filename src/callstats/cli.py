@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -32,6 +31,7 @@ from callstats.accounts import service as accounts
 from callstats.config import DEFAULT_DATABASE_URL, Settings, is_sqlite, redacted
 from callstats.db import migrate as migrations
 from callstats.db.engine import Database
+from callstats.ids import canonical_uuid
 
 EXIT_USAGE = 2  # as click's usage errors: a setting, a URL, a file, an id or an option to fix
 EXIT_FAILED = 1  # anything else that stopped the command (reconcile: the counters differ)
@@ -377,7 +377,7 @@ def _server_url(url: str) -> str:
 def _campaign_id(value: str) -> str:
     """A campaign id in its canonical form; a click usage error (exit code 2) if it is not a UUID."""
     try:
-        return str(uuid.UUID(value))
+        return canonical_uuid(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a UUID") from None
 
