@@ -23,10 +23,10 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from callstats.accounts.service import create_key
 from callstats.config import sqlalchemy_url
+from callstats.core.histogram import talk_bucket
 from callstats.db import migrate as migrations
 from callstats.db.engine import Database
 from callstats.db.schema import SERIES_COLUMNS
-from callstats.stats.histogram import talk_bucket
 from callstats.stats.reconcile import differences
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,12 +17,12 @@ from sqlalchemy import text
 
 from callstats.accounts import keys
 from callstats.accounts.service import checked_key
-from callstats.calls.lifecycle import OUTCOMES
+from callstats.core.counters import Counters
+from callstats.core.outcomes import OUTCOMES
 from callstats.db.engine import Database
 from callstats.errors import ApiError, CampaignNotFound, Unauthorized, rendered
 from callstats.ids import campaign_uuid
 from callstats.stats.response import stats_response
-from callstats.stats.values import Counters
 
 Message = MutableMapping[str, Any]
 PREFIX = "/getCampaignStats/"

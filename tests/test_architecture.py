@@ -2,7 +2,10 @@
 
 - A migration imports no live code: a later change of the code must not change an old migration.
 - No package imports one that imports it back (a package is a subpackage of callstats, or a top
-  module such as web.py), except the cycles listed in ALLOWED_CYCLES, which may only shrink.
+  module such as web.py), directly or through a longer loop.
+- No import runs up the layers of LAYERS, and every package has its place there.
+- callstats.core imports nothing else of callstats, and nothing outside the standard library but
+  phonenumbers.
 - A module documented as pure (its docstring says so) reaches no database layer: neither it nor
   anything it imports when loaded imports sqlalchemy, psycopg or callstats.db.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import ast
 import itertools
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,14 +25,19 @@ SRC = Path(callstats.__file__).parent
 MIGRATIONS = SRC / "db" / "migrations" / "versions"
 DATABASE_LAYER = ("sqlalchemy", "psycopg", "callstats.db")
 
-# Pairs of packages that import each other today. Both go through calls/lifecycle.py (the lifecycle, its
-# outcomes and states), which stats/ and campaigns/ read, while calls/service.py writes with
-# stats/counters.py, stats/extras.py and campaigns/phones.py. They go once those pure pieces move into one
-# package of their own (issue 10); delete a pair here when it is gone. Never add one.
-ALLOWED_CYCLES = {
-    frozenset({"calls", "stats"}),
-    frozenset({"calls", "campaigns"}),
-}
+# The layers, bottom first: a package may import its own layer's packages (without a loop) and those
+# below, never one above. docs/architecture.md shows the same table.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"core", "clock", "turns"}),  # pure: the rules and small values
+    frozenset({"config", "errors", "ids", "bodies", "logs", "urls"}),  # what every request needs
+    frozenset({"db", "feed", "web", "ratelimit"}),  # storage, the change feed, the ASGI plumbing
+    frozenset({"accounts"}),  # keys: every domain checks them
+    frozenset({"stats"}),  # the counters read
+    frozenset({"campaigns", "calls", "timeseries"}),  # the domains that write or read through stats
+    frozenset({"stream", "dashboard", "openapi", "importer", "watch", "serving"}),  # surfaces
+    frozenset({"app", "demo", "cli"}),  # entry points
+)
+CORE_MAY_IMPORT = ("phonenumbers",)
 
 
 def _module_name(path: Path) -> str:
@@ -106,7 +115,7 @@ def _source_files() -> list[Path]:
 
 
 def _package_of(module: str) -> str | None:
-    """callstats.stats.counters is in package stats, callstats.web in web; callstats itself in none."""
+    """callstats.db.counters is in package db, callstats.web in web; callstats itself in none."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[0] == "callstats" else None
 
@@ -174,24 +183,52 @@ def test_migrations_import_no_live_code() -> None:
 
 
 def test_no_package_imports_one_that_imports_it_back() -> None:
-    """Two packages importing each other must be one of ALLOWED_CYCLES, and no longer loop may form
-    outside them; an allowed cycle that is gone must be removed from the list."""
+    """No two packages import each other, and no longer loop forms."""
     graph = package_imports()
     assert "db" in graph["calls"] and "errors" in graph["web"]  # the graph is read at all
     mutual = {
-        frozenset({a, b}): sorted(graph[a][b] | graph[b][a])
+        f"{a} <-> {b}": sorted(graph[a][b] | graph[b][a])
         for a, b in itertools.combinations(sorted(graph), 2)
         if b in graph[a] and a in graph.get(b, {})
     }
-    new = {
-        " <-> ".join(sorted(pair)): modules for pair, modules in mutual.items() if pair not in ALLOWED_CYCLES
-    }
-    assert not new, f"packages importing each other (through these modules): {new}"
-    gone = [sorted(pair) for pair in ALLOWED_CYCLES if pair not in mutual]
-    assert not gone, f"no longer a cycle, remove from ALLOWED_CYCLES: {gone}"
-    allowed_members = set().union(*ALLOWED_CYCLES)
-    loops = [sorted(group) for group in _strongly_connected(graph) if not group <= allowed_members]
+    assert not mutual, f"packages importing each other (through these modules): {mutual}"
+    loops = [sorted(group) for group in _strongly_connected(graph)]
     assert not loops, f"packages that reach each other through a longer import loop: {loops}"
+
+
+def _layer_of(package: str) -> int | None:
+    return next((n for n, layer in enumerate(LAYERS) if package in layer), None)
+
+
+def test_no_import_runs_up_the_layers() -> None:
+    """Each package sits in one layer of LAYERS and imports only its own layer and those below."""
+    graph = package_imports()
+    packages = {*graph, *(t for targets in graph.values() for t in targets)}
+    assert {"core", "calls", "stats", "app"} <= packages
+    unplaced = sorted(p for p in packages if _layer_of(p) is None)
+    assert not unplaced, f"packages without a place in LAYERS: {unplaced}"
+    upward = {
+        f"{source} -> {target}": sorted(modules)
+        for source, targets in graph.items()
+        for target, modules in targets.items()
+        if (_layer_of(target) or 0) > (_layer_of(source) or 0)
+    }
+    assert not upward, f"imports running up the layers (through these modules): {upward}"
+
+
+def test_core_imports_nothing_else_of_callstats() -> None:
+    """Every module of callstats.core imports only callstats.core, the standard library and
+    CORE_MAY_IMPORT."""
+    core = sorted((SRC / "core").glob("*.py"))
+    assert len(core) >= 6
+    outside = {
+        f"{path.name} imports {name}"
+        for path in core
+        for name in _all_imports(path)
+        if not (name == "callstats.core" or name.startswith("callstats.core."))
+        and name.split(".")[0] not in {*sys.stdlib_module_names, *CORE_MAY_IMPORT}
+    }
+    assert not outside
 
 
 def _documented_pure() -> dict[str, Path]:
@@ -226,7 +263,7 @@ def test_pure_modules_reach_no_database_layer() -> None:
     """Neither a module documented as pure nor anything it loads imports sqlalchemy, psycopg or
     callstats.db."""
     pure = _documented_pure()
-    assert {"callstats.stats.response", "callstats.timeseries.buckets", "callstats.calls.lifecycle"} <= set(
+    assert {"callstats.stats.response", "callstats.timeseries.buckets", "callstats.core.lifecycle"} <= set(
         pure
     )
     reached = {

@@ -18,13 +18,12 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AfterValidator, BeforeValidator, Strict, ValidationError
 
+from callstats.core.text import NUL, NUL_REASON
 from callstats.errors import ValidationFailed
 
 MAX_DEPTH = 1_024  # orjson's own limit; the fallback parser is held to the same
 MAX_BIGINT = 2**63 - 1
-NUL = "\x00"
 _DIGITS = re.compile(r"-?[0-9]{1,19}")
-NUL_REASON = "must not contain the NUL character (\\u0000), which cannot be stored"
 
 
 class _TooDeep(Exception):

@@ -22,7 +22,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-OUTCOMES = ("answered", "busy", "no_answer", "failed", "voicemail")
+from callstats.core.outcomes import OUTCOMES
+
 FIRST_RETRY_SECONDS = 1.0  # then doubled after each failed attempt, up to MAX_RETRY_SECONDS
 MAX_RETRY_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 10.0

@@ -14,10 +14,11 @@ from sqlalchemy import Connection
 
 from callstats.app import CallstatsApp
 from callstats.calls import group as group_module
-from callstats.calls import lifecycle, service
+from callstats.calls import service
 from callstats.calls.endpoint import PATH
 from callstats.calls.group import GroupCommit
 from callstats.calls.schemas import EventRules, RecordEventsResult
+from callstats.core import lifecycle
 from callstats.db.engine import Database
 from tests.agreement import assert_stats
 from tests.apps import http_client

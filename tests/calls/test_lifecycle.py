@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callstats.calls.lifecycle import (
+from callstats.core.counters import Counters
+from callstats.core.lifecycle import (
     CallEvent,
     CallState,
     ContactState,
@@ -18,7 +19,6 @@ from callstats.calls.lifecycle import (
     apply,
 )
 from callstats.stats.response import stats_response
-from callstats.stats.values import Counters
 from tests.oracle import (
     BASE_MS,
     OUTCOMES,

@@ -282,7 +282,7 @@ def test_migration_0003_gives_existing_campaigns_the_server_region_and_room_for_
 
 def test_phones_json_round_trip() -> None:
     """The identity strings used above are what normalize gives (the contract the events route relies on)."""
-    from callstats.campaigns.phones import normalize
+    from callstats.core.phones import normalize
 
     assert normalize("+86 139 1234 5678 ext. 12345678901234567890", "US") == (
         "+8613912345678;ext=12345678901234567890"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callstats.campaigns.phones import (
+from callstats.core.phones import (
     InvalidPhone,
     UnknownRegion,
     is_plain_valid_e164,

@@ -18,9 +18,9 @@ import pytest
 
 from callstats.accounts.service import list_keys
 from callstats.app import create_app
-from callstats.calls.lifecycle import RetryRules
 from callstats.calls.schemas import EventRules
 from callstats.config import Settings
+from callstats.core.lifecycle import RetryRules
 from callstats.db.engine import Database
 from callstats.demo.dialer import dialer_task
 from callstats.demo.runner import create_demo_campaign, demo_phones, fresh_database, is_demo_database

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from callstats.app import CallstatsApp
-from callstats.stats.histogram import percentile, talk_bucket
+from callstats.core.histogram import percentile, talk_bucket
 from tests.conftest import new_campaign
 from tests.factories import ended_call
 from tests.oracle import BASE_MS, OUTCOMES, Rules, batches, interleave, phone_of, simulate_contact

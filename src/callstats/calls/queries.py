@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
-from callstats.calls.lifecycle import CallState, ContactState, RetryRules
+from callstats.core.lifecycle import CallState, ContactState, RetryRules
 from callstats.db.driver import Statement
 from callstats.db.schema import call_events, calls, campaign_counters, campaigns, contacts
 

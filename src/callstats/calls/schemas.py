@@ -12,9 +12,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from callstats.bodies import MAX_BIGINT, StoredText, StrictInt, parse_json, validation_message
-from callstats.calls.lifecycle import CallEvent
 from callstats.clock import now_ms
 from callstats.config import Settings
+from callstats.core.lifecycle import CallEvent
 from callstats.errors import ValidationFailed
 from callstats.ids import canonical_uuid
 from callstats.stats.response import iso_utc

@@ -16,8 +16,7 @@ from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Connection
 
-from callstats.calls import lifecycle, queries
-from callstats.calls.lifecycle import CallState, ContactState, RetryRules
+from callstats.calls import queries
 from callstats.calls.schemas import (
     CallEventIn,
     EventResult,
@@ -26,14 +25,15 @@ from callstats.calls.schemas import (
     parse_event,
     raw_event_id,
 )
-from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.clock import now_ms
+from callstats.core import lifecycle
+from callstats.core.counters import CounterDelta, EventApplied, moved
+from callstats.core.lifecycle import CallState, ContactState, RetryRules
+from callstats.core.phones import InvalidPhone, normalize
+from callstats.db import counters
 from callstats.db.driver import pipelined
 from callstats.db.engine import Database
 from callstats.ids import canonical_uuid
-from callstats.stats import counters
-from callstats.stats.counters import CounterDelta
-from callstats.stats.extras import add_extra_deltas
 
 Status = Literal["applied", "duplicate", "rejected"]
 
@@ -235,7 +235,8 @@ def _one(batch: Batch, index: int, item: Any, entry: Resolved | str) -> EventRes
     if transition.effect == "rejected":
         return _result(index, event.event_id, "rejected", "CONFLICT", transition.reason)
     _keep(batch, event, happened.occurred_at, transition, is_new_call=call is None)
-    add_extra_deltas(_delta(batch, event.campaign_id).extras, owner[1], call, transition)
+    if transition.effect == "applied":
+        moved(EventApplied(owner[1], call, transition), _delta(batch, event.campaign_id))
     return _result(index, event.event_id, "applied", reason=transition.reason)
 
 
@@ -269,7 +270,6 @@ def _keep(
             batch.new_calls[event.call_id] = event.campaign_id
         else:
             batch.changed_calls.add(event.call_id)
-    _delta(batch, event.campaign_id).add(transition.deltas, transition.started_at, transition.finalized_at)
     if transition.start_raised:
         batch.later_starts.add(event.campaign_id)
 

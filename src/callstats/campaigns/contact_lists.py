@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from callstats.bodies import NUL, NUL_REASON, nul_free, parse_json
+from callstats.bodies import nul_free, parse_json
 from callstats.campaigns.schemas import MAX_CONTACTS_PER_REQUEST, ContactRow
+from callstats.core.text import NUL, NUL_REASON
 from callstats.errors import ValidationFailed
 
 DELIMITERS = (",", ";", "\t", "|")

@@ -11,7 +11,6 @@ from callstats.accounts.deps import ReadKey, WriteKey
 from callstats.bodies import WholeNumber
 from callstats.campaigns import service
 from callstats.campaigns.contact_lists import contact_rows
-from callstats.campaigns.phones import UnknownRegion, region_code
 from callstats.campaigns.schemas import (
     MAX_SUMMARY_IDS,
     AddContactsEnvelope,
@@ -23,6 +22,7 @@ from callstats.campaigns.schemas import (
     create_campaign_body,
     summary_ids,
 )
+from callstats.core.phones import UnknownRegion, region_code
 from callstats.db.deps import Db
 from callstats.errors import ValidationFailed
 from callstats.ids import CampaignId

@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from callstats.bodies import StoredText, StrictInt, parse_json, validation_message
-from callstats.calls.lifecycle import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_ON, OUTCOMES
-from callstats.campaigns.phones import region_code
+from callstats.core.lifecycle import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_ON
+from callstats.core.outcomes import OUTCOMES
+from callstats.core.phones import region_code
 from callstats.errors import ValidationFailed
 from callstats.ids import campaign_uuid
 

@@ -11,7 +11,6 @@ from sqlalchemy import Connection, RowMapping
 
 from callstats.bodies import nesting_depth
 from callstats.campaigns import queries
-from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.campaigns.schemas import (
     AddContactsResult,
     Campaign,
@@ -22,10 +21,12 @@ from callstats.campaigns.schemas import (
     InvalidRow,
 )
 from callstats.clock import now_ms
+from callstats.core.counters import CampaignCreated, ContactsAdded, moved
+from callstats.core.lifecycle import PENDING
+from callstats.core.phones import InvalidPhone, normalize
+from callstats.db import counters
 from callstats.db.engine import Database
 from callstats.errors import CampaignNotFound, ValidationFailed
-from callstats.stats import counters
-from callstats.stats.counters import CounterDelta
 from callstats.stats.response import iso_utc, success_rate
 
 
@@ -56,7 +57,7 @@ def create_campaign(db: Database, account_id: str, body: CreateCampaign, server_
 
     def work(conn: Connection) -> None:
         queries.insert_campaign(conn, values)
-        counters.write(conn, account_id, campaign_id, 0, CounterDelta({"total": 0}, None, None), force=True)
+        counters.write(conn, account_id, campaign_id, 0, moved(CampaignCreated()))
 
     db.write(work)
     return get_campaign(db, account_id, campaign_id)
@@ -181,9 +182,7 @@ def add_contacts(
             raise CampaignNotFound()
         held = queries.insert_contacts(conn, values)
         inserted = len(values) - len(held)
-        delta = CounterDelta({"total": inserted, "pending": inserted})
-        delta.extras.histogram[("a", 0)] += inserted
-        counters.write(conn, account_id, campaign_id, db.pick_slot(), delta)
+        counters.write(conn, account_id, campaign_id, db.pick_slot(), moved(ContactsAdded(inserted)))
         return held
 
     held = db.write(work)
@@ -203,7 +202,7 @@ def _contact_values(
 ) -> tuple[Any, ...]:
     """A new contact's row, in queries.CONTACT_COLUMNS order."""
     metadata = json.dumps(row.metadata) if row.metadata is not None else None
-    return (campaign_id, account_id, phone, row.name, metadata, "pending", 0, None, None, None, created)
+    return (campaign_id, account_id, phone, row.name, metadata, PENDING, 0, None, None, None, created)
 
 
 def summaries(db: Database, account_id: str, campaign_ids: list[str]) -> list[CampaignSummary]:

@@ -13,9 +13,9 @@ import anyio
 from anyio.to_thread import run_sync
 
 from callstats.app import BackgroundTask
-from callstats.calls.lifecycle import RetryRules
 from callstats.calls.schemas import EventRules
 from callstats.calls.service import record_events
+from callstats.core.lifecycle import RetryRules
 from callstats.db.engine import Database
 from callstats.demo.simulation import DialerConfig, DialerSimulation, SimEvent
 

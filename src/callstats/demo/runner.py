@@ -18,12 +18,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from callstats.accounts.service import create_key
 from callstats.app import create_app
-from callstats.calls.lifecycle import RetryRules
 from callstats.calls.schemas import EventRules
-from callstats.campaigns.phones import InvalidPhone, normalize
 from callstats.campaigns.schemas import MAX_CONTACTS_PER_REQUEST, ContactRow, CreateCampaign
 from callstats.campaigns.service import add_contacts, create_campaign
 from callstats.config import Settings
+from callstats.core.lifecycle import RetryRules
+from callstats.core.phones import InvalidPhone, normalize
 from callstats.db import migrate
 from callstats.db.engine import Database
 from callstats.demo.dialer import DemoCampaign, dialer_task

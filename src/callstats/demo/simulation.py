@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from callstats.calls import lifecycle
-from callstats.calls.lifecycle import PENDING, CallEvent, CallState, ContactState, RetryRules
+from callstats.core import lifecycle
+from callstats.core.lifecycle import PENDING, CallEvent, CallState, ContactState, RetryRules
 
 DEFAULT_OUTCOME_MIX: Mapping[str, float] = MappingProxyType(
     {"answered": 0.55, "busy": 0.10, "no_answer": 0.15, "voicemail": 0.12, "failed": 0.08}

@@ -9,8 +9,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from sqlalchemy import literal_column
 
+from callstats.db.counters import key_and_counters_select
 from callstats.db.engine import Database, SqliteChangeProbe, is_unreachable
-from callstats.stats.counters import key_and_counters_select
 from callstats.turns import TurnBatches
 
 POSTGRES_CONNECTIONS = 8

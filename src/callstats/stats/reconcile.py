@@ -11,7 +11,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from callstats.calls.lifecycle import OUTCOMES
+from callstats.core.counters import Counters, minute_of
+from callstats.core.histogram import talk_bucket
+from callstats.core.outcomes import OUTCOMES
+from callstats.db import counters as counters_store
 from callstats.db.engine import Database
 from callstats.db.schema import (
     SERIES_COLUMNS,
@@ -22,10 +25,6 @@ from callstats.db.schema import (
     campaigns,
     contacts,
 )
-from callstats.stats import counters as counters_store
-from callstats.stats.extras import minute_of
-from callstats.stats.histogram import talk_bucket
-from callstats.stats.values import Counters
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, get_args
 
-from callstats.calls.lifecycle import OUTCOMES
-from callstats.stats.histogram import ERROR_BOUND, histogram, percentile
-from callstats.stats.schemas import AttemptsSection, CampaignStats, DurationsSection, Section, StatusBreakdown
-from callstats.stats.values import Counters
+from callstats.core.counters import Counters
+from callstats.core.histogram import EDGES, ERROR_BOUND, percentile
+from callstats.core.outcomes import OUTCOMES
+from callstats.stats.schemas import (
+    AttemptsSection,
+    CampaignStats,
+    DurationBucket,
+    DurationsSection,
+    Section,
+    StatusBreakdown,
+)
 
 
 def round_half_up(value: Decimal, places: int) -> Decimal:
@@ -111,3 +118,8 @@ def durations_section(talk: Mapping[int, int]) -> DurationsSection:
         "percentile_error_bound": ERROR_BOUND,
         "histogram": histogram(talk),
     }
+
+
+def histogram(counts: Mapping[int, int]) -> list[DurationBucket]:
+    """Non-empty buckets in order, as {"le": upper edge in seconds, "count": n}."""
+    return [{"le": EDGES[b], "count": counts[b]} for b in sorted(counts) if counts[b]]

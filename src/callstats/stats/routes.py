@@ -19,6 +19,7 @@ from fastapi import APIRouter, Header, Query
 from callstats.accounts.deps import ReadKey
 from callstats.accounts.keys import presented
 from callstats.accounts.service import checked_key, key_id_of
+from callstats.db.counters import HOT_COLUMNS, from_row, read_histograms
 from callstats.db.engine import Database
 from callstats.errors import (
     CampaignNotFound,
@@ -30,7 +31,6 @@ from callstats.errors import (
 )
 from callstats.ids import CampaignId, campaign_uuid
 from callstats.ratelimit import StatsRateLimiter
-from callstats.stats.counters import HOT_COLUMNS, from_row, read_histograms
 from callstats.stats.hot import HotReader
 from callstats.stats.response import INCLUDABLE, attempts_section, durations_section, stats_response
 from callstats.stats.schemas import Section, StatsEnvelope

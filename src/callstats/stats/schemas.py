@@ -12,7 +12,7 @@ from typing import Literal, NotRequired
 
 from typing_extensions import TypedDict
 
-from callstats.calls.lifecycle import OUTCOMES
+from callstats.core.outcomes import OUTCOMES
 
 Section = Literal["attempts", "durations"]
 """An extra section `?include=` may ask for, beyond the seed's response."""

@@ -21,12 +21,12 @@ from typing import Any
 import orjson
 from anyio.to_thread import run_sync
 
+from callstats.core.counters import Counters
+from callstats.db import counters
 from callstats.db.engine import Database, SqliteChangeProbe
 from callstats.errors import CampaignNotFound
 from callstats.feed import ChangeFeed
-from callstats.stats import counters
 from callstats.stats.response import stats_response
-from callstats.stats.values import Counters
 from callstats.stream.signals import on_exit_signal
 
 log = logging.getLogger("callstats.stream")

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import func, select
 
 from callstats.clock import now_ms
+from callstats.core.counters import MINUTE_MS
 from callstats.db.engine import Database
 from callstats.db.schema import SERIES_COLUMNS, campaign_timeseries, campaigns
 from callstats.errors import CampaignNotFound, ValidationFailed
-from callstats.stats.extras import MINUTE_MS
 from callstats.timeseries.buckets import aggregate, boundaries, bucket_count, bucket_length, shown
 from callstats.timeseries.schemas import Interval, Timeseries, TimeseriesBucket
 

@@ -9,7 +9,7 @@ from functools import cache
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
 
-from callstats.bodies import NUL, NUL_REASON
+from callstats.core.text import NUL, NUL_REASON
 
 # Imports mostly send numbers already in E.164; checking those against phonenumbers' own metadata
 # directly costs a tenth of parse + is_valid_number + format. Every other form, and every number this

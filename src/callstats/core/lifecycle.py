@@ -1,8 +1,9 @@
-"""The pure lifecycle core: every call and contact state change goes through `apply`.
+"""The lifecycle: every call and contact state change goes through `apply`. Pure.
 
-No I/O here. Given a contact, its call (or None when the call is unseen), an
-event and the campaign's retry rules, `apply` returns the new states and the
-counter deltas that move with them; the storage layer writes both in one
+Given a contact, its call (or None when the call is unseen), an event and the
+campaign's retry rules, `apply` returns the new states and the seed counters'
+deltas that move with them; `counters.moved` adds the other figures' deltas
+(attempts, histograms, minutes), and the storage layer writes all of it in one
 transaction.
 """
 
@@ -12,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-OUTCOMES: Final = ("answered", "busy", "no_answer", "failed", "voicemail")
-EVENT_TYPES: Final = ("call.started", "call.answered", "call.ended")
 DEFAULT_RETRY_ON: Final = ("busy", "no_answer", "voicemail", "failed")
 DEFAULT_MAX_ATTEMPTS: Final = 3
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, Select, and_, bindparam, case, func, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from callstats.calls.lifecycle import OUTCOMES
+from callstats.core.counters import CounterDelta, Counters
+from callstats.core.outcomes import OUTCOMES
 from callstats.db.driver import Statement
 from callstats.db.engine import Database
 from callstats.db.schema import (
@@ -22,8 +22,6 @@ from callstats.db.schema import (
     campaign_timeseries,
     campaigns,
 )
-from callstats.stats.extras import ExtraDeltas
-from callstats.stats.values import Counters
 
 
 def summed_columns() -> list[Any]:
@@ -69,33 +67,6 @@ def read(conn: Connection, account_id: str, campaign_id: str) -> Counters | None
         return None
     row = conn.execute(counters_select(campaign_id)).mappings().one()
     return from_row(campaign_id, name, row)
-
-
-@dataclass
-class CounterDelta:
-    """Deltas gathered over one transaction, written to one slot at its end."""
-
-    columns: dict[str, int] = field(default_factory=dict)
-    first_call_at: int | None = None
-    last_final_at: int | None = None
-    extras: ExtraDeltas = field(default_factory=ExtraDeltas)
-
-    def add(self, deltas: Mapping[str, int], started_at: int | None, finalized_at: int | None) -> None:
-        """Fold one transition's deltas in."""
-        for name, amount in deltas.items():
-            self.columns[name] = self.columns.get(name, 0) + amount
-        if started_at is not None:
-            self.first_call_at = (
-                started_at if self.first_call_at is None else min(self.first_call_at, started_at)
-            )
-        if finalized_at is not None:
-            self.last_final_at = (
-                finalized_at if self.last_final_at is None else max(self.last_final_at, finalized_at)
-            )
-
-    def __bool__(self) -> bool:
-        changed = any(self.columns.values()) or any(self.extras.columns.values())
-        return changed or self.first_call_at is not None or self.last_final_at is not None
 
 
 def _earliest(current: Any, incoming: Any) -> Any:
@@ -151,9 +122,7 @@ def _upserts(dialect_name: str) -> tuple[Statement, Statement, Statement]:
     )
 
 
-def write(
-    conn: Connection, account_id: str, campaign_id: str, slot: int, delta: CounterDelta, force: bool = False
-) -> None:
+def write(conn: Connection, account_id: str, campaign_id: str, slot: int, delta: CounterDelta) -> None:
     """Add `delta` to one slot of a campaign's counters, histograms and minutes, creating rows as needed."""
     counters_upsert, histogram_upsert, series_upsert = _upserts(conn.dialect.name)
     histogram_rows = [
@@ -165,19 +134,18 @@ def write(
             "account_id": account_id,
             "count": n,
         }
-        for (kind, bucket), n in sorted(delta.extras.histogram.items())
+        for (kind, bucket), n in sorted(delta.histogram.items())
         if n
     ]
     if histogram_rows:
         histogram_upsert.executemany(conn, histogram_rows)
-    series_rows = _series_rows(account_id, campaign_id, slot, delta.extras.series)
+    series_rows = _series_rows(account_id, campaign_id, slot, delta.series)
     if series_rows:
         series_upsert.executemany(conn, series_rows)
-    if not delta and not force:
+    if not delta and not delta.ensure_row:
         return
     values: dict[str, Any] = dict.fromkeys(COUNTER_COLUMNS, 0)
     values.update(delta.columns)
-    values.update({k: v for k, v in delta.extras.columns.items() if v})
     values.update(
         campaign_id=campaign_id,
         slot=slot,

@@ -14,8 +14,6 @@ import math
 from collections.abc import Mapping
 from typing import Final
 
-from callstats.stats.schemas import DurationBucket
-
 MAX_SECONDS: Final = 7 * 86_400
 ERROR_BOUND: Final = 0.05
 
@@ -47,8 +45,3 @@ def percentile(counts: Mapping[int, int], p: float) -> int:
         if seen >= rank:
             return EDGES[bucket]
     return EDGES[max(counts)]
-
-
-def histogram(counts: Mapping[int, int]) -> list[DurationBucket]:
-    """Non-empty buckets in order, as {"le": upper edge in seconds, "count": n}."""
-    return [{"le": EDGES[b], "count": counts[b]} for b in sorted(counts) if counts[b]]
