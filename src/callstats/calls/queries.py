@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from callstats.core.lifecycle import CallState, ContactState, RetryRules
 from callstats.db.driver import Statement
-from callstats.db.schema import call_events, calls, campaign_counters, campaigns, contacts
+from callstats.db.schema import call_events, calls, campaigns, contacts
 
 _CHUNK = 500
 
@@ -91,21 +91,6 @@ _CALL_FIELDS = [
 _SAVE_CALLS = Statement(
     update(calls).where(calls.c.account_id == bindparam("b_account"), calls.c.call_id == bindparam("b_call")),
     _CALL_FIELDS,
-)
-_FIRST_CALL_REDONE = Statement(
-    update(campaign_counters)
-    .where(campaign_counters.c.campaign_id == bindparam("b_campaign"))
-    .values(
-        first_call_at=case(
-            (
-                campaign_counters.c.slot == bindparam("b_slot"),
-                select(func.min(calls.c.started_at))
-                .where(calls.c.campaign_id == bindparam("b_campaign"))
-                .scalar_subquery(),
-            ),
-            else_=None,
-        )
-    )
 )
 
 
@@ -261,16 +246,6 @@ def insert_calls(conn: Connection, account_id: str, new_calls: Iterable[tuple[st
     ]
     if rows:
         _INSERT_CALLS.executemany(conn, rows)
-
-
-def redo_first_call(conn: Connection, campaign_id: str, slot: int) -> None:
-    """Recompute a campaign's first call start from its calls, after a call's start moved later.
-
-    A MIN cannot be undone by a delta: the slot `slot` (already written in this transaction) gets
-    MIN(calls.started_at) and the other slots none. Rare: only a call.started that arrives after
-    the event that opened its call and carries a later time moves a start later.
-    """
-    _FIRST_CALL_REDONE.execute(conn, {"b_campaign": campaign_id, "b_slot": slot})
 
 
 def save_calls(conn: Connection, account_id: str, changed: Iterable[CallState]) -> None:

@@ -295,4 +295,4 @@ def _write_all(conn: Connection, batch: Batch, slot: int) -> None:
     for campaign_id, delta in batch.deltas.items():
         counters.write(conn, batch.account_id, campaign_id, slot, delta)
     for campaign_id in sorted(batch.later_starts):  # after the calls and the slot are written
-        queries.redo_first_call(conn, campaign_id, slot)
+        counters.redo_first_call(conn, campaign_id, slot)

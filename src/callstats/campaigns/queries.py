@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, func, insert, literal_column, or_, select, text
+from sqlalchemy import Connection, RowMapping, and_, insert, or_, select, text
 
-from callstats.db.schema import campaign_counters, campaigns, contacts
+from callstats.db import counters
+from callstats.db.schema import campaigns, contacts
 
 
 def insert_campaign(conn: Connection, values: dict[str, Any]) -> None:
@@ -17,40 +18,8 @@ def insert_campaign(conn: Connection, values: dict[str, Any]) -> None:
 
 
 def _with_totals() -> Any:
-    """The campaigns with each one's contact count, summed from its own counters rows (by primary key,
-    and by account, so a sharded engine keeps the read on one node) rather than from a grouping of
-    every campaign's rows."""
-    cc = campaign_counters.c
-    total = (
-        select(_sum(cc.total))
-        .where(cc.campaign_id == campaigns.c.id, cc.account_id == campaigns.c.account_id)
-        .scalar_subquery()
-    )
-    return select(campaigns, total.label("total_contacts"))
-
-
-def _sum(column: Any) -> Any:
-    """SUM(column), 0 when no row."""
-    return func.coalesce(func.sum(column), literal_column("0"))
-
-
-SUMMARY_FIELDS = ("total", "pending", "in_progress", "completed", "failed")
-
-
-def summary_rows(conn: Connection, account_id: str, campaign_ids: list[str]) -> dict[str, RowMapping]:
-    """Campaign id -> its summed counters (`SUMMARY_FIELDS`) for the account's campaigns among
-    `campaign_ids`, in one query by primary key.
-
-    Every campaign has its counters rows from creation on, so a campaign of the account is never
-    missing; an id of another account or of no campaign matches no row.
-    """
-    cc = campaign_counters.c
-    query = (
-        select(cc.campaign_id, *(_sum(cc[name]).label(name) for name in SUMMARY_FIELDS))
-        .where(cc.campaign_id.in_(campaign_ids), cc.account_id == account_id)
-        .group_by(cc.campaign_id)
-    )
-    return {row["campaign_id"]: row for row in conn.execute(query).mappings()}
+    """The campaigns, each with its contact count (total_contacts)."""
+    return select(campaigns, counters.contacts_total().label("total_contacts"))
 
 
 def campaign_row(conn: Connection, account_id: str, campaign_id: str) -> RowMapping | None:

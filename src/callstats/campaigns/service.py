@@ -209,7 +209,7 @@ def summaries(db: Database, account_id: str, campaign_ids: list[str]) -> list[Ca
     """getCampaignSummaries: the summaries of the account's campaigns among `campaign_ids`, in their order
     (ids of no campaign of the account are left out). Raises DatabaseTimeout/unavailable as every read."""
     with db.read() as conn:
-        rows = queries.summary_rows(conn, account_id, campaign_ids)
+        rows = counters.summaries(conn, account_id, campaign_ids)
     found = []
     for campaign_id in campaign_ids:
         row = rows.get(campaign_id)

@@ -1,12 +1,31 @@
-"""Per-campaign counters: kept in the same transaction as the rows they summarize."""
+"""All counter SQL, writes and reads, on both backends: campaign_counters, campaign_histograms and
+campaign_timeseries.
+
+Counters are kept in slots (db/engine.Database.pick_slot): a write adds a core.counters.CounterDelta
+to one slot of each table, in the transaction of the rows it summarizes; a read sums a campaign's
+slots. Rows come back as named tuples or mappings, never sliced by position. Sections: the summed
+columns; the write; the stats read (key and counters in one query); the per-campaign reads (counters,
+histograms, minutes, the campaign list's figures, what reconcile compares).
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, RowMapping, Select, and_, bindparam, case, func, literal_column, select
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from callstats.core.counters import CounterDelta, Counters
@@ -17,6 +36,7 @@ from callstats.db.schema import (
     COUNTER_COLUMNS,
     SERIES_COLUMNS,
     api_keys,
+    calls,
     campaign_counters,
     campaign_histograms,
     campaign_timeseries,
@@ -195,16 +215,47 @@ def key_and_counters_select(key_id: Any = None, campaign_id: Any = None) -> Sele
     )
 
 
-HOT_COLUMNS = (
-    "account_id",
-    "secret_hash",
-    "scope",
-    "revoked_at",
-    "campaign_name",
-    *COUNTER_COLUMNS,
-    "first_call_at",
-    "last_final_at",
-)
+class KeyAndCounters(NamedTuple):
+    """One stats read's row (key_and_counters_select): the key, and the campaign's name and summed
+    counters when the key's account owns it (campaign_name None otherwise). Times are epoch ms."""
+
+    account_id: str
+    secret_hash: str
+    scope: str
+    revoked_at: int | None
+    campaign_name: str | None
+    total: int
+    pending: int
+    in_progress: int
+    completed: int
+    failed: int
+    talk_seconds: int
+    bd_answered: int
+    bd_busy: int
+    bd_no_answer: int
+    bd_failed: int
+    bd_voicemail: int
+    attempts: int
+    att_answered: int
+    att_busy: int
+    att_no_answer: int
+    att_failed: int
+    att_voicemail: int
+    first_call_at: int | None
+    last_final_at: int | None
+
+    @property
+    def key(self) -> tuple[str, str, str, int | None]:
+        """(account_id, secret_hash, scope, revoked_at): what accounts.service.checked_key takes."""
+        return self.account_id, self.secret_hash, self.scope, self.revoked_at
+
+    def counters(self, campaign_id: str) -> Counters:
+        """The campaign's counter values (call only when campaign_name is not None)."""
+        return from_row(campaign_id, self.campaign_name or "", self._asdict())
+
+
+HOT_COLUMNS = KeyAndCounters._fields
+assert HOT_COLUMNS[5:-2] == COUNTER_COLUMNS, "KeyAndCounters must list the counter columns in order"
 
 
 def read_histograms(db: Database, campaign_id: str) -> dict[str, dict[int, int]]:
@@ -221,3 +272,90 @@ def read_histograms(db: Database, campaign_id: str) -> dict[str, dict[int, int]]
             if count:
                 found.setdefault(kind, {})[int(bucket)] = int(count)
     return found
+
+
+_FIRST_CALL_REDONE = Statement(
+    update(campaign_counters)
+    .where(campaign_counters.c.campaign_id == bindparam("b_campaign"))
+    .values(
+        first_call_at=case(
+            (
+                campaign_counters.c.slot == bindparam("b_slot"),
+                select(func.min(calls.c.started_at))
+                .where(calls.c.campaign_id == bindparam("b_campaign"))
+                .scalar_subquery(),
+            ),
+            else_=None,
+        )
+    )
+)
+
+
+def redo_first_call(conn: Connection, campaign_id: str, slot: int) -> None:
+    """Recompute a campaign's first call start from its calls, after a call's start moved later.
+
+    A MIN cannot be undone by a delta: the slot `slot` (already written in this transaction) gets
+    MIN(calls.started_at) and the other slots none. Rare: only a call.started that arrives after
+    the event that opened its call and carries a later time moves a start later.
+    """
+    _FIRST_CALL_REDONE.execute(conn, {"b_campaign": campaign_id, "b_slot": slot})
+
+
+def contacts_total() -> Any:
+    """A campaign's contact count, as a scalar subquery correlated with the campaigns table: summed
+    from its own counters rows (by primary key, and by account, so a sharded engine keeps the read on
+    one node) rather than from a grouping of every campaign's rows."""
+    cc = campaign_counters.c
+    return (
+        select(_sum(cc.total))
+        .where(cc.campaign_id == campaigns.c.id, cc.account_id == campaigns.c.account_id)
+        .scalar_subquery()
+    )
+
+
+def _sum(column: Any) -> Any:
+    """SUM(column), 0 when no row."""
+    return func.coalesce(func.sum(column), literal_column("0"))
+
+
+SUMMARY_FIELDS = ("total", "pending", "in_progress", "completed", "failed")
+
+
+def summaries(conn: Connection, account_id: str, campaign_ids: list[str]) -> dict[str, RowMapping]:
+    """Campaign id -> its summed counters (`SUMMARY_FIELDS`, by name) for the account's campaigns among
+    `campaign_ids`, in one query by primary key.
+
+    Every campaign has its counters rows from creation on, so a campaign of the account is never
+    missing; an id of another account or of no campaign matches no row.
+    """
+    cc = campaign_counters.c
+    query = (
+        select(cc.campaign_id, *(_sum(cc[name]).label(name) for name in SUMMARY_FIELDS))
+        .where(cc.campaign_id.in_(campaign_ids), cc.account_id == account_id)
+        .group_by(cc.campaign_id)
+    )
+    return {row["campaign_id"]: row for row in conn.execute(query).mappings()}
+
+
+def minute_span(conn: Connection, campaign_id: str) -> tuple[int | None, int | None]:
+    """The first and the last UTC epoch minute the campaign's series has a row for (None, None: none)."""
+    ts = campaign_timeseries.c
+    first, last = conn.execute(
+        select(func.min(ts.minute), func.max(ts.minute)).where(ts.campaign_id == campaign_id)
+    ).one()
+    return first, last
+
+
+def minutes(conn: Connection, campaign_id: str, first: int, end: int) -> list[tuple[int, dict[str, int]]]:
+    """The campaign's series summed over slots, minute by minute for minutes `first` <= m < `end` (UTC
+    epoch minutes): [(minute, {series column: count})], in no particular order."""
+    ts = campaign_timeseries.c
+    query = (
+        select(ts.minute, *(func.sum(ts[name]).label(name) for name in SERIES_COLUMNS))
+        .where(ts.campaign_id == campaign_id, ts.minute >= first, ts.minute < end)
+        .group_by(ts.minute)
+    )
+    return [
+        (int(row.minute), {name: int(row._mapping[name] or 0) for name in SERIES_COLUMNS})
+        for row in conn.execute(query)
+    ]

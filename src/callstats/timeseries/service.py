@@ -1,17 +1,16 @@
-"""The time-series use case: validate the window, read the minutes, bucket them."""
+"""The time-series use case: validate the window, read the minutes (db/counters.py), bucket them."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select
-
 from callstats.clock import now_ms
 from callstats.core.counters import MINUTE_MS
+from callstats.db import counters
 from callstats.db.engine import Database
-from callstats.db.schema import SERIES_COLUMNS, campaign_timeseries, campaigns
 from callstats.errors import CampaignNotFound, ValidationFailed
+from callstats.timeseries import queries
 from callstats.timeseries.buckets import aggregate, boundaries, bucket_count, bucket_length, shown
 from callstats.timeseries.schemas import Interval, Timeseries, TimeseriesBucket
 
@@ -40,19 +39,12 @@ def moment(raw: str | None, field: str, tz: ZoneInfo) -> datetime | None:
 
 def _recorded_span(db: Database, account_id: str, campaign_id: str) -> tuple[int, int | None, int | None]:
     """The campaign's creation time and its first and last recorded minute, or 404."""
-    ts = campaign_timeseries.c
     with db.read() as conn:
-        created = conn.execute(
-            select(campaigns.c.created_at).where(
-                campaigns.c.id == campaign_id, campaigns.c.account_id == account_id
-            )
-        ).scalar()
+        created = queries.created_at(conn, account_id, campaign_id)
         if created is None:
             raise CampaignNotFound()
-        first, last = conn.execute(
-            select(func.min(ts.minute), func.max(ts.minute)).where(ts.campaign_id == campaign_id)
-        ).one()
-    return int(created), first, last
+        first, last = counters.minute_span(conn, campaign_id)
+    return created, first, last
 
 
 _FIRST_MS = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
@@ -78,21 +70,11 @@ def _utc(epoch_ms: int) -> datetime:
 def _minutes(
     db: Database, campaign_id: str, start: datetime, end: datetime
 ) -> list[tuple[int, dict[str, int]]]:
-    ts = campaign_timeseries.c
-    query = (
-        select(ts.minute, *(func.sum(ts[name]).label(name) for name in SERIES_COLUMNS))
-        .where(
-            ts.campaign_id == campaign_id,
-            ts.minute >= int(start.timestamp()) // 60,
-            ts.minute < -(-int(end.timestamp()) // 60),
-        )
-        .group_by(ts.minute)
-    )
+    """The recorded minutes between `start` and `end` (the partial minute at each end included)."""
     with db.read() as conn:
-        return [
-            (int(row[0]), {n: int(v or 0) for n, v in zip(SERIES_COLUMNS, row[1:], strict=True)})
-            for row in conn.execute(query)
-        ]
+        return counters.minutes(
+            conn, campaign_id, int(start.timestamp()) // 60, -(-int(end.timestamp()) // 60)
+        )
 
 
 def _edges(start: datetime, end: datetime, interval: str, tz: ZoneInfo) -> list[datetime]:
