@@ -23,7 +23,8 @@ from sqlalchemy import Connection, insert, select, text
 
 from callstats.app import CallstatsApp
 from callstats.calls import service
-from callstats.calls.schemas import EventRules, RecordEventsResult
+from callstats.calls.schemas import EventRules
+from callstats.calls.service import WriteRequest, Written
 from callstats.db.engine import Database
 from callstats.db.schema import COUNTER_COLUMNS, campaign_counters, campaigns, contacts
 from callstats.stats.reconcile import recompute
@@ -85,25 +86,20 @@ class GroupingProbe:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.lock = threading.Lock()
         self.running = self.peak = self.largest_group = 0
-        original = service.record_requests
+        original = service.record_group
 
-        def record_requests(
-            db: Database,
-            writers: Callable[[Connection], list[str | Exception]],
-            requests: list[list[Any]],
-            rules: EventRules,
-        ) -> list[RecordEventsResult | Exception]:
+        def record_group(db: Database, requests: list[WriteRequest], rules: EventRules) -> list[Written]:
             with self.lock:
                 self.running += len(requests)
                 self.peak = max(self.peak, self.running)
                 self.largest_group = max(self.largest_group, len(requests))
             try:
-                return original(db, writers, requests, rules)
+                return original(db, requests, rules)
             finally:
                 with self.lock:
                     self.running -= len(requests)
 
-        monkeypatch.setattr(service, "record_requests", record_requests)
+        monkeypatch.setattr(service, "record_group", record_group)
 
 
 async def run_clients(

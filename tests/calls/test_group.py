@@ -10,14 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Connection
 
 from callstats.app import CallstatsApp
 from callstats.calls import group as group_module
 from callstats.calls import service
 from callstats.calls.endpoint import PATH
 from callstats.calls.group import GroupCommit
-from callstats.calls.schemas import EventRules, RecordEventsResult
+from callstats.calls.schemas import EventRules
+from callstats.calls.service import WriteRequest, Written
 from callstats.core import lifecycle
 from callstats.db.engine import Database
 from tests.agreement import assert_stats
@@ -40,22 +40,17 @@ class HeldWriter:
         self.held = 0
         self.sizes: list[int] = []  # requests per group
         self.events: list[int] = []  # events per group
-        original = service.record_requests
+        original = service.record_group
 
-        def record_requests(
-            db: Database,
-            writers: Callable[[Connection], list[str | Exception]],
-            requests: list[list[Any]],
-            rules: EventRules,
-        ) -> list[RecordEventsResult | Exception]:
+        def record_group(db: Database, requests: list[WriteRequest], rules: EventRules) -> list[Written]:
             self.sizes.append(len(requests))
-            self.events.append(sum(len(events) for events in requests))
+            self.events.append(sum(len(request.items) for request in requests))
             if not self.release.is_set():
                 self.held = len(requests)
                 self.release.wait(30)
-            return original(db, writers, requests, rules)
+            return original(db, requests, rules)
 
-        monkeypatch.setattr(service, "record_requests", record_requests)
+        monkeypatch.setattr(service, "record_group", record_group)
 
     async def send(
         self, app: CallstatsApp, requests: list[tuple[dict[str, str], dict[str, Any]]]

@@ -3,7 +3,7 @@
 A carrier sends one event per request, so a transaction's fixed costs (its round
 trips, the commit, a worker-thread hop) dwarf the event's own work. While a group
 is being written, the requests that arrive queue here; the next free writer takes
-them all (up to MAX_EVENTS) and `service.record_requests` applies them in arrival
+them all (up to MAX_EVENTS) and `service.record_group` applies them in arrival
 order, request by request, exactly as if they had run one after another. Each
 request is checked with its own key and only touches its own account's rows. A
 request is answered only after its group's commit. When a shared transaction fails,
@@ -17,38 +17,32 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from anyio.to_thread import run_sync
-from sqlalchemy import Connection
 from sqlalchemy.exc import StatementError
 
-from callstats.accounts.service import writer_accounts
 from callstats.calls import service
 from callstats.calls.schemas import EventResult, EventRules, RecordEventsResult, raw_event_id
+from callstats.calls.service import WriteRequest, Written
 from callstats.db.engine import Database, is_unreachable
-from callstats.errors import ApiError, InternalError
+from callstats.errors import InternalError
 from callstats.logs import event_not_stored
 
 MAX_EVENTS = 4_000  # per group; one request may hold up to 1,000 (schemas.MAX_EVENTS_PER_REQUEST)
-Outcome = tuple[RecordEventsResult, set[str]] | Exception  # the result and the campaigns it applied to
 NOT_STORED = "could not be stored: the database refused it (the request's other events are not affected)"
 
 
 @dataclass
-class Request:
-    """One request waiting to write: its key, its events (or why its body is unusable), its outcome."""
+class Waiting:
+    """A request waiting for its group to be written, and where its outcome goes."""
 
-    plaintext: str
-    key_id: str
-    items: list[Any] | ApiError  # a bad body is told only to a valid write key
-    done: asyncio.Future[Outcome]
+    request: WriteRequest
+    done: asyncio.Future[Written]
 
     def size(self) -> int:
-        """How much of a group's event budget the request takes."""
-        return len(self.items) if isinstance(self.items, list) else 1
+        """How much of a group's event budget the request takes (a bad body: 1)."""
+        return len(self.request.items) or 1
 
 
 class GroupCommit:
@@ -59,112 +53,92 @@ class GroupCommit:
         self.rules = rules
         self.writers = writers
         self.busy = 0
-        self.waiting: deque[Request] = deque()
+        self.waiting: deque[Waiting] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def record(self, plaintext: str, key_id: str, items: list[Any] | ApiError) -> Outcome:
+    async def record(self, request: WriteRequest) -> Written:
         """Write one request's events with whichever others are waiting; its own outcome."""
-        request = Request(plaintext, key_id, items, asyncio.get_running_loop().create_future())
-        self.waiting.append(request)
+        waiting = Waiting(request, asyncio.get_running_loop().create_future())
+        self.waiting.append(waiting)
         if self.busy < self.writers:
             self.busy += 1
             task = asyncio.create_task(self._drain())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return await asyncio.shield(request.done)  # a client that leaves does not cancel others' write
+        return await asyncio.shield(waiting.done)  # a client that leaves does not cancel others' write
 
     async def _drain(self) -> None:
         """Write groups while requests wait."""
         try:
             while self.waiting:
-                group = [self.waiting.popleft()]
-                budget = MAX_EVENTS - group[0].size()
-                while self.waiting and self.waiting[0].size() <= budget:
-                    budget -= self.waiting[0].size()
-                    group.append(self.waiting.popleft())
-                outcomes: list[Outcome] = [RuntimeError("write abandoned")] * len(group)
+                group = self._next_group()
+                outcomes = [Written(error=RuntimeError("write abandoned"))] * len(group)
                 try:
-                    outcomes = await run_sync(self.write, group)
+                    outcomes = await run_sync(self.write, [w.request for w in group])
                     self._fail_waiting_if_unreachable(outcomes[0])
                 finally:  # only a cancelled run leaves the placeholders: never leave a request hanging
-                    for request, outcome in zip(group, outcomes, strict=True):
-                        if not request.done.done():
-                            request.done.set_result(outcome)
+                    for waiting, outcome in zip(group, outcomes, strict=True):
+                        if not waiting.done.done():
+                            waiting.done.set_result(outcome)
         finally:
             self.busy -= 1
 
-    def _fail_waiting_if_unreachable(self, outcome: Outcome) -> None:
+    def _next_group(self) -> list[Waiting]:
+        """The requests waiting first, as many as fit MAX_EVENTS (at least one)."""
+        group = [self.waiting.popleft()]
+        budget = MAX_EVENTS - group[0].size()
+        while self.waiting and self.waiting[0].size() <= budget:
+            budget -= self.waiting[0].size()
+            group.append(self.waiting.popleft())
+        return group
+
+    def _fail_waiting_if_unreachable(self, outcome: Written) -> None:
         """The database did not answer: the requests queued meanwhile get the same 503 now, not after
         another timeout of their own (nothing of theirs was written)."""
-        if isinstance(outcome, Exception) and is_unreachable(outcome):
+        if outcome.error is not None and is_unreachable(outcome.error):
             while self.waiting:
                 self.waiting.popleft().done.set_result(outcome)
 
-    def write(self, group: list[Request]) -> list[Outcome]:
+    def write(self, group: list[WriteRequest]) -> list[Written]:
         """Write a group in one transaction; if that fails, each request alone (in a worker thread)."""
         try:
-            results = service.record_requests(
-                self.db, _checked(group), [_events(r) for r in group], self.rules
-            )
+            return service.record_group(self.db, group, self.rules)
         except Exception as exc:
             if is_unreachable(exc):  # alone, each would wait out the timeout again
-                return [exc] * len(group)
+                return [Written(error=exc)] * len(group)
             if len(group) == 1:
                 return [self._event_by_event(group[0], exc)]
             return [self.write([request])[0] for request in group]
-        return [
-            result
-            if isinstance(result, Exception)
-            else (result, service.applied_campaigns(_events(r), result))
-            for r, result in zip(group, results, strict=True)
-        ]
 
-    def _event_by_event(self, request: Request, failure: Exception) -> Outcome:
+    def _event_by_event(self, request: WriteRequest, failure: Exception) -> Written:
         """A request whose own transaction failed with `failure`: when the database refused a value,
         its events in one transaction each, in order, so that only the event that caused the error is
         rejected (`INTERNAL_SERVER_ERROR`, NOT_STORED) and the others are applied or duplicates as
         usual. Any other failure (a bug, the database gone) stays the whole request's outcome."""
-        if not (_refused_value(failure) and isinstance(request.items, list)):
-            return failure
+        if not _refused_value(failure) or request.problem is not None:
+            return Written(error=failure)
         results: list[EventResult] = []
         campaigns: set[str] = set()
         for index, item in enumerate(request.items):
             try:
-                outcome = service.record_requests(self.db, _checked([request]), [[item]], self.rules)[0]
+                alone = service.record_group(self.db, [replace(request, items=[item])], self.rules)[0]
             except Exception as exc:
                 if is_unreachable(exc) or not _refused_value(exc):
-                    return exc
+                    return Written(error=exc)
                 event_not_stored(exc, raw_event_id(item), index)
                 code = InternalError.code
                 results.append(EventResult(index, raw_event_id(item), "rejected", code, NOT_STORED))
                 continue
-            if isinstance(outcome, Exception):  # the key, checked again in each transaction
-                return outcome
-            campaigns |= service.applied_campaigns([item], outcome)
-            result = outcome.results[0]
+            if alone.result is None:  # the key, checked again in each transaction
+                return alone
+            campaigns |= alone.campaigns
+            result = alone.result.results[0]
             result.index = index  # its place in the request, not in its one-event transaction
             results.append(result)
-        return RecordEventsResult.tallied(results), campaigns
+        return Written(RecordEventsResult.tallied(results), frozenset(campaigns))
 
 
 def _refused_value(exc: Exception) -> bool:
     """Whether the database (or its driver) refused a statement's values: a constraint, a value too
     long or out of range, a character the encoding cannot hold. Not a bug of ours, not an outage."""
     return isinstance(exc, StatementError | OverflowError | UnicodeError) and not is_unreachable(exc)
-
-
-def _events(request: Request) -> list[Any]:
-    return request.items if isinstance(request.items, list) else []
-
-
-def _checked(group: list[Request]) -> Callable[[Connection], list[str | Exception]]:
-    """Each request's account, checked in the transaction: a bad body is told only to a valid write key."""
-
-    def check(conn: Connection) -> list[str | Exception]:
-        accounts = writer_accounts(conn, [(r.plaintext, r.key_id) for r in group])
-        return [
-            r.items if isinstance(account, str) and isinstance(r.items, ApiError) else account
-            for r, account in zip(group, accounts, strict=True)
-        ]
-
-    return check

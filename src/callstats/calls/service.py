@@ -1,21 +1,28 @@
-"""Event ingestion: every event goes through the lifecycle core, atomically and on its own.
+"""Event ingestion, top-down: parse, resolve, apply the lifecycle, write, answer.
 
-A request's events share one transaction: the contacts and calls they touch are
-read and locked set-wise, each event is applied in order in memory through
-`lifecycle.apply` (a rejected event changes nothing), and the resulting rows and
-counter deltas are written together before the commit. Several requests can share
-one transaction (calls/group.py): their events are loaded together and applied
-request by request, exactly as if they had run one after another.
+`record_group` writes several requests in one transaction (calls/group.py gathers them; the demo
+sends one), each answered as if it had run alone, in arrival order:
+
+1. parse (no I/O): each raw event validated on its own (`parse_event`); phones written with
+   +country normalized to a contact identity before the transaction;
+2. resolve (one round trip): each request's writer checked (its key, in the transaction), the
+   contacts the phones name, the campaigns' regions for national numbers;
+3. load (one round trip per account): the rules, contacts, calls and stored event hashes the
+   events touch, read and locked set-wise in one order;
+4. apply: each event through `lifecycle.apply` in memory, in order; `counters.moved` gives the
+   counter deltas; a rejected event changes nothing;
+5. write (one round trip): events, contacts, calls and counter deltas;
+6. answer: one `Written` per request (its result, or the error it answers with).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Connection
 
+from callstats.accounts.service import writer_accounts
 from callstats.calls import queries
 from callstats.calls.schemas import (
     CallEventIn,
@@ -33,14 +40,41 @@ from callstats.core.phones import InvalidPhone, normalize
 from callstats.db import counters
 from callstats.db.driver import pipelined
 from callstats.db.engine import Database
+from callstats.errors import ApiError
 from callstats.ids import canonical_uuid
 
 Status = Literal["applied", "duplicate", "rejected"]
+Phones = dict[tuple[str, str], str | InvalidPhone]  # (campaign id, phone as sent) -> contact identity
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    """One request to write: its raw events and who sends them.
+
+    A request from the API names its write key (`plaintext`, `key_id`), checked inside the
+    transaction; a trusted caller (the demo) names its `account_id`. `problem` is why the body is
+    unusable, told only to a valid write key (the request then writes nothing).
+    """
+
+    items: list[Any]
+    plaintext: str = ""
+    key_id: str = ""
+    account_id: str | None = None
+    problem: ApiError | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """One request's outcome: its result and the campaigns it applied events to, or its error."""
+
+    result: RecordEventsResult | None = None
+    campaigns: frozenset[str] = frozenset()
+    error: Exception | None = None
 
 
 @dataclass
 class Batch:
-    """What one request's transaction has read, and what it will write."""
+    """What one account's events read in the transaction, and what they will write."""
 
     account_id: str
     rules: dict[str, RetryRules]
@@ -66,81 +100,126 @@ class Resolved(NamedTuple):
     problem: str | None = None
 
 
+@dataclass
+class Parsed:
+    """A group after step 1: each request's events (valid, or why not) and the phones they name."""
+
+    requests: list[WriteRequest]
+    events: list[list[CallEventIn | str]]
+    phones: Phones  # numbers written with +country, normalized already
+    national: set[tuple[str, str]]  # (campaign id, phone) written without +country: need the region
+    default_region: str  # for a campaign without a region of its own
+
+
 def record_events(db: Database, account_id: str, items: list[Any], rules: EventRules) -> RecordEventsResult:
-    """Apply a batch of raw events; each is applied, a duplicate, or rejected with a reason."""
-    return record_events_as(db, lambda _conn: account_id, items, rules)
+    """Apply a trusted caller's raw events for `account_id`; each is applied, a duplicate, or rejected.
 
-
-def record_events_as(
-    db: Database, writer: Callable[[Connection], str], items: list[Any], rules: EventRules
-) -> RecordEventsResult:
-    """The same, for the account `writer` finds (or refuses) first thing in the write's transaction."""
-    outcome = record_requests(db, lambda conn: [writer(conn)], [items], rules)[0]
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
-
-
-def record_requests(
-    db: Database,
-    writers: Callable[[Connection], list[str | Exception]],
-    requests: list[list[Any]],
-    rules: EventRules,
-) -> list[RecordEventsResult | Exception]:
-    """Several requests' events in one transaction, each answered as if it had run alone, in this order.
-
-    `writers` finds each request's account (or why it may not write) first thing in the transaction;
-    a request's events only read and change that account's rows. An exception raised (rather than
-    returned) fails the whole transaction: nothing of any request is stored.
+    Raises what the transaction raises (the database unreachable, a value it refused).
     """
+    written = record_group(db, [WriteRequest(items, account_id=account_id)], rules)[0]
+    if written.error is not None:
+        raise written.error
+    assert written.result is not None
+    return written.result
+
+
+def record_group(db: Database, requests: list[WriteRequest], rules: EventRules) -> list[Written]:
+    """Several requests' events in one transaction, each answered as if it had run alone, in order.
+
+    A request's events only read and change its own account's rows. An exception raised (rather
+    than answered in a `Written`) fails the whole transaction: nothing of any request is stored.
+    """
+    parsed = parse(requests, rules)
+    return db.write(lambda conn: _transaction(conn, db.pick_slot(), parsed))
+
+
+def parse(requests: list[WriteRequest], rules: EventRules) -> Parsed:
+    """Step 1, no I/O: every event validated on its own; +country phones normalized."""
     window = rules.window(now_ms())  # one clock reading for every event of the group
-    parsed = [[parse_event(item, rules, window) for item in items] for items in requests]
+    events = [[parse_event(item, rules, window) for item in r.items] for r in requests]
     named = {
-        (ev.campaign_id, ev.phone) for es in parsed for ev in es if isinstance(ev, CallEventIn) and ev.phone
+        (ev.campaign_id, ev.phone) for es in events for ev in es if isinstance(ev, CallEventIn) and ev.phone
     }
     # '+country' numbers read the same in every region: normalized before the transaction
-    international = {pair: _e164(pair[1], rules.default_region) for pair in named if pair[1][0] == "+"}
+    phones = {pair: _e164(pair[1], rules.default_region) for pair in named if pair[1][0] == "+"}
     national = {pair for pair in named if pair[1][0] != "+"}
+    return Parsed(requests, events, phones, national, rules.default_region)
 
-    def work(conn: Connection) -> list[list[EventResult] | Exception]:
-        with pipelined(conn):  # the phones' contacts (any account's), regions and keys: one round trip
-            sent = queries.contact_ids_by_phone(conn, _found(international))
-            regions = queries.campaign_regions(conn, {campaign_id for campaign_id, _ in national})
-            accounts = writers(conn)
-            by_phone = sent()
-            region_of = regions()
-        phones = international | {
-            (c, raw): _e164(raw, region_of.get(c, rules.default_region)) for c, raw in national
-        }
-        if national:  # numbers without +country: read in their campaign's region, one more round trip
-            with pipelined(conn):
-                by_phone |= queries.contact_ids_by_phone(conn, _found(phones) - _found(international))()
-        outcomes: list[list[EventResult] | Exception] = [
-            a if isinstance(a, Exception) else [] for a in accounts
-        ]
-        batches: dict[str, Batch] = {}
-        resolved: list[list[Resolved | str]] = [[] for _ in requests]
-        for account_id in sorted({a for a in accounts if isinstance(a, str)}):  # one lock order
-            mine = [n for n, a in enumerate(accounts) if a == account_id]
-            batch, entries = _load(conn, account_id, [ev for n in mine for ev in parsed[n]], phones, by_phone)
-            batches[account_id] = batch
-            start = 0
-            for n in mine:
-                resolved[n], start = entries[start : start + len(parsed[n])], start + len(parsed[n])
-        for n, account in enumerate(accounts):  # in arrival order, as if one after another
-            if isinstance(account, str):
-                batch, items = batches[account], requests[n]
-                outcomes[n] = [_one(batch, index, items[index], e) for index, e in enumerate(resolved[n])]
-        slot = db.pick_slot()
-        with pipelined(conn):
-            for batch in batches.values():
-                _write_all(conn, batch, slot)
-        return outcomes
 
-    return [
-        outcome if isinstance(outcome, Exception) else RecordEventsResult.tallied(outcome)
-        for outcome in db.write(work)
+def _transaction(conn: Connection, slot: int, parsed: Parsed) -> list[Written]:
+    """Steps 2 to 6 in the group's transaction."""
+    writers, phones, by_phone = _resolve(conn, parsed)
+    batches, entries = _load_accounts(conn, parsed, writers, phones, by_phone)
+    written = [
+        _apply_request(batches[writer], request, entries[n])
+        if isinstance(writer, str)
+        else Written(error=writer)
+        for n, (request, writer) in enumerate(zip(parsed.requests, writers, strict=True))
     ]
+    with pipelined(conn):  # one round trip on PostgreSQL
+        for batch in batches.values():
+            _write_batch(conn, batch, slot)
+    return written
+
+
+def _resolve(
+    conn: Connection, parsed: Parsed
+) -> tuple[list[str | ApiError], Phones, dict[tuple[str, str], int]]:
+    """Step 2: each request's account (or why it may not write), every phone's contact identity and
+    the contact ids they name (one round trip; one more for numbers without +country)."""
+    with pipelined(conn):  # the phones' contacts (any account's), regions and keys: one round trip
+        sent = queries.contact_ids_by_phone(conn, _found(parsed.phones))
+        regions = queries.campaign_regions(conn, {campaign_id for campaign_id, _ in parsed.national})
+        writers = _writers(conn, parsed.requests)
+        by_phone = sent()
+        region_of = regions()
+    phones = parsed.phones | {
+        (c, raw): _e164(raw, region_of.get(c, parsed.default_region)) for c, raw in parsed.national
+    }
+    if parsed.national:  # numbers without +country: read in their campaign's region, one more round trip
+        with pipelined(conn):
+            by_phone |= queries.contact_ids_by_phone(conn, _found(phones) - _found(parsed.phones))()
+    return writers, phones, by_phone
+
+
+def _writers(conn: Connection, requests: list[WriteRequest]) -> list[str | ApiError]:
+    """Each request's account, or why it may not write: its key checked in the transaction (a trusted
+    caller's account as given); a bad body is told only to a valid write key."""
+    keyed = [r for r in requests if r.account_id is None]
+    checked = iter(writer_accounts(conn, [(r.plaintext, r.key_id) for r in keyed]) if keyed else [])
+    writers: list[str | ApiError] = []
+    for request in requests:
+        writer = request.account_id if request.account_id is not None else next(checked)
+        writers.append(request.problem if isinstance(writer, str) and request.problem else writer)
+    return writers
+
+
+def _load_accounts(
+    conn: Connection,
+    parsed: Parsed,
+    writers: list[str | ApiError],
+    phones: Phones,
+    by_phone: dict[tuple[str, str], int],
+) -> tuple[dict[str, Batch], list[list[Resolved | str]]]:
+    """Step 3: each writing account's batch, loaded once for all its requests (accounts in one lock
+    order), and each request's events with the contacts they name."""
+    batches: dict[str, Batch] = {}
+    entries: list[list[Resolved | str]] = [[] for _ in parsed.requests]
+    for account_id in sorted({w for w in writers if isinstance(w, str)}):
+        mine = [n for n, w in enumerate(writers) if w == account_id]
+        events = [ev for n in mine for ev in parsed.events[n]]
+        batches[account_id], resolved = _load(conn, account_id, events, phones, by_phone)
+        start = 0
+        for n in mine:
+            entries[n], start = resolved[start : start + len(parsed.events[n])], start + len(parsed.events[n])
+    return batches, entries
+
+
+def _apply_request(batch: Batch, request: WriteRequest, entries: list[Resolved | str]) -> Written:
+    """Step 4 for one request: its events applied to its account's batch in order; its answer."""
+    results = [_one(batch, index, request.items[index], entry) for index, entry in enumerate(entries)]
+    result = RecordEventsResult.tallied(results)
+    return Written(result, frozenset(applied_campaigns(request.items, result)))
 
 
 def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
@@ -151,7 +230,7 @@ def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
     return {canonical_uuid(campaign_id.strip()) for campaign_id in named}
 
 
-def _found(phones: dict[tuple[str, str], str | InvalidPhone]) -> set[tuple[str, str]]:
+def _found(phones: Phones) -> set[tuple[str, str]]:
     """The (campaign id, contact identity) pairs of the numbers that are valid."""
     return {(campaign_id, phone) for (campaign_id, _), phone in phones.items() if isinstance(phone, str)}
 
@@ -172,12 +251,12 @@ def _load(
     conn: Connection,
     account_id: str,
     parsed: list[CallEventIn | str],
-    phones: dict[tuple[str, str], str | InvalidPhone],
+    phones: Phones,
     by_phone: dict[tuple[str, str], int],
 ) -> tuple[Batch, list[Resolved | str]]:
     """Read (and lock) everything the account's events touch, in an order that cannot deadlock."""
     valid = [ev for ev in parsed if isinstance(ev, CallEventIn)]
-    resolved = [ev if isinstance(ev, str) else _resolve(ev, phones, by_phone) for ev in parsed]
+    resolved = [ev if isinstance(ev, str) else _contact_of(ev, phones, by_phone) for ev in parsed]
     wanted = {r.contact_id for r in resolved if isinstance(r, Resolved) and r.contact_id is not None}
     with pipelined(conn):  # one round trip on PostgreSQL
         rules = queries.retry_rules(conn, account_id, {ev.campaign_id for ev in valid})
@@ -190,11 +269,7 @@ def _load(
     return batch, resolved
 
 
-def _resolve(
-    event: CallEventIn,
-    phones: dict[tuple[str, str], str | InvalidPhone],
-    by_phone: dict[tuple[str, str], int],
-) -> Resolved:
+def _contact_of(event: CallEventIn, phones: Phones, by_phone: dict[tuple[str, str], int]) -> Resolved:
     """The contact an event names: its contact_id, or the contact whose identity its phone is."""
     if event.contact_id is not None:
         return Resolved(event, event.contact_id)
@@ -282,8 +357,8 @@ def _delta(batch: Batch, campaign_id: str) -> CounterDelta:
     return delta
 
 
-def _write_all(conn: Connection, batch: Batch, slot: int) -> None:
-    """Write the batch's rows and counter deltas (inside `pipelined`: one round trip on PostgreSQL)."""
+def _write_batch(conn: Connection, batch: Batch, slot: int) -> None:
+    """Step 5: the batch's rows and counter deltas (inside `pipelined`: one round trip on PostgreSQL)."""
     queries.insert_events(conn, batch.events)
     queries.save_contacts(conn, (batch.contacts[cid][1] for cid in sorted(batch.changed_contacts)))
     queries.insert_calls(
