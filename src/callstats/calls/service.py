@@ -318,7 +318,7 @@ def _one(batch: Batch, index: int, item: Any, entry: Resolved | str) -> EventRes
 def _keep(
     batch: Batch, event: CallEventIn, occurred_at: int, transition: lifecycle.Transition, is_new_call: bool
 ) -> None:
-    """Record an accepted event's effects in the batch."""
+    """Record an accepted event (applied or no_change) and, when applied, its new states in the batch."""
     body_hash = event.body_hash()
     batch.stored_hashes[event.event_id] = body_hash
     batch.events.append(
@@ -334,8 +334,14 @@ def _keep(
             "effect": transition.effect,
         }
     )
-    if transition.effect != "applied":
-        return
+    if transition.effect == "applied":
+        _keep_states(batch, event, transition, is_new_call)
+
+
+def _keep_states(
+    batch: Batch, event: CallEventIn, transition: lifecycle.Transition, is_new_call: bool
+) -> None:
+    """An applied transition's contact and call, marked for writing."""
     if transition.contact != batch.contacts[transition.contact.contact_id][1]:
         batch.contacts[transition.contact.contact_id] = (event.campaign_id, transition.contact)
         batch.changed_contacts.add(transition.contact.contact_id)
