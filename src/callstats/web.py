@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by every route: the error handler, the body limit, raw bodies, the dispatcher."""
+"""HTTP plumbing shared by every route: the one error mapper, the body limit, raw bodies, the hot
+endpoints' base, the dispatcher."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from time import perf_counter
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
+import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -85,13 +87,20 @@ def _sent_request_id(scope: Scope) -> str | None:
 
 
 def as_api_error(exc: Exception, scope: Scope, unexpected: type[InternalError] = InternalError) -> ApiError:
-    """The error to show for any exception of a request: the one mapper of every route.
+    """The error to show for any exception of a request: the one mapper of every route, the framework's
+    handlers and the hot endpoints alike.
 
-    An ApiError as it is; an unreachable database (or other backend) a 503 with Retry-After; anything
-    else an `unexpected` (500) whose `X-Request-Id` names the one log line written for it.
+    An ApiError as it is; the framework's invalid input (400) and HTTP errors (404, 405, 413, ...) in
+    the envelope; an unreachable database (or other backend) a 503 with Retry-After; anything else an
+    `unexpected` (500: InternalError, StatsFailed on the stats route) whose `X-Request-Id` names the one
+    log line written for it (logs.unexpected_error: no message, SQL or traceback).
     """
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, RequestValidationError):
+        return _validation_failed(exc)
+    if isinstance(exc, StarletteHTTPException):
+        return _framework_error(exc)
     method, path = str(scope.get("method", "")), str(scope.get("path", ""))
     if is_unreachable(exc):
         logs.backend_unavailable(exc, method, path)
@@ -101,13 +110,8 @@ def as_api_error(exc: Exception, scope: Scope, unexpected: type[InternalError] =
     return unexpected(request_id=rid)
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_json(exc)
-
-
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+def _validation_failed(exc: RequestValidationError) -> ValidationFailed:
+    """The framework's invalid input as one 400: its first three problems, `field: why` each."""
     parts = []
     for error in exc.errors()[:3]:
         if error.get("type") == "json_invalid":
@@ -115,16 +119,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
             continue
         loc = [str(p) for p in error.get("loc", ()) if p != "body"] or ["body"]
         parts.append(f"{'.'.join(loc)}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}")
-    return error_json(ValidationFailed("; ".join(parts)))
-
-
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
-    """The framework's own HTTP errors in the envelope, each with the code its status has."""
-    assert isinstance(exc, StarletteHTTPException)
-    return error_json(_framework_error(exc))
+    return ValidationFailed("; ".join(parts))
 
 
 def _framework_error(exc: StarletteHTTPException) -> ApiError:
+    """The framework's own HTTP errors in the envelope, each with the code its status has."""
     status = exc.status_code
     if status == 400:  # FastAPI's own body parser failed (bad JSON, nesting past its recursion limit)
         return ValidationFailed("body: not valid JSON")
@@ -143,23 +142,102 @@ def _framework_error(exc: StarletteHTTPException) -> ApiError:
 
 async def send_json(send: Send, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
     """Send a whole JSON response from a plain ASGI endpoint (the hot paths skip the framework)."""
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send(_json_start(status, headers, body))
     await send({"type": "http.response.body", "body": body})
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+def _json_start(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Message:
+    """The `http.response.start` message of a JSON answer: its type and length, then `headers`."""
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers]
+    return {"type": "http.response.start", "status": status, "headers": raw_headers}
+
+
+Answer = tuple[int, Iterable[tuple[str, str]], bytes]  # status, extra headers, JSON body of a hot endpoint
+
+
+class Disconnected(Exception):
+    """The client went away before its body arrived: nobody to answer."""
+
+
+class HotEndpoint:
+    """The base of the two plain ASGI endpoints on the hot paths (recordCallEvents, getCampaignStats).
+
+    What they share, in one place: the method check (405 with Allow), every exception rendered by the
+    one mapper (as_api_error, with the route's own failure class for a 500), the request's headers
+    (`header`: the x-api-key value goes to accounts.keys.presented), the body under the size limit
+    (`read_body`) and the JSON answer. A subclass sets `method` and `unexpected` and writes
+
+        async def answer(self, scope, receive) -> Answer  # (status, headers, body); raises on error
+
+    Its cost is that of a hand-written endpoint: one await for `answer`, the two sends in line.
+    """
+
+    method: ClassVar[str] = "GET"
+    unexpected: ClassVar[type[InternalError]] = InternalError  # the 500 this route answers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request: `answer`'s response, or the error any exception maps to."""
+        try:
+            if scope["method"] != self.method:
+                raise MethodNotAllowed((self.method,))
+            status, headers, body = await self.answer(scope, receive)
+        except Disconnected:
+            return
+        except Exception as exc:
+            status, headers, body = self.failure(exc, scope)
+        await send(_json_start(status, headers, body))
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, scope: Scope, receive: Receive) -> Answer:
+        """The response to a request with the right method; raise for an error (the subclass's part)."""
+        raise NotImplementedError
+
+    def failure(self, exc: Exception, scope: Scope) -> Answer:
+        """The response for an exception of this route, through the one mapper."""
+        status, headers, envelope = rendered(as_api_error(exc, scope, self.unexpected))
+        return status, headers.items(), orjson.dumps(envelope)
+
+    @staticmethod
+    def header(scope: Scope, name: bytes) -> bytes | None:
+        """The first value of the request header `name` (lower case, as ASGI gives it), None if absent."""
+        for key, value in scope["headers"]:
+            if key == name:
+                return bytes(value)
+        return None
+
+    @staticmethod
+    async def read_body(receive: Receive) -> bytes | PayloadTooLarge:
+        """The whole request body; over the size limit (the Dispatcher's receive raises), the error,
+        returned for the endpoint to show when its turn comes (a key error is told first).
+
+        Raises Disconnected when the client leaves first.
+        """
+        chunks = []
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise Disconnected()
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        except PayloadTooLarge as exc:
+            return exc
+
+
+async def _answer_error(request: Request, exc: Exception) -> JSONResponse:
     return error_json(as_api_error(exc, request.scope))
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error, expected or not, in the seed's envelope."""
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(DBAPIError, _unexpected)
-    app.add_exception_handler(Exception, _unexpected)
+    """Render every error, expected or not, in the seed's envelope, through as_api_error.
+
+    One registration per class the framework catches itself: ApiError, RequestValidationError,
+    HTTPException and DBAPIError where it raises them, Exception (its outermost middleware) for the rest.
+    """
+    for handled in (ApiError, RequestValidationError, StarletteHTTPException, DBAPIError, Exception):
+        app.add_exception_handler(handled, _answer_error)
 
 
 async def _raw_body(request: Request) -> bytes:

@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import Depends, Security
 from fastapi.security import APIKeyHeader
 
-from callstats.accounts.keys import presented
+from callstats.accounts.keys import HEADER, presented
 from callstats.accounts.service import ApiKey, authenticate
 from callstats.db.deps import Db
 
 # OpenAPI's `x-api-key` security scheme (Swagger UI's Authorize button); a missing header is None here,
 # and authenticate's 401 in the envelope, not the framework's own error.
 API_KEY = APIKeyHeader(
-    name="x-api-key",
+    name=HEADER.decode(),
     scheme_name="x-api-key",
     auto_error=False,
     description="An API key (`callstats keys create`)",

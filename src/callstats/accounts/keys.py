@@ -22,6 +22,7 @@ KEY_ID_LENGTH: Final = 12
 SECRET_LENGTH: Final = 32
 CHECKSUM_LENGTH: Final = 6
 SCOPES: Final = ("read", "write")
+HEADER: Final = b"x-api-key"  # the request header carrying a key, as ASGI names it (lower case)
 _KEY_RE: Final = re.compile(
     rf"^{PREFIX}([0-9A-Za-z]{{{KEY_ID_LENGTH}}})_([0-9A-Za-z]{{{SECRET_LENGTH}}})([0-9A-Za-z]{{{CHECKSUM_LENGTH}}})$"
 )
@@ -49,13 +50,18 @@ def _checksum(body: str) -> str:
     return "".join(reversed(digits))
 
 
-def presented(field_value: str | None) -> str:
+def presented(field_value: str | bytes | None) -> str:
     """The key an `x-api-key` header carries: its value without leading or trailing spaces and tabs.
 
-    RFC 9110, section 5.5: optional whitespace around a field value is not part of it. An absent
-    header is "".
+    The one reader of that header: the framework's value (str, None when absent) or the raw ASGI bytes
+    of its first occurrence (decoded as latin-1, as HTTP field values are octets). RFC 9110, section
+    5.5: optional whitespace around a field value is not part of it. An absent or empty header is "".
     """
-    return field_value.strip(" \t") if field_value else ""
+    if not field_value:
+        return ""
+    if isinstance(field_value, bytes):
+        field_value = field_value.decode("latin-1")
+    return field_value.strip(" \t")
 
 
 def hash_key(plaintext: str) -> str:
