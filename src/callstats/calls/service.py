@@ -111,6 +111,24 @@ class Parsed:
     default_region: str  # for a campaign without a region of its own
 
 
+@dataclass
+class PhoneBook:
+    """Step 2's answer for the phones: each (campaign id, phone as sent) -> contact identity (or why
+    it is not one), and each (campaign id, identity) -> the id of the contact that has it."""
+
+    identities: Phones
+    contact_ids: dict[tuple[str, str], int]
+
+    def contact_of(self, event: CallEventIn) -> Resolved:
+        """The contact an event names: its contact_id, or the contact whose identity its phone is."""
+        if event.contact_id is not None:
+            return Resolved(event, event.contact_id)
+        phone = self.identities[(event.campaign_id, event.phone or "")]
+        if isinstance(phone, InvalidPhone):
+            return Resolved(event, None, f"phone: {phone}")
+        return Resolved(event, self.contact_ids.get((event.campaign_id, phone)))
+
+
 def record_events(db: Database, account_id: str, items: list[Any], rules: EventRules) -> RecordEventsResult:
     """Apply a trusted caller's raw events for `account_id`; each is applied, a duplicate, or rejected.
 
@@ -148,8 +166,8 @@ def parse(requests: list[WriteRequest], rules: EventRules) -> Parsed:
 
 def _transaction(conn: Connection, slot: int, parsed: Parsed) -> list[Written]:
     """Steps 2 to 6 in the group's transaction."""
-    writers, phones, by_phone = _resolve(conn, parsed)
-    batches, entries = _load_accounts(conn, parsed, writers, phones, by_phone)
+    writers, book = _resolve(conn, parsed)
+    batches, entries = _load_accounts(conn, parsed, writers, book)
     written = [
         _apply_request(batches[writer], request, entries[n])
         if isinstance(writer, str)
@@ -162,9 +180,7 @@ def _transaction(conn: Connection, slot: int, parsed: Parsed) -> list[Written]:
     return written
 
 
-def _resolve(
-    conn: Connection, parsed: Parsed
-) -> tuple[list[str | ApiError], Phones, dict[tuple[str, str], int]]:
+def _resolve(conn: Connection, parsed: Parsed) -> tuple[list[str | ApiError], PhoneBook]:
     """Step 2: each request's account (or why it may not write), every phone's contact identity and
     the contact ids they name (one round trip; one more for numbers without +country)."""
     with pipelined(conn):  # the phones' contacts (any account's), regions and keys: one round trip
@@ -179,7 +195,7 @@ def _resolve(
     if parsed.national:  # numbers without +country: read in their campaign's region, one more round trip
         with pipelined(conn):
             by_phone |= queries.contact_ids_by_phone(conn, _found(phones) - _found(parsed.phones))()
-    return writers, phones, by_phone
+    return writers, PhoneBook(phones, by_phone)
 
 
 def _writers(conn: Connection, requests: list[WriteRequest]) -> list[str | ApiError]:
@@ -198,8 +214,7 @@ def _load_accounts(
     conn: Connection,
     parsed: Parsed,
     writers: list[str | ApiError],
-    phones: Phones,
-    by_phone: dict[tuple[str, str], int],
+    book: PhoneBook,
 ) -> tuple[dict[str, Batch], list[list[Resolved | str]]]:
     """Step 3: each writing account's batch, loaded once for all its requests (accounts in one lock
     order), and each request's events with the contacts they name."""
@@ -208,7 +223,7 @@ def _load_accounts(
     for account_id in sorted({w for w in writers if isinstance(w, str)}):
         mine = [n for n, w in enumerate(writers) if w == account_id]
         events = [ev for n in mine for ev in parsed.events[n]]
-        batches[account_id], resolved = _load(conn, account_id, events, phones, by_phone)
+        batches[account_id], resolved = _load(conn, account_id, events, book)
         start = 0
         for n in mine:
             entries[n], start = resolved[start : start + len(parsed.events[n])], start + len(parsed.events[n])
@@ -251,12 +266,11 @@ def _load(
     conn: Connection,
     account_id: str,
     parsed: list[CallEventIn | str],
-    phones: Phones,
-    by_phone: dict[tuple[str, str], int],
+    book: PhoneBook,
 ) -> tuple[Batch, list[Resolved | str]]:
     """Read (and lock) everything the account's events touch, in an order that cannot deadlock."""
     valid = [ev for ev in parsed if isinstance(ev, CallEventIn)]
-    resolved = [ev if isinstance(ev, str) else _contact_of(ev, phones, by_phone) for ev in parsed]
+    resolved = [ev if isinstance(ev, str) else book.contact_of(ev) for ev in parsed]
     wanted = {r.contact_id for r in resolved if isinstance(r, Resolved) and r.contact_id is not None}
     with pipelined(conn):  # one round trip on PostgreSQL
         rules = queries.retry_rules(conn, account_id, {ev.campaign_id for ev in valid})
@@ -267,16 +281,6 @@ def _load(
             account_id=account_id, rules=rules(), contacts=contacts(), calls=calls(), stored_hashes=hashes()
         )
     return batch, resolved
-
-
-def _contact_of(event: CallEventIn, phones: Phones, by_phone: dict[tuple[str, str], int]) -> Resolved:
-    """The contact an event names: its contact_id, or the contact whose identity its phone is."""
-    if event.contact_id is not None:
-        return Resolved(event, event.contact_id)
-    phone = phones[(event.campaign_id, event.phone or "")]
-    if isinstance(phone, InvalidPhone):
-        return Resolved(event, None, f"phone: {phone}")
-    return Resolved(event, by_phone.get((event.campaign_id, phone)))
 
 
 def _result(
