@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -9,14 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from callstats import logs
 from callstats.accounts import keys
 from callstats.accounts.service import create_key, revoke_key
 from callstats.app import CallstatsApp
 from callstats.config import Settings, is_sqlite, sqlalchemy_url
 from callstats.db import migrate
+from callstats.errors import Conflict, InternalError, NotFound, StatsFailed, rendered
+from callstats.web import as_api_error, request_id
 from tests.apps import serving
 from tests.conftest import new_campaign
 from tests.envelope import assert_error
@@ -422,3 +428,58 @@ async def test_mistyped_key_is_refused_before_any_database_lookup() -> None:
         headers = {"x-api-key": mistyped(keys.generate().plaintext)}
         for method, path, kwargs in all_routes(str(uuid.uuid4())):
             assert_error(await http.request(method, path, headers=headers, **kwargs), 401, "UNAUTHORIZED")
+
+
+# One mapper: the framework's handlers and the hot endpoints alike (web.as_api_error)
+
+
+class _Records(logging.Handler):
+    """Every record of the logger it is added to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_one_mapper_for_every_kind_of_exception() -> None:
+    """An ApiError as it is; the framework's invalid input and HTTP errors in the envelope."""
+    scope: dict[str, Any] = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    conflict = Conflict("taken")
+    assert as_api_error(conflict, scope) is conflict
+    invalid = RequestValidationError([{"type": "missing", "loc": ("query", "n"), "msg": "Field required"}])
+    assert rendered(as_api_error(invalid, scope)) == (
+        400,
+        {},
+        {"success": False, "message": "query.n: Field required", "error": "VALIDATION_ERROR"},
+    )
+    missing = as_api_error(StarletteHTTPException(404), scope)
+    assert (type(missing), missing.message) == (NotFound, "No such route")
+    wrong = as_api_error(StarletteHTTPException(405, headers={"Allow": "POST, GET"}), scope)
+    assert (wrong.status, wrong.headers) == (405, {"Allow": "GET, POST"})
+
+
+@pytest.mark.parametrize(
+    ("unexpected", "message"),
+    [(InternalError, "Internal server error"), (StatsFailed, "Failed to retrieve campaign statistics")],
+)
+def test_one_mapper_logs_an_unexpected_error_once_without_its_message(
+    unexpected: type[InternalError], message: str
+) -> None:
+    """Anything else is the route's 500 class, naming the request id of its one log line; the
+    exception's message (which may carry SQL or a secret) is neither answered nor logged."""
+    secret = "postgresql://admin:hunter2@db/prod"
+    scope: dict[str, Any] = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    records = _Records()
+    logs.log.addHandler(records)
+    try:
+        status, headers, body = rendered(as_api_error(RuntimeError(secret), scope, unexpected))
+    finally:
+        logs.log.removeHandler(records)
+    assert (status, body) == (500, {"success": False, "message": message, "error": "INTERNAL_SERVER_ERROR"})
+    assert headers == {"X-Request-Id": request_id(scope)}
+    [record] = records.records
+    assert record.getMessage() == "unexpected_error" and vars(record)["request_id"] == request_id(scope)
+    assert secret not in str(vars(record))

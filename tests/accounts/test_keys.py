@@ -106,6 +106,15 @@ def test_optional_whitespace_around_the_header_is_not_part_of_the_key(field_valu
     """RFC 9110, section 5.5: leading and trailing spaces and tabs of a field value are trimmed."""
     plaintext = keys.generate().plaintext
     assert keys.presented(field_value.format(k=plaintext)) == plaintext
+    assert keys.presented(field_value.format(k=plaintext).encode("latin-1")) == plaintext  # raw ASGI bytes
+
+
+def test_raw_header_bytes_are_octets() -> None:
+    """The one reader takes the raw ASGI value too: latin-1, so a byte over 0x7f never fails to decode
+    (the key is then merely unparsable, a 401)."""
+    assert keys.presented(b"") == ""
+    assert keys.presented(b" cs_\xe9 ") == "cs_\xe9"
+    assert keys.parse_key_id(keys.presented(b"cs_\xff")) is None
 
 
 @pytest.mark.parametrize("other", ["\n", "\r", "\x00", "\x0b"])
