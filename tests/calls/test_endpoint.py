@@ -8,6 +8,8 @@ import httpx
 
 from callstats.accounts import keys
 from callstats.accounts.service import create_key
+from callstats.app import CallstatsApp
+from callstats.calls.endpoint import PATH, RecordEventsEndpoint
 from callstats.config import Settings
 from tests.apps import serving
 from tests.conftest import new_campaign
@@ -85,3 +87,11 @@ async def test_answer_is_the_documented_envelope(client: httpx.AsyncClient, auth
         "error": "NOT_FOUND",
         "reason": "contact not found in this campaign",
     }
+
+
+def test_one_implementation_the_declaration_only_describes_it(app: CallstatsApp) -> None:
+    """RecordEventsEndpoint serves recordCallEvents; calls/routes.py's declaration is in /openapi.json
+    but never mounted, so it cannot become a second implementation."""
+    assert isinstance(app.hot[PATH], RecordEventsEndpoint)
+    assert all(getattr(route, "path", None) != PATH for route in app.api.routes)
+    assert "post" in app.api.openapi()["paths"][PATH]
