@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from callstats.app import CallstatsApp
-from callstats.stats.reconcile import differences, live_differences, recompute, snapshot
+from callstats.stats.queries import snapshot
+from callstats.stats.reconcile import differences, live_differences, recompute
 from callstats.stats.response import stats_response
 from tests.conftest import new_campaign
 from tests.oracle import BASE_MS, CampaignOracle, Event, comparable, phone_of

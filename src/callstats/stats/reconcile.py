@@ -1,12 +1,15 @@
-"""Recompute a campaign's numbers from the raw contact and call rows, and compare."""
+"""Recompute a campaign's numbers from the raw contact and call rows, and compare.
+
+Role: the check of stats/. The recomputation (contact_state, recompute_from, recompute_extras)
+takes rows, not connections; the raw rows come from stats/queries.py, the stored figures from
+db/counters.py (`read`) and `stored_extras` here.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -16,27 +19,8 @@ from callstats.core.histogram import talk_bucket
 from callstats.core.outcomes import OUTCOMES
 from callstats.db import counters as counters_store
 from callstats.db.engine import Database
-from callstats.db.schema import (
-    SERIES_COLUMNS,
-    calls,
-    campaign_counters,
-    campaign_histograms,
-    campaign_timeseries,
-    campaigns,
-    contacts,
-)
-
-
-@dataclass(frozen=True)
-class CallRow:
-    """The fields of one call that the recomputation reads."""
-
-    attempt: int
-    status: str
-    outcome: str | None
-    duration_seconds: int | None
-    started_at: int
-    ended_at: int | None
+from callstats.db.schema import SERIES_COLUMNS, campaign_counters, campaign_histograms, campaign_timeseries
+from callstats.stats.queries import CallRow, raw_campaign, snapshot
 
 
 @dataclass(frozen=True)
@@ -106,34 +90,13 @@ def recompute_from(
     )
 
 
-def _load(conn: Connection, campaign_id: str) -> tuple[Any, list[int], dict[int, list[CallRow]]] | None:
-    """The campaign row, its contact ids and each called contact's calls in attempt order."""
-    campaign = conn.execute(select(campaigns).where(campaigns.c.id == campaign_id)).mappings().first()
-    if campaign is None:
-        return None
-    contact_ids = list(
-        conn.execute(select(contacts.c.id).where(contacts.c.campaign_id == campaign_id)).scalars()
-    )
-    c = calls.c
-    call_rows = conn.execute(
-        select(c.contact_id, c.attempt, c.status, c.outcome, c.duration_seconds, c.started_at, c.ended_at)
-        .where(c.campaign_id == campaign_id)
-        .order_by(c.contact_id, c.attempt)
-    ).all()
-    histories = {
-        contact_id: [CallRow(*row[1:]) for row in rows]
-        for contact_id, rows in groupby(call_rows, key=lambda row: row[0])
-    }
-    return campaign, contact_ids, histories
-
-
 def _rules(campaign: Any) -> tuple[int, frozenset[str]]:
     return campaign["max_attempts"], frozenset(o for o in campaign["retry_on"].split(",") if o)
 
 
 def recompute(conn: Connection, campaign_id: str) -> Counters | None:
     """Every number of the seed's response, recomputed from a campaign's contact and call rows."""
-    loaded = _load(conn, campaign_id)
+    loaded = raw_campaign(conn, campaign_id)
     if loaded is None:
         return None
     campaign, contact_ids, histories = loaded
@@ -206,7 +169,7 @@ def stored_extras(conn: Connection, campaign_id: str) -> dict[str, Any]:
 
 def differences(conn: Connection, campaign_id: str) -> list[Difference] | None:
     """Where the stored figures differ from the recomputation from raw rows (None: no such campaign)."""
-    loaded = _load(conn, campaign_id)
+    loaded = raw_campaign(conn, campaign_id)
     if loaded is None:
         return None
     campaign, contact_ids, histories = loaded
@@ -222,22 +185,6 @@ def differences(conn: Connection, campaign_id: str) -> list[Difference] | None:
         for name in fresh_fields
         if stored_fields[name] != fresh_fields[name]
     ]
-
-
-@contextmanager
-def snapshot(db: Database) -> Iterator[Connection]:
-    """A connection whose reads all see one snapshot, however many statements they take.
-
-    Reconciling a live campaign reads the counters and the raw rows in several
-    statements; under PostgreSQL's default READ COMMITTED a write committing in
-    between would show up as a false difference. (SQLite's reads already hold one
-    snapshot per transaction.)
-    """
-    with db.read() as conn:
-        if not db.is_sqlite:
-            conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            yield conn
 
 
 def live_differences(db: Database, campaign_id: str) -> list[Difference] | None:
