@@ -24,7 +24,7 @@ async def serving(settings: Settings) -> AsyncIterator[tuple[CallstatsApp, httpx
         async with httpx.AsyncClient(transport=transport, base_url="http://callstats.test") as http:
             yield application, http
     finally:
-        application.close()
+        await application.aclose()
 
 
 def http_client(app: CallstatsApp) -> httpx.AsyncClient:

@@ -28,6 +28,7 @@ from callstats.openapi import describe, install_docs, operation_id
 from callstats.ratelimit import StatsRateLimiter
 from callstats.serving import exit_deadline_on_signal
 from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
+from callstats.stats.service import StatsService
 from callstats.stream.routes import install_streaming
 from callstats.timeseries.routes import router as timeseries_router
 from callstats.web import Dispatcher, install_error_handlers
@@ -87,27 +88,51 @@ async def ready(db: Db) -> ReadyEnvelope:
 
 
 class CallstatsApp(Dispatcher):
-    """The ASGI application, with handles on what tests and the CLI need."""
+    """The ASGI application, with handles on what tests and the CLI need, and its one shutdown path."""
 
-    def __init__(self, api: FastAPI, stats: StatsEndpoint, settings: Settings, db: Database) -> None:
+    def __init__(
+        self,
+        api: FastAPI,
+        stats: StatsEndpoint,
+        settings: Settings,
+        db: Database,
+        background: Sequence[BackgroundTask] = (),
+    ) -> None:
         events = RecordEventsEndpoint(db, api.state.feed, EventRules.from_settings(settings))
         super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, {EVENTS_PATH: events})
         self.settings = settings
         self.db = db
-        self.limiter = stats.limiter
-        self._stats_endpoint = stats
+        self.stats_service = stats.service
+        self.background = background
+        self._tasks: list[asyncio.Task[None]] = []
+        self._undo_deadline: Callable[[], None] = lambda: None
 
-    def close(self) -> None:
-        """Release every database connection (what the lifespan does at shutdown)."""
-        self.api.state.feed.close()
-        self._stats_endpoint.close()
-        self.db.dispose()
+    async def start(self) -> None:
+        """What the lifespan does before serving: arm the exit deadline at a stop signal (a served
+        process: `api.state.exit_deadline_seconds`), start the change feed and the streams' stop
+        hook, then the background tasks."""
+        drain_seconds: float | None = getattr(self.api.state, "exit_deadline_seconds", None)
+        if drain_seconds:
+            self._undo_deadline = exit_deadline_on_signal(drain_seconds)
+        await self.api.state.feed.start()
+        await self.api.state.streams.start()
+        self._tasks = [asyncio.create_task(task(self.db)) for task in self.background]
 
     async def aclose(self) -> None:
-        """Release every database and Redis connection."""
-        self.api.state.feed.close()
-        await self._stats_endpoint.aclose()
+        """Release everything, users before what they use: the background tasks, the open streams, the
+        change feed, the stats reader and limiter, the database pool, then the signal handlers.
+
+        The lifespan's shutdown; whoever runs the app without a lifespan (tests) calls it instead.
+        Calling it again does no harm.
+        """
+        tasks, self._tasks = self._tasks, []
+        await asyncio.gather(*(cancelled(task) for task in tasks))
+        await self.api.state.streams.close()
+        await self.api.state.feed.stop()
+        await self.stats_service.aclose()
         self.db.dispose()
+        undo_deadline, self._undo_deadline = self._undo_deadline, lambda: None
+        undo_deadline()
 
 
 def create_app(
@@ -117,12 +142,13 @@ def create_app(
     database = db or Database(
         settings.database_url, settings.db_pool_size, settings.counter_slots, settings.db_timeout_seconds
     )
-    stats = StatsEndpoint(database, StatsRateLimiter(settings.stats_rate_limit, settings.redis_url))
+    limiter = StatsRateLimiter(settings.stats_rate_limit, settings.redis_url)
+    stats = StatsEndpoint(StatsService(database, limiter))
     api = FastAPI(
         title="callstats",
         version=__version__,
         description="Exact, instant statistics for outbound voice-call campaigns (VoiceGenie-compatible).",
-        lifespan=_lifespan(database, stats, background),
+        lifespan=_lifespan,
         docs_url=None,  # /docs and /redoc: install_docs serves them from the package, not from a CDN
         redoc_url=None,
         generate_unique_id_function=operation_id,
@@ -136,29 +162,18 @@ def create_app(
     install_dashboard(api)
     install_docs(api)
     describe(api)
-    return CallstatsApp(api, stats, settings, database)
+    app = api.state.app = CallstatsApp(api, stats, settings, database, background)
+    return app
 
 
-def _lifespan(
-    db: Database, stats: StatsEndpoint, background: Sequence[BackgroundTask]
-) -> Callable[[FastAPI], Any]:
-    @asynccontextmanager
-    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        # A served process (app_from_env, the demo) is gone within its drain time of a stop signal.
-        drain_seconds: float | None = getattr(api.state, "exit_deadline_seconds", None)
-        undo_deadline = exit_deadline_on_signal(drain_seconds) if drain_seconds else lambda: None
-        await api.state.streams.start()
-        tasks = [asyncio.create_task(task(db)) for task in background]
-        try:
-            yield
-        finally:
-            await asyncio.gather(*(cancelled(task) for task in tasks))
-            await api.state.streams.close()
-            await stats.aclose()
-            db.dispose()
-            undo_deadline()
-
-    return lifespan
+@asynccontextmanager
+async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
+    app: CallstatsApp = api.state.app
+    await app.start()
+    try:
+        yield
+    finally:
+        await app.aclose()
 
 
 def app_from_env() -> CallstatsApp:

@@ -75,7 +75,7 @@ async def test_a_write_publishes_its_campaign(
         assert not await subscription.wait(timeout=0.3)  # nothing applied: nothing published
     finally:
         subscription.close()
-        await app.api.state.streams.close()
+        await app.api.state.feed.stop()
 
 
 async def test_a_reader_that_never_reads_holds_up_nobody(

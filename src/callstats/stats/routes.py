@@ -1,39 +1,28 @@
 """GET /getCampaignStats/{campaignId}: the hot path, as one plain ASGI endpoint.
 
-It skips the framework's per-request machinery (the stack's overhead, not the
-database, sets the ceiling here) but not a single check: id, key, tenancy,
-rate limit, ETag. One query reads the key and the counters together.
+Role: the routes of stats/, HTTP only: the path's id, `?include=`, the key header, If-None-Match,
+the status and headers; StatsService (stats/service.py) does the rest. It skips the framework's
+per-request machinery (the stack's overhead, not the database, sets the ceiling here) but not a
+single check: id, key, tenancy, rate limit, ETag. `declaration` describes the route for OpenAPI.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import orjson
-from anyio.to_thread import run_sync
 from fastapi import APIRouter, Header, Query
 
 from callstats.accounts.deps import ReadKey
 from callstats.accounts.keys import presented
-from callstats.accounts.service import checked_key, key_id_of
-from callstats.db.counters import HOT_COLUMNS, from_row, read_histograms
-from callstats.db.engine import Database
-from callstats.errors import (
-    CampaignNotFound,
-    MethodNotAllowed,
-    RateLimited,
-    StatsFailed,
-    ValidationFailed,
-    rendered,
-)
+from callstats.accounts.service import key_id_of
+from callstats.errors import MethodNotAllowed, StatsFailed, ValidationFailed, rendered
 from callstats.ids import CampaignId, campaign_uuid
-from callstats.ratelimit import StatsRateLimiter
-from callstats.stats.hot import HotReader
-from callstats.stats.response import INCLUDABLE, attempts_section, durations_section, stats_response
+from callstats.stats.response import INCLUDABLE
 from callstats.stats.schemas import Section, StatsEnvelope
+from callstats.stats.service import StatsService
 from callstats.web import as_api_error, send_json
 
 PATH_PREFIX = "/getCampaignStats/"
@@ -104,14 +93,10 @@ async def get_campaign_stats(
 
 
 class StatsEndpoint:
-    """The ASGI endpoint serving campaign statistics."""
+    """The ASGI endpoint serving campaign statistics: HTTP in and out, the use case in StatsService."""
 
-    def __init__(self, db: Database, limiter: StatsRateLimiter) -> None:
-        self.db = db
-        self.limiter = limiter
-        self.reader = HotReader(db)
-        # campaign id -> (counter values, body, etag): rebuilt only when the counters change.
-        self._rendered: dict[str, tuple[tuple[Any, ...], bytes, str]] = {}
+    def __init__(self, service: StatsService) -> None:
+        self.service = service
 
     async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
         """Answer one stats request."""
@@ -133,75 +118,11 @@ class StatsEndpoint:
     ) -> tuple[int, Headers, bytes]:
         campaign_id = campaign_uuid(raw_id)
         plaintext = presented(request_headers.get(b"x-api-key", b"").decode("latin-1"))
-        key_id = key_id_of(plaintext)
-        row = await self._read(key_id, campaign_id)
-        checked_key(plaintext, key_id, (row[0], row[1], row[2], row[3]) if row is not None else None)
-        assert row is not None
-        if row[4] is None:
-            raise CampaignNotFound()
-        limit_headers = await self._limit(campaign_id)
-        if include:
-            body, etag = await self._render_more(campaign_id, row[4:], include)
-        else:
-            body, etag = self._render(campaign_id, row[4:])
-        headers = [*limit_headers, ("ETag", etag), ("Cache-Control", "no-cache")]
-        if _etag_matches(request_headers.get(b"if-none-match"), etag):
+        answer = await self.service.answer(plaintext, key_id_of(plaintext), campaign_id, include)
+        headers = [*answer.quota_headers, ("ETag", answer.etag), ("Cache-Control", "no-cache")]
+        if _etag_matches(request_headers.get(b"if-none-match"), answer.etag):
             return 304, headers, b""
-        return 200, headers, body
-
-    async def _read(self, key_id: str, campaign_id: str) -> tuple[Any, ...] | None:
-        # An SQLite primary-key read takes microseconds: cheaper inline than a thread hop.
-        if self.db.is_sqlite:
-            return self.reader.read(key_id, campaign_id)
-        return await self.reader.aread(key_id, campaign_id)
-
-    def _render(self, campaign_id: str, values: tuple[Any, ...]) -> tuple[bytes, str]:
-        cached = self._rendered.get(campaign_id)
-        if cached is not None and cached[0] == values:
-            return cached[1], cached[2]
-        counters = from_row(campaign_id, values[0], dict(zip(HOT_COLUMNS[4:], values, strict=True)))
-        body = orjson.dumps({"success": True, "data": stats_response(counters)})
-        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-        if len(self._rendered) > 10_000:
-            self._rendered.clear()
-        self._rendered[campaign_id] = (values, body, etag)
-        return body, etag
-
-    async def _render_more(
-        self, campaign_id: str, values: tuple[Any, ...], include: frozenset[str]
-    ) -> tuple[bytes, str]:
-        """The seed's response plus the sections `include` asks for."""
-        columns = dict(zip(HOT_COLUMNS[4:], values, strict=True))
-        data = stats_response(from_row(campaign_id, values[0], columns))
-        histograms = (
-            read_histograms(self.db, campaign_id)
-            if self.db.is_sqlite
-            else await run_sync(read_histograms, self.db, campaign_id)
-        )
-        if "attempts" in include:
-            data["attempts"] = attempts_section(columns, histograms["a"])
-        if "durations" in include:
-            data["durations"] = durations_section(histograms["t"])
-        body = orjson.dumps({"success": True, "data": data})
-        return body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-
-    def close(self) -> None:
-        """Release the reader's connection."""
-        self.reader.close()
-
-    async def aclose(self) -> None:
-        """Release the reader's connections and the limiter's."""
-        await self.reader.aclose()
-        await self.limiter.aclose()
-
-    async def _limit(self, campaign_id: str) -> Headers:
-        decision = await self.limiter.hit(campaign_id)
-        if decision is None:  # limiter unreachable: served without a count (see docs/deployment.md)
-            return [self.limiter.policy_header()]
-        if not decision.allowed:
-            message = f"Rate limit exceeded for this campaign; retry in {decision.reset_seconds} s"
-            raise RateLimited(message, headers=dict(decision.headers()))
-        return decision.headers()
+        return 200, headers, answer.body
 
 
 def _include(query_string: bytes) -> frozenset[str]:

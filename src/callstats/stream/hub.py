@@ -18,15 +18,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from anyio.to_thread import run_sync
 
 from callstats.core.counters import Counters
-from callstats.db import counters
 from callstats.db.engine import Database, SqliteChangeProbe
 from callstats.errors import CampaignNotFound
 from callstats.feed import ChangeFeed
-from callstats.stats.response import stats_response
+from callstats.stats.service import campaign_counters, stats_body
 from callstats.stream.signals import on_exit_signal
 
 log = logging.getLogger("callstats.stream")
@@ -71,11 +69,6 @@ class Mailbox:
         return None if self.closed else self.latest
 
 
-def stats_body(found: Counters) -> bytes:
-    """The exact body getCampaignStats answers for these counters."""
-    return orjson.dumps({"success": True, "data": stats_response(found)})
-
-
 class StreamHub:
     """Campaign watchers, started with their first stream and stopped with their last."""
 
@@ -102,8 +95,7 @@ class StreamHub:
 
     def read(self, account_id: str, campaign_id: str) -> Counters | None:
         """The campaign's counters now (blocking), or None when the account has no such campaign."""
-        with self.db.read() as conn:
-            return counters.read(conn, account_id, campaign_id)
+        return campaign_counters(self.db, account_id, campaign_id)
 
     async def check(self, account_id: str, campaign_id: str) -> None:
         """404 unless the account has this campaign."""
@@ -141,8 +133,7 @@ class StreamHub:
         return self._remembered.pop(key, None)
 
     async def start(self) -> None:
-        """Start the change feed; end open streams as soon as the server is asked to stop."""
-        await self.feed.start()
+        """End open streams as soon as the server is asked to stop (the app starts the change feed)."""
         self._unhook = on_exit_signal(self.end_streams)
 
     def end_streams(self) -> None:
@@ -153,14 +144,13 @@ class StreamHub:
                 mailbox.close()
 
     async def close(self) -> None:
-        """End the streams, stop every watcher and the change feed."""
+        """End the streams and stop every watcher (the app stops the change feed after this)."""
         self._unhook()
         self.end_streams()
         watches, self._watches = list(self._watches.values()), {}
         for watch in watches:
             watch.stop()
         await asyncio.gather(*(w.task for w in watches), return_exceptions=True)
-        await self.feed.stop()
         if self.probe is not None:
             self.probe.close()
 

@@ -12,7 +12,7 @@ from callstats.accounts import keys
 from callstats.accounts.service import create_key, revoke_key
 from callstats.app import CallstatsApp
 from callstats.db.engine import Database
-from callstats.stats.hot import HotReader
+from callstats.stats.readers import PostgresStatsReader
 from tests.conftest import new_campaign
 
 
@@ -62,10 +62,10 @@ async def test_reads_after_a_write_all_see_it(client: httpx.AsyncClient, auth: d
 
 async def test_unreachable_postgres_fails_every_waiting_read() -> None:
     """A batch that cannot reach PostgreSQL fails each of its reads with the driver's error (a 503)."""
-    reader = HotReader(Database("postgresql://postgres@127.0.0.1:1/nowhere", pool_size=1))
+    reader = PostgresStatsReader(Database("postgresql://postgres@127.0.0.1:1/nowhere", pool_size=1))
     try:
         results = await asyncio.gather(
-            *(reader.aread("k" * 12, "c") for _ in range(3)), return_exceptions=True
+            *(reader.read("k" * 12, "c") for _ in range(3)), return_exceptions=True
         )
         assert all(isinstance(r, psycopg.OperationalError) for r in results), results
     finally:

@@ -1,0 +1,142 @@
+"""The stats use cases: read a campaign's counters for a key, and getCampaignStats' one body and ETag.
+
+Role: the service of stats/. `stats_body` and `etag_of` are the only builders of getCampaignStats'
+body and ETag (the route answers them, the live stream sends the same bytes). StatsService is the
+hot read: the key and the counters in one query (stats/readers.py), the key check, tenancy, the
+rate limit, and a body rebuilt only when the counters changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, NamedTuple
+
+import orjson
+from anyio.to_thread import run_sync
+
+from callstats.accounts.service import checked_key
+from callstats.core.counters import Counters
+from callstats.db import counters as counters_store
+from callstats.db.engine import Database
+from callstats.errors import CampaignNotFound, RateLimited
+from callstats.ratelimit import StatsRateLimiter
+from callstats.stats.readers import SUMMED_COLUMNS, StatsRow, stats_reader
+from callstats.stats.response import attempts_section, durations_section, stats_response
+from callstats.stats.schemas import AttemptsSection, DurationsSection
+
+Headers = list[tuple[str, str]]
+RENDERED_KEPT = 10_000  # campaigns whose last body is kept, at most (a bounded memory)
+
+
+def stats_body(
+    counters: Counters, attempts: AttemptsSection | None = None, durations: DurationsSection | None = None
+) -> bytes:
+    """getCampaignStats' 200 body: the envelope around the seed's response, and the sections asked for."""
+    data = stats_response(counters)
+    if attempts is not None:
+        data["attempts"] = attempts
+    if durations is not None:
+        data["durations"] = durations
+    return orjson.dumps({"success": True, "data": data})
+
+
+def etag_of(body: bytes) -> str:
+    """The ETag of a body: 24 hex digits of its BLAKE2b digest, in double quotes."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def campaign_counters(db: Database, account_id: str, campaign_id: str) -> Counters | None:
+    """A campaign's counters now (blocking), or None when the account has no such campaign."""
+    with db.read() as conn:
+        return counters_store.read(conn, account_id, campaign_id)
+
+
+class StatsAnswer(NamedTuple):
+    """What getCampaignStats answers, before the ETag is compared with If-None-Match."""
+
+    quota_headers: Headers
+    body: bytes
+    etag: str
+
+
+class Rendered(NamedTuple):
+    """A campaign's last body, and the row it was built from."""
+
+    campaign_name: str | None
+    summed: tuple[Any, ...]
+    body: bytes
+    etag: str
+
+
+class StatsService:
+    """getCampaignStats for a presented key: checked, counted against the quota, rendered."""
+
+    def __init__(self, db: Database, limiter: StatsRateLimiter) -> None:
+        self.db = db
+        self.limiter = limiter
+        self.reader = stats_reader(db)
+        self._rendered: dict[str, Rendered] = {}  # campaign id -> its last body
+
+    async def answer(
+        self, plaintext: str, key_id: str, campaign_id: str, include: frozenset[str]
+    ) -> StatsAnswer:
+        """The campaign's body and ETag with the quota's headers.
+
+        Raises Unauthorized (401) for an unknown, wrong or revoked key, CampaignNotFound (404) when
+        the key's account has no such campaign, RateLimited (429) over the campaign's quota.
+        """
+        row = await self.reader.read(key_id, campaign_id)
+        checked_key(plaintext, key_id, row.key if row is not None else None)
+        assert row is not None  # checked_key refuses a missing key
+        if row.campaign_name is None:
+            raise CampaignNotFound()
+        quota_headers = await self._quota(campaign_id)
+        if include:
+            body = await self._body_with(campaign_id, row, include)
+            return StatsAnswer(quota_headers, body, etag_of(body))
+        rendered = self._render(campaign_id, row)
+        return StatsAnswer(quota_headers, rendered.body, rendered.etag)
+
+    async def _quota(self, campaign_id: str) -> Headers:
+        decision = await self.limiter.hit(campaign_id)
+        if decision is None:  # limiter unreachable: served without a count (see docs/deployment.md)
+            return [self.limiter.policy_header()]
+        if not decision.allowed:
+            message = f"Rate limit exceeded for this campaign; retry in {decision.reset_seconds} s"
+            raise RateLimited(message, headers=dict(decision.headers()))
+        return decision.headers()
+
+    def _render(self, campaign_id: str, row: StatsRow) -> Rendered:
+        """The body of the seed's response, rebuilt only when the campaign's row changed."""
+        cached = self._rendered.get(campaign_id)
+        if cached is not None and cached.summed == row.summed and cached.campaign_name == row.campaign_name:
+            return cached
+        body = stats_body(_counters(campaign_id, row))
+        if len(self._rendered) > RENDERED_KEPT:
+            self._rendered.clear()
+        rendered = self._rendered[campaign_id] = Rendered(row.campaign_name, row.summed, body, etag_of(body))
+        return rendered
+
+    async def _body_with(self, campaign_id: str, row: StatsRow, include: frozenset[str]) -> bytes:
+        """The seed's response plus the sections `include` asks for (read from the histograms)."""
+        histograms = (
+            counters_store.read_histograms(self.db, campaign_id)
+            if self.db.is_sqlite  # microseconds: cheaper inline than a thread hop
+            else await run_sync(counters_store.read_histograms, self.db, campaign_id)
+        )
+        columns = dict(zip(SUMMED_COLUMNS, row.summed, strict=True))
+        attempts = attempts_section(columns, histograms["a"]) if "attempts" in include else None
+        durations = durations_section(histograms["t"]) if "durations" in include else None
+        return stats_body(_counters(campaign_id, row), attempts, durations)
+
+    async def aclose(self) -> None:
+        """Release the reader's connections and the limiter's."""
+        await self.reader.aclose()
+        await self.limiter.aclose()
+
+
+def _counters(campaign_id: str, row: StatsRow) -> Counters:
+    assert row.campaign_name is not None
+    return counters_store.from_row(
+        campaign_id, row.campaign_name, dict(zip(SUMMED_COLUMNS, row.summed, strict=True))
+    )
