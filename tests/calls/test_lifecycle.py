@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -235,7 +234,7 @@ def test_call_that_is_not_the_live_one_is_refused() -> None:
     """A live call the contact does not consider its live call (inconsistent rows) is refused."""
     start = apply(ContactState(1), None, started("c1"), DEFAULT)
     assert start.call is not None
-    stray = replace(start.call, call_id="c0")
+    stray = start.call._replace(call_id="c0")
     assert apply(start.contact, stray, ended("busy", "c0"), DEFAULT).effect == "rejected"
 
 
@@ -356,7 +355,7 @@ def test_the_first_call_started_sets_the_start_whatever_its_time(kind: str, offs
     assert moved.effect == "applied" and moved.reason is None
     assert moved.call is not None and moved.call.start_reported
     assert moved.call.started_at == T0 + offset
-    assert replace(moved.call, started_at=T0, start_reported=False) == opened.call
+    assert moved.call._replace(started_at=T0, start_reported=False) == opened.call
     assert moved.contact == opened.contact and dict(moved.deltas) == {}
     assert moved.moved_start_from == T0 and moved.started_at == T0 + offset
     assert moved.start_raised == (offset > 0) and not moved.started_call
@@ -379,7 +378,7 @@ def test_an_earlier_start_moves_even_a_final_contacts_call() -> None:
     assert end.call is not None
     moved = apply(contact, end.call, started(at=T0 - 5), DEFAULT)
     assert moved.effect == "applied" and moved.contact == contact
-    assert moved.call == replace(end.call, started_at=T0 - 5)
+    assert moved.call == end.call._replace(started_at=T0 - 5)
 
 
 def test_a_call_started_for_another_contacts_call_is_refused() -> None:
