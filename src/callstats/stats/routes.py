@@ -8,28 +8,22 @@ single check: id, key, tenancy, rate limit, ETag. `declaration` describes the ro
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-import orjson
 from fastapi import APIRouter, Header, Query
 
 from callstats.accounts.deps import ReadKey
-from callstats.accounts.keys import presented
+from callstats.accounts.keys import HEADER, presented
 from callstats.accounts.service import key_id_of
-from callstats.errors import MethodNotAllowed, StatsFailed, ValidationFailed, rendered
+from callstats.errors import StatsFailed, ValidationFailed
 from callstats.ids import CampaignId, campaign_uuid
 from callstats.stats.response import INCLUDABLE
 from callstats.stats.schemas import Section, StatsEnvelope
 from callstats.stats.service import StatsService
-from callstats.web import as_api_error, send_json
+from callstats.web import Answer, HotEndpoint, Receive, Scope
 
 PATH_PREFIX = "/getCampaignStats/"
-
-Scope = MutableMapping[str, Any]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Headers = list[tuple[str, str]]
 
 
 def _header(description: str, required: bool = True) -> dict[str, Any]:
@@ -92,37 +86,25 @@ async def get_campaign_stats(
     raise NotImplementedError("StatsEndpoint serves getCampaignStats")
 
 
-class StatsEndpoint:
+class StatsEndpoint(HotEndpoint):
     """The ASGI endpoint serving campaign statistics: HTTP in and out, the use case in StatsService."""
+
+    method = "GET"
+    unexpected = StatsFailed  # the seed's 500: "Failed to retrieve campaign statistics"
 
     def __init__(self, service: StatsService) -> None:
         self.service = service
 
-    async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
-        """Answer one stats request."""
-        request_headers = dict(scope["headers"])
-        try:
-            if scope["method"] != "GET":
-                raise MethodNotAllowed(("GET",))
-            include = _include(scope.get("query_string", b""))
-            status, headers, body = await self._stats(
-                scope["path"][len(PATH_PREFIX) :], request_headers, include
-            )
-        except Exception as exc:
-            status, extra, envelope = rendered(as_api_error(exc, scope, StatsFailed))
-            headers, body = list(extra.items()), orjson.dumps(envelope)
-        await send_json(send, status, headers, body)
-
-    async def _stats(
-        self, raw_id: str, request_headers: dict[bytes, bytes], include: frozenset[str]
-    ) -> tuple[int, Headers, bytes]:
-        campaign_id = campaign_uuid(raw_id)
-        plaintext = presented(request_headers.get(b"x-api-key", b"").decode("latin-1"))
-        answer = await self.service.answer(plaintext, key_id_of(plaintext), campaign_id, include)
-        headers = [*answer.quota_headers, ("ETag", answer.etag), ("Cache-Control", "no-cache")]
-        if _etag_matches(request_headers.get(b"if-none-match"), answer.etag):
+    async def answer(self, scope: Scope, receive: Receive) -> Answer:
+        """The campaign's stats for the presented key, or a bodiless 304 when If-None-Match has its ETag."""
+        include = _include(scope.get("query_string", b""))
+        campaign_id = campaign_uuid(scope["path"][len(PATH_PREFIX) :])
+        plaintext = presented(self.header(scope, HEADER))
+        stats = await self.service.answer(plaintext, key_id_of(plaintext), campaign_id, include)
+        headers = [*stats.quota_headers, ("ETag", stats.etag), ("Cache-Control", "no-cache")]
+        if _etag_matches(self.header(scope, b"if-none-match"), stats.etag):
             return 304, headers, b""
-        return 200, headers, answer.body
+        return 200, headers, stats.body
 
 
 def _include(query_string: bytes) -> frozenset[str]:
