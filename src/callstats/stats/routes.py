@@ -100,8 +100,10 @@ class StatsEndpoint(HotEndpoint):
         include = _include(scope.get("query_string", b""))
         campaign_id = campaign_uuid(scope["path"][len(PATH_PREFIX) :])
         plaintext = presented(self.header(scope, HEADER))
-        stats = await self.service.answer(plaintext, key_id_of(plaintext), campaign_id, include)
-        headers = [*stats.quota_headers, ("ETag", stats.etag), ("Cache-Control", "no-cache")]
+        quota_headers, stats = await self.service.answer(
+            plaintext, key_id_of(plaintext), campaign_id, include
+        )
+        headers = [*quota_headers, ("ETag", stats.etag), ("Cache-Control", "no-cache")]
         if _etag_matches(self.header(scope, b"if-none-match"), stats.etag):
             return 304, headers, b""
         return 200, headers, stats.body

@@ -19,7 +19,7 @@ from callstats.core.counters import Counters
 from callstats.db import counters as counters_store
 from callstats.db.engine import Database
 from callstats.errors import CampaignNotFound, RateLimited
-from callstats.ratelimit import StatsRateLimiter
+from callstats.ratelimit import Decision, StatsRateLimiter
 from callstats.stats.readers import SUMMED_COLUMNS, StatsRow, stats_reader
 from callstats.stats.response import attempts_section, durations_section, stats_response
 from callstats.stats.schemas import AttemptsSection, DurationsSection
@@ -51,16 +51,8 @@ def campaign_counters(db: Database, account_id: str, campaign_id: str) -> Counte
         return counters_store.read(conn, account_id, campaign_id)
 
 
-class StatsAnswer(NamedTuple):
-    """What getCampaignStats answers, before the ETag is compared with If-None-Match."""
-
-    quota_headers: Headers
-    body: bytes
-    etag: str
-
-
 class Rendered(NamedTuple):
-    """A campaign's last body, and the row it was built from."""
+    """A body of getCampaignStats and its ETag, with the row's values it was built from."""
 
     campaign_name: str | None
     summed: tuple[Any, ...]
@@ -79,8 +71,8 @@ class StatsService:
 
     async def answer(
         self, plaintext: str, key_id: str, campaign_id: str, include: frozenset[str]
-    ) -> StatsAnswer:
-        """The campaign's body and ETag with the quota's headers.
+    ) -> tuple[Headers, Rendered]:
+        """The quota's headers, and the campaign's body and ETag (a plain pair: no allocation per read).
 
         Raises Unauthorized (401) for an unknown, wrong or revoked key, CampaignNotFound (404) when
         the key's account has no such campaign, RateLimited (429) over the campaign's quota.
@@ -90,15 +82,14 @@ class StatsService:
         assert row is not None  # checked_key refuses a missing key
         if row.campaign_name is None:
             raise CampaignNotFound()
-        quota_headers = await self._quota(campaign_id)
+        quota_headers = self._quota_headers(await self.limiter.hit(campaign_id))
         if include:
             body = await self._body_with(campaign_id, row, include)
-            return StatsAnswer(quota_headers, body, etag_of(body))
-        rendered = self._render(campaign_id, row)
-        return StatsAnswer(quota_headers, rendered.body, rendered.etag)
+            return quota_headers, Rendered(row.campaign_name, row.summed, body, etag_of(body))
+        return quota_headers, self._render(campaign_id, row)
 
-    async def _quota(self, campaign_id: str) -> Headers:
-        decision = await self.limiter.hit(campaign_id)
+    def _quota_headers(self, decision: Decision | None) -> Headers:
+        """The RateLimit headers of a read let through; RateLimited (429) over the quota."""
         if decision is None:  # limiter unreachable: served without a count (see docs/deployment.md)
             return [self.limiter.policy_header()]
         if not decision.allowed:
