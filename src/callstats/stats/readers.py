@@ -15,49 +15,25 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from psycopg import AsyncConnection
 from sqlalchemy import literal_column
 
-from callstats.accounts.service import StoredKey
-from callstats.db.counters import HOT_COLUMNS, key_and_counters_select
+from callstats.db.counters import KeyAndCounters, key_and_counters_select
 from callstats.db.engine import Database, SqliteChangeProbe, is_unreachable
 from callstats.turns import TurnBatches
 
 POSTGRES_CONNECTIONS = 8
 SQLITE_ROWS_KEPT = 10_000  # rows kept between two commits, at most (a bounded memory)
-SUMMED_COLUMNS = HOT_COLUMNS[5:]  # the names of StatsRow.summed, in order
 Pair = tuple[str, str]  # (key id, campaign id)
 
 
-class StatsRow(NamedTuple):
-    """What one stats read finds for a key id and a campaign id (the key exists: else no row)."""
-
-    key: StoredKey
-    """The stored key: (account_id, secret_hash, scope, revoked_at)."""
-    campaign_name: str | None
-    """None when the key's account has no such campaign."""
-    summed: tuple[Any, ...]
-    """The campaign's counters summed over its slots, named by SUMMED_COLUMNS (NULLs without slots)."""
-
-
-def stats_row(
-    account_id: str,
-    secret_hash: str,
-    scope: str,
-    revoked_at: int | None,
-    campaign_name: str | None,
-    *summed: Any,
-) -> StatsRow:
-    """A row of `key_and_counters_select` (HOT_COLUMNS order) as named fields."""
-    return StatsRow((account_id, secret_hash, scope, revoked_at), campaign_name, summed)
-
-
 class StatsReader(Protocol):
-    """Reads one StatsRow per (key id, campaign id); every read sees each commit acknowledged before it."""
+    """Reads the KeyAndCounters row of a (key id, campaign id); each read sees every commit acknowledged
+    before it."""
 
-    async def read(self, key_id: str, campaign_id: str) -> StatsRow | None:
+    async def read(self, key_id: str, campaign_id: str) -> KeyAndCounters | None:
         """The row for this key id and campaign id; None when no key has this id."""
 
     async def aclose(self) -> None:
@@ -72,10 +48,10 @@ class SqliteStatsReader:
         self.sql = compiled.string
         self.positional = compiled.positiontup
         self.probe = SqliteChangeProbe(db)
-        self._seen: dict[Any, StatsRow | None] = {}
+        self._seen: dict[Any, KeyAndCounters | None] = {}
         self._version = -1
 
-    async def read(self, key_id: str, campaign_id: str) -> StatsRow | None:
+    async def read(self, key_id: str, campaign_id: str) -> KeyAndCounters | None:
         """The row, from memory when no connection committed since it was read (no thread hop)."""
         params = self._params(key_id, campaign_id)
         # The probe's data version changes exactly when another connection commits.
@@ -85,7 +61,7 @@ class SqliteStatsReader:
             self._version = version
         if params not in self._seen:
             raw = self.probe.connection.execute(self.sql, params).fetchone()
-            self._seen[params] = stats_row(*raw) if raw is not None else None
+            self._seen[params] = KeyAndCounters(*raw) if raw is not None else None
         return self._seen[params]
 
     def _params(self, key_id: str, campaign_id: str) -> Any:
@@ -109,9 +85,9 @@ def batched_sql(db: Database) -> str:
     )
 
 
-def _placed(place: int, *hot: Any) -> tuple[int, StatsRow]:
+def _placed(place: int, *hot: Any) -> tuple[int, KeyAndCounters]:
     """A batched row: its place among the pairs asked (from 1), and the stats row."""
-    return place, stats_row(*hot)
+    return place, KeyAndCounters(*hot)
 
 
 class PostgresStatsReader:
@@ -122,12 +98,12 @@ class PostgresStatsReader:
         self.batch_sql = batched_sql(db)
         # A database found unreachable fails the reads queued behind the batch too: each read waits
         # for one timeout at most, not one per batch ahead of it.
-        self.batches: TurnBatches[Pair, StatsRow | None] = TurnBatches(
+        self.batches: TurnBatches[Pair, KeyAndCounters | None] = TurnBatches(
             self._read_batch, POSTGRES_CONNECTIONS, is_unreachable
         )
         self._idle: list[AsyncConnection[Any]] = []
 
-    async def read(self, key_id: str, campaign_id: str) -> StatsRow | None:
+    async def read(self, key_id: str, campaign_id: str) -> KeyAndCounters | None:
         """The row, from the next batch.
 
         Each read is answered by a query sent after it arrived, so it sees every commit acknowledged
@@ -135,7 +111,7 @@ class PostgresStatsReader:
         """
         return await self.batches((key_id, campaign_id))
 
-    async def _read_batch(self, pairs: list[Pair]) -> list[StatsRow | None]:
+    async def _read_batch(self, pairs: list[Pair]) -> list[KeyAndCounters | None]:
         key_ids, campaign_ids = [key_id for key_id, _ in pairs], [campaign_id for _, campaign_id in pairs]
         rows = await self._query({"key_ids": key_ids, "campaign_ids": campaign_ids})
         found = dict(_placed(*row) for row in rows)

@@ -9,7 +9,7 @@ rate limit, and a body rebuilt only when the counters changed.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import orjson
 from anyio.to_thread import run_sync
@@ -17,10 +17,11 @@ from anyio.to_thread import run_sync
 from callstats.accounts.service import checked_key
 from callstats.core.counters import Counters
 from callstats.db import counters as counters_store
+from callstats.db.counters import KeyAndCounters
 from callstats.db.engine import Database
 from callstats.errors import CampaignNotFound, RateLimited
 from callstats.ratelimit import Decision, StatsRateLimiter
-from callstats.stats.readers import SUMMED_COLUMNS, StatsRow, stats_reader
+from callstats.stats.readers import stats_reader
 from callstats.stats.response import attempts_section, durations_section, stats_response
 from callstats.stats.schemas import AttemptsSection, DurationsSection
 
@@ -52,10 +53,9 @@ def campaign_counters(db: Database, account_id: str, campaign_id: str) -> Counte
 
 
 class Rendered(NamedTuple):
-    """A body of getCampaignStats and its ETag, with the row's values it was built from."""
+    """A body of getCampaignStats and its ETag, and the row it was built from."""
 
-    campaign_name: str | None
-    summed: tuple[Any, ...]
+    row: KeyAndCounters
     body: bytes
     etag: str
 
@@ -67,7 +67,7 @@ class StatsService:
         self.db = db
         self.limiter = limiter
         self.reader = stats_reader(db)
-        self._rendered: dict[str, Rendered] = {}  # campaign id -> its last body
+        self._rendered: dict[tuple[str, str], Rendered] = {}  # (key id, campaign id) -> the last body
 
     async def answer(
         self, plaintext: str, key_id: str, campaign_id: str, include: frozenset[str]
@@ -85,8 +85,8 @@ class StatsService:
         quota_headers = self._quota_headers(await self.limiter.hit(campaign_id))
         if include:
             body = await self._body_with(campaign_id, row, include)
-            return quota_headers, Rendered(row.campaign_name, row.summed, body, etag_of(body))
-        return quota_headers, self._render(campaign_id, row)
+            return quota_headers, Rendered(row, body, etag_of(body))
+        return quota_headers, self._render(key_id, campaign_id, row)
 
     def _quota_headers(self, decision: Decision | None) -> Headers:
         """The RateLimit headers of a read let through; RateLimited (429) over the quota."""
@@ -97,37 +97,29 @@ class StatsService:
             raise RateLimited(message, headers=dict(decision.headers()))
         return decision.headers()
 
-    def _render(self, campaign_id: str, row: StatsRow) -> Rendered:
-        """The body of the seed's response, rebuilt only when the campaign's row changed."""
-        cached = self._rendered.get(campaign_id)
-        if cached is not None and cached.summed == row.summed and cached.campaign_name == row.campaign_name:
+    def _render(self, key_id: str, campaign_id: str, row: KeyAndCounters) -> Rendered:
+        """The body of the seed's response, rebuilt only when the row read changed."""
+        cached = self._rendered.get((key_id, campaign_id))
+        if cached is not None and (cached.row is row or cached.row == row):
             return cached
-        body = stats_body(_counters(campaign_id, row))
+        body = stats_body(row.counters(campaign_id))
         if len(self._rendered) > RENDERED_KEPT:
             self._rendered.clear()
-        rendered = self._rendered[campaign_id] = Rendered(row.campaign_name, row.summed, body, etag_of(body))
+        rendered = self._rendered[key_id, campaign_id] = Rendered(row, body, etag_of(body))
         return rendered
 
-    async def _body_with(self, campaign_id: str, row: StatsRow, include: frozenset[str]) -> bytes:
+    async def _body_with(self, campaign_id: str, row: KeyAndCounters, include: frozenset[str]) -> bytes:
         """The seed's response plus the sections `include` asks for (read from the histograms)."""
         histograms = (
             counters_store.read_histograms(self.db, campaign_id)
             if self.db.is_sqlite  # microseconds: cheaper inline than a thread hop
             else await run_sync(counters_store.read_histograms, self.db, campaign_id)
         )
-        columns = dict(zip(SUMMED_COLUMNS, row.summed, strict=True))
-        attempts = attempts_section(columns, histograms["a"]) if "attempts" in include else None
+        attempts = attempts_section(row._asdict(), histograms["a"]) if "attempts" in include else None
         durations = durations_section(histograms["t"]) if "durations" in include else None
-        return stats_body(_counters(campaign_id, row), attempts, durations)
+        return stats_body(row.counters(campaign_id), attempts, durations)
 
     async def aclose(self) -> None:
         """Release the reader's connections and the limiter's."""
         await self.reader.aclose()
         await self.limiter.aclose()
-
-
-def _counters(campaign_id: str, row: StatsRow) -> Counters:
-    assert row.campaign_name is not None
-    return counters_store.from_row(
-        campaign_id, row.campaign_name, dict(zip(SUMMED_COLUMNS, row.summed, strict=True))
-    )
