@@ -1,4 +1,7 @@
-"""The seed's stats response, computed from counters. Pure."""
+"""The seed's stats response and the `?include=` sections, computed from counter values. Pure.
+
+Role: the rendering of stats/ (stats/service.py turns it into the one body and ETag).
+"""
 
 from __future__ import annotations
 

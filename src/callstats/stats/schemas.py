@@ -1,5 +1,7 @@
 """Response shapes of getCampaignStats (and the stream's messages): declared once, typed and documented.
 
+Role: the schemas of stats/.
+
 `stats/response.py` builds its answers as these TypedDicts (mypy checks every key and type it writes)
 and `/openapi.json` describes the route from the same declarations (pydantic writes their JSON
 Schema), so the document cannot drift from the bytes the hot path sends. Plain dicts at run time:
