@@ -140,12 +140,6 @@ def _framework_error(exc: StarletteHTTPException) -> ApiError:
     return error
 
 
-async def send_json(send: Send, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
-    """Send a whole JSON response from a plain ASGI endpoint (the hot paths skip the framework)."""
-    await send(_json_start(status, headers, body))
-    await send({"type": "http.response.body", "body": body})
-
-
 def _json_start(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Message:
     """The `http.response.start` message of a JSON answer: its type and length, then `headers`."""
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
