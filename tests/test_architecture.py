@@ -30,8 +30,9 @@ DATABASE_LAYER = ("sqlalchemy", "psycopg", "callstats.db")
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"core", "clock", "turns"}),  # pure: the rules and small values
     frozenset({"config", "errors", "ids", "bodies", "logs", "urls"}),  # what every request needs
-    frozenset({"db", "feed", "web", "ratelimit"}),  # storage, the change feed, the ASGI plumbing
+    frozenset({"db", "feed", "ratelimit"}),  # storage, the change feed, the rate limit
     frozenset({"accounts"}),  # keys: every domain checks them
+    frozenset({"web"}),  # the ASGI plumbing: dispatcher, hot endpoint base (reads the key), errors
     frozenset({"stats"}),  # the counters read
     frozenset({"campaigns", "calls", "timeseries"}),  # the domains that write or read through stats
     frozenset({"stream", "dashboard", "openapi", "importer", "watch", "serving"}),  # surfaces

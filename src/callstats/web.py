@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callstats import logs
+from callstats.accounts.keys import HEADER, presented
 from callstats.db.engine import is_unreachable
 from callstats.errors import (
     ApiError,
@@ -159,7 +160,7 @@ class HotEndpoint:
 
     What they share, in one place: the method check (405 with Allow), every exception rendered by the
     one mapper (as_api_error, with the route's own failure class for a 500), the request's headers
-    (`header`: the x-api-key value goes to accounts.keys.presented), the body under the size limit
+    (`header`; `api_key`, the x-api-key value read by accounts.keys.presented), the body under the size limit
     (`read_body`) and the JSON answer. A subclass sets `method` and `unexpected` and writes
 
         async def answer(self, scope, receive) -> Answer  # (status, headers, body); raises on error
@@ -199,6 +200,12 @@ class HotEndpoint:
             if key == name:
                 return bytes(value)
         return None
+
+    @classmethod
+    def api_key(cls, scope: Scope) -> str:
+        """The API key the request presents (its first x-api-key header, read by the one parser,
+        accounts.keys.presented); "" when there is none."""
+        return presented(cls.header(scope, HEADER))
 
     @staticmethod
     async def read_body(receive: Receive) -> bytes | PayloadTooLarge:

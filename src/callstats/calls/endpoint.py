@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import orjson
 
-from callstats.accounts.keys import HEADER, presented
 from callstats.accounts.service import key_id_of
 from callstats.calls.group import GroupCommit
 from callstats.calls.schemas import EventRules, event_items
@@ -42,7 +41,7 @@ class RecordEventsEndpoint(HotEndpoint):
 
     async def answer(self, scope: Scope, receive: Receive) -> Answer:
         """Record one request's events: a malformed key is refused before the body is read."""
-        plaintext = presented(self.header(scope, HEADER))
+        plaintext = self.api_key(scope)
         key_id = key_id_of(plaintext)
         written = await self.groups.record(_request(plaintext, key_id, await self.read_body(receive)))
         if written.error is not None:
@@ -54,9 +53,9 @@ class RecordEventsEndpoint(HotEndpoint):
 def _request(plaintext: str, key_id: str, body: bytes | ApiError) -> WriteRequest:
     """The request to write: the body's events, or why it is unusable (told only to a valid write key,
     after the key check in the transaction)."""
+    if isinstance(body, ApiError):
+        return WriteRequest([], plaintext, key_id, problem=body)
     try:
-        if isinstance(body, ApiError):
-            raise body
         return WriteRequest(event_items(body), plaintext, key_id)
     except ApiError as exc:
         return WriteRequest([], plaintext, key_id, problem=exc)

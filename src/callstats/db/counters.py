@@ -260,6 +260,12 @@ assert HOT_COLUMNS[5:-2] == COUNTER_COLUMNS, "KeyAndCounters must list the count
 
 def read_histograms(db: Database, campaign_id: str) -> dict[str, dict[int, int]]:
     """A campaign's histograms summed over slots: {"a": {attempts: contacts}, "t": {bucket: calls}}."""
+    with db.read() as conn:
+        return histograms(conn, campaign_id)
+
+
+def histograms(conn: Connection, campaign_id: str) -> dict[str, dict[int, int]]:
+    """The same, on a connection already open (reconcile reads every figure from one snapshot)."""
     h = campaign_histograms.c
     query = (
         select(h.kind, h.bucket, func.sum(h.count))
@@ -267,11 +273,36 @@ def read_histograms(db: Database, campaign_id: str) -> dict[str, dict[int, int]]
         .group_by(h.kind, h.bucket)
     )
     found: dict[str, dict[int, int]] = {"a": {}, "t": {}}
-    with db.read() as conn:
-        for kind, bucket, count in conn.execute(query):
-            if count:
-                found.setdefault(kind, {})[int(bucket)] = int(count)
+    for kind, bucket, count in conn.execute(query):
+        if count:
+            found.setdefault(kind, {})[int(bucket)] = int(count)
     return found
+
+
+ATTEMPT_COLUMNS = ("attempts", *(f"att_{o}" for o in OUTCOMES))
+
+
+def attempt_columns(conn: Connection, campaign_id: str) -> dict[str, int]:
+    """A campaign's attempt counters summed over slots: {"attempts": n, "att_<outcome>": n}."""
+    cc = campaign_counters.c
+    row = conn.execute(
+        select(*(func.sum(cc[name]).label(name) for name in ATTEMPT_COLUMNS)).where(
+            cc.campaign_id == campaign_id
+        )
+    ).one()
+    return {name: int(row._mapping[name] or 0) for name in ATTEMPT_COLUMNS}
+
+
+def batched_stats_sql(db: Database) -> str:
+    """PostgreSQL: the stats query (key_and_counters_select) for many (key id, campaign id) pairs, sent
+    as two arrays (%(key_ids)s, %(campaign_ids)s); each row starts with its place among the pairs (n,
+    from 1) followed by the KeyAndCounters columns."""
+    one = key_and_counters_select(literal_column("asked.key_id"), literal_column("asked.campaign_id"))
+    return (
+        "SELECT asked.n, hot.* FROM unnest(%(key_ids)s::text[], %(campaign_ids)s::text[])"
+        " WITH ORDINALITY AS asked(key_id, campaign_id, n)"
+        f" CROSS JOIN LATERAL ({one.compile(dialect=db.engine.dialect)}) AS hot"
+    )
 
 
 _FIRST_CALL_REDONE = Statement(

@@ -148,7 +148,7 @@ campaign_counters = Table(
 )
 
 # Fixed-bucket histograms per campaign: kind "a" = contacts by attempts made, "t" = answered calls by
-# talk-time bucket (stats/histogram.py). Slotted like the counters.
+# talk-time bucket (core/histogram.py). Slotted like the counters.
 campaign_histograms = Table(
     "campaign_histograms",
     metadata,

@@ -18,9 +18,8 @@ from contextlib import nullcontext
 from typing import Any, Protocol
 
 from psycopg import AsyncConnection
-from sqlalchemy import literal_column
 
-from callstats.db.counters import KeyAndCounters, key_and_counters_select
+from callstats.db.counters import KeyAndCounters, batched_stats_sql, key_and_counters_select
 from callstats.db.engine import Database, SqliteChangeProbe, is_unreachable
 from callstats.turns import TurnBatches
 
@@ -75,16 +74,6 @@ class SqliteStatsReader:
         self.probe.close()
 
 
-def batched_sql(db: Database) -> str:
-    """PostgreSQL: the stats query for many (key id, campaign id) pairs, each row tagged with its place."""
-    one = key_and_counters_select(literal_column("asked.key_id"), literal_column("asked.campaign_id"))
-    return (
-        "SELECT asked.n, hot.* FROM unnest(%(key_ids)s::text[], %(campaign_ids)s::text[])"
-        " WITH ORDINALITY AS asked(key_id, campaign_id, n)"
-        f" CROSS JOIN LATERAL ({one.compile(dialect=db.engine.dialect)}) AS hot"
-    )
-
-
 def _placed(place: int, *hot: Any) -> tuple[int, KeyAndCounters]:
     """A batched row: its place among the pairs asked (from 1), and the stats row."""
     return place, KeyAndCounters(*hot)
@@ -95,7 +84,7 @@ class PostgresStatsReader:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.batch_sql = batched_sql(db)
+        self.batch_sql = batched_stats_sql(db)
         # A database found unreachable fails the reads queued behind the batch too: each read waits
         # for one timeout at most, not one per batch ahead of it.
         self.batches: TurnBatches[Pair, KeyAndCounters | None] = TurnBatches(

@@ -12,14 +12,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from callstats.core.counters import Counters, minute_of
 from callstats.core.histogram import talk_bucket
 from callstats.core.outcomes import OUTCOMES
 from callstats.db import counters as counters_store
 from callstats.db.engine import Database
-from callstats.db.schema import SERIES_COLUMNS, campaign_counters, campaign_histograms, campaign_timeseries
 from callstats.stats.queries import CallRow, raw_campaign, snapshot
 
 
@@ -141,30 +140,20 @@ def _nonzero(
 
 
 def stored_extras(conn: Connection, campaign_id: str) -> dict[str, Any]:
-    """The same figures as kept in the counters, histogram and minute tables."""
-    cc, h, ts = campaign_counters.c, campaign_histograms.c, campaign_timeseries.c
-    names = ("attempts", *(f"att_{o}" for o in OUTCOMES))
-    sums = conn.execute(select(*(func.sum(cc[n]) for n in names)).where(cc.campaign_id == campaign_id)).one()
-    columns: Counter[str] = Counter({n: int(v or 0) for n, v in zip(names, sums, strict=True)})
-    per_contact: Counter[int] = Counter()
-    talk: Counter[int] = Counter()
-    histogram_rows = conn.execute(
-        select(h.kind, h.bucket, func.sum(h.count))
-        .where(h.campaign_id == campaign_id)
-        .group_by(h.kind, h.bucket)
-    )
-    for kind, bucket, count in histogram_rows:
-        (per_contact if kind == "a" else talk)[int(bucket)] += int(count)
+    """The same figures as kept in the counters, histogram and minute tables (db/counters.py)."""
+    kept = counters_store.histograms(conn, campaign_id)
+    first, last = counters_store.minute_span(conn, campaign_id)
     minutes: Counter[tuple[int, str]] = Counter()
-    minute_rows = conn.execute(
-        select(ts.minute, *(func.sum(ts[n]) for n in SERIES_COLUMNS))
-        .where(ts.campaign_id == campaign_id)
-        .group_by(ts.minute)
+    if first is not None and last is not None:
+        for minute, counts in counters_store.minutes(conn, campaign_id, first, last + 1):
+            for name, value in counts.items():
+                minutes[(minute, name)] += value
+    return _nonzero(
+        Counter(counters_store.attempt_columns(conn, campaign_id)),
+        Counter(kept["a"]),
+        Counter(kept["t"]),
+        minutes,
     )
-    for minute, *values in minute_rows:
-        for name, value in zip(SERIES_COLUMNS, values, strict=True):
-            minutes[(int(minute), name)] += int(value or 0)
-    return _nonzero(columns, per_contact, talk, minutes)
 
 
 def differences(conn: Connection, campaign_id: str) -> list[Difference] | None:

@@ -14,7 +14,6 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Header, Query
 
 from callstats.accounts.deps import ReadKey
-from callstats.accounts.keys import HEADER, presented
 from callstats.accounts.service import key_id_of
 from callstats.errors import StatsFailed, ValidationFailed
 from callstats.ids import CampaignId, campaign_uuid
@@ -99,7 +98,7 @@ class StatsEndpoint(HotEndpoint):
         """The campaign's stats for the presented key, or a bodiless 304 when If-None-Match has its ETag."""
         include = _include(scope.get("query_string", b""))
         campaign_id = campaign_uuid(scope["path"][len(PATH_PREFIX) :])
-        plaintext = presented(self.header(scope, HEADER))
+        plaintext = self.api_key(scope)
         quota_headers, stats = await self.service.answer(
             plaintext, key_id_of(plaintext), campaign_id, include
         )
