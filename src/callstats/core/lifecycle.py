@@ -71,9 +71,8 @@ class CallState(NamedTuple):
     start_reported: bool = False
 
 
-@dataclass(frozen=True)
-class CallEvent:
-    """A validated call event; times are epoch milliseconds."""
+class CallEvent(NamedTuple):
+    """A validated call event; times are epoch milliseconds (a named tuple, like the states)."""
 
     type: str
     call_id: str
@@ -197,17 +196,24 @@ def _finish(
         last_outcome=outcome,
         finalized_at=event.occurred_at if state in FINAL_STATES else None,
     )
+    moved = _ended_deltas(deltas, contact.last_outcome, state, outcome, event.duration_seconds)
+    return Transition("applied", finished, ended, moved, started_call=started_call)
+
+
+def _ended_deltas(
+    deltas: dict[str, int], last_outcome: str | None, state: str, outcome: str, duration_seconds: int
+) -> dict[str, int]:
+    """`deltas` plus what ending the live call moves: the contact leaves in_progress for `state`, its
+    latest outcome becomes `outcome`, and an answered call adds its talk time; zeros dropped."""
     moved = dict(deltas)
     _add(moved, IN_PROGRESS, -1)
     _add(moved, state, 1)
-    if contact.last_outcome is not None:
-        _add(moved, "bd_" + contact.last_outcome, -1)
+    if last_outcome is not None:
+        _add(moved, "bd_" + last_outcome, -1)
     _add(moved, "bd_" + outcome, 1)
     if outcome == "answered":
-        _add(moved, "talk_seconds", event.duration_seconds)
-    return Transition(
-        "applied", finished, ended, {k: v for k, v in moved.items() if v}, started_call=started_call
-    )
+        _add(moved, "talk_seconds", duration_seconds)
+    return {k: v for k, v in moved.items() if v}
 
 
 def _state_after(outcome: str, attempts: int, rules: RetryRules) -> str:

@@ -145,18 +145,7 @@ def _upserts(dialect_name: str) -> tuple[Statement, Statement, Statement]:
 def write(conn: Connection, account_id: str, campaign_id: str, slot: int, delta: CounterDelta) -> None:
     """Add `delta` to one slot of a campaign's counters, histograms and minutes, creating rows as needed."""
     counters_upsert, histogram_upsert, series_upsert = _upserts(conn.dialect.name)
-    histogram_rows = [
-        {
-            "campaign_id": campaign_id,
-            "kind": kind,
-            "bucket": bucket,
-            "slot": slot,
-            "account_id": account_id,
-            "count": n,
-        }
-        for (kind, bucket), n in sorted(delta.histogram.items())
-        if n
-    ]
+    histogram_rows = _histogram_rows(account_id, campaign_id, slot, delta.histogram)
     if histogram_rows:
         histogram_upsert.executemany(conn, histogram_rows)
     series_rows = _series_rows(account_id, campaign_id, slot, delta.series)
@@ -174,6 +163,23 @@ def write(conn: Connection, account_id: str, campaign_id: str, slot: int, delta:
         last_final_at=delta.last_final_at,
     )
     counters_upsert.execute(conn, values)
+
+
+def _histogram_rows(
+    account_id: str, campaign_id: str, slot: int, histogram: Mapping[tuple[str, int], int]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "campaign_id": campaign_id,
+            "kind": kind,
+            "bucket": bucket,
+            "slot": slot,
+            "account_id": account_id,
+            "count": n,
+        }
+        for (kind, bucket), n in sorted(histogram.items())
+        if n
+    ]
 
 
 def _series_rows(
