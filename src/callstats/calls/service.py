@@ -1,18 +1,20 @@
 """Event ingestion, top-down: parse, resolve, apply the lifecycle, write, answer.
 
 `record_group` writes several requests in one transaction (calls/group.py gathers them; the demo
-sends one), each answered as if it had run alone, in arrival order:
+sends one), each answered as if it had run alone, in arrival order (docs/architecture.md walks
+the same steps, from the HTTP request on):
 
-1. parse (no I/O): each raw event validated on its own (`parse_event`); phones written with
-   +country normalized to a contact identity before the transaction;
-2. resolve (one round trip): each request's writer checked (its key, in the transaction), the
-   contacts the phones name, the campaigns' regions for national numbers;
-3. load (one round trip per account): the rules, contacts, calls and stored event hashes the
-   events touch, read and locked set-wise in one order;
-4. apply: each event through `lifecycle.apply` in memory, in order; `counters.moved` gives the
-   counter deltas; a rejected event changes nothing;
-5. write (one round trip): events, contacts, calls and counter deltas;
-6. answer: one `Written` per request (its result, or the error it answers with).
+- parse (no I/O): each raw event validated on its own (`parse_event`); phones written with
+  +country normalized to a contact identity before the transaction;
+- resolve (one round trip, one more when a phone lacks +country): each request's writer checked
+  (its key, in the transaction), the contacts the phones name, the campaigns' regions for
+  national numbers;
+- load (one round trip per account): the rules, contacts, calls and stored event hashes the
+  events touch, read and locked set-wise in one order;
+- apply: each event through `lifecycle.apply` in memory, in order; `counters.moved` gathers the
+  counter deltas; a rejected event changes nothing;
+- write (one round trip): events, contacts, calls and counter deltas;
+- answer: one `Written` per request (its result, or the error it answers with).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class Resolved(NamedTuple):
 
 @dataclass
 class Parsed:
-    """A group after step 1: each request's events (valid, or why not) and the phones they name."""
+    """A group once parsed: each request's events (valid, or why not) and the phones they name."""
 
     requests: list[WriteRequest]
     events: list[list[CallEventIn | str]]
@@ -113,7 +115,7 @@ class Parsed:
 
 @dataclass
 class PhoneBook:
-    """Step 2's answer for the phones: each (campaign id, phone as sent) -> contact identity (or why
+    """What resolving the phones found: each (campaign id, phone as sent) -> contact identity (or why
     it is not one), and each (campaign id, identity) -> the id of the contact that has it."""
 
     identities: Phones
@@ -152,7 +154,7 @@ def record_group(db: Database, requests: list[WriteRequest], rules: EventRules) 
 
 
 def parse(requests: list[WriteRequest], rules: EventRules) -> Parsed:
-    """Step 1, no I/O: every event validated on its own; +country phones normalized."""
+    """Parse, no I/O: every event validated on its own; +country phones normalized."""
     window = rules.window(now_ms())  # one clock reading for every event of the group
     events = [[parse_event(item, rules, window) for item in r.items] for r in requests]
     named = {
@@ -165,7 +167,7 @@ def parse(requests: list[WriteRequest], rules: EventRules) -> Parsed:
 
 
 def _transaction(conn: Connection, slot: int, parsed: Parsed) -> list[Written]:
-    """Steps 2 to 6 in the group's transaction."""
+    """Resolve, load, apply, write and answer, in the group's transaction."""
     writers, book = _resolve(conn, parsed)
     batches, entries = _load_accounts(conn, parsed, writers, book)
     written = [
@@ -181,7 +183,7 @@ def _transaction(conn: Connection, slot: int, parsed: Parsed) -> list[Written]:
 
 
 def _resolve(conn: Connection, parsed: Parsed) -> tuple[list[str | ApiError], PhoneBook]:
-    """Step 2: each request's account (or why it may not write), every phone's contact identity and
+    """Resolve: each request's account (or why it may not write), every phone's contact identity and
     the contact ids they name (one round trip; one more for numbers without +country)."""
     with pipelined(conn):  # the phones' contacts (any account's), regions and keys: one round trip
         sent = queries.contact_ids_by_phone(conn, _found(parsed.phones))
@@ -216,7 +218,7 @@ def _load_accounts(
     writers: list[str | ApiError],
     book: PhoneBook,
 ) -> tuple[dict[str, Batch], list[list[Resolved | str]]]:
-    """Step 3: each writing account's batch, loaded once for all its requests (accounts in one lock
+    """Load: each writing account's batch, loaded once for all its requests (accounts in one lock
     order), and each request's events with the contacts they name."""
     batches: dict[str, Batch] = {}
     entries: list[list[Resolved | str]] = [[] for _ in parsed.requests]
@@ -231,7 +233,7 @@ def _load_accounts(
 
 
 def _apply_request(batch: Batch, request: WriteRequest, entries: list[Resolved | str]) -> Written:
-    """Step 4 for one request: its events applied to its account's batch in order; its answer."""
+    """Apply, for one request: its events applied to its account's batch in order; its answer."""
     results = [_one(batch, index, request.items[index], entry) for index, entry in enumerate(entries)]
     result = RecordEventsResult.tallied(results)
     return Written(result, frozenset(applied_campaigns(request.items, result)))
@@ -253,7 +255,7 @@ def _found(phones: Phones) -> set[tuple[str, str]]:
 def _e164(phone: str, region: str) -> str | InvalidPhone:
     """The contact identity of an event's phone (E.164 plus any ';ext='), or why it is not one.
 
-    The rules addContacts applies (campaigns.phones.normalize, its fast path included); `region`
+    The rules addContacts applies (core.phones.normalize, its fast path included); `region`
     is the campaign's default_region, for numbers written without +country.
     """
     try:
@@ -368,7 +370,7 @@ def _delta(batch: Batch, campaign_id: str) -> CounterDelta:
 
 
 def _write_batch(conn: Connection, batch: Batch, slot: int) -> None:
-    """Step 5: the batch's rows and counter deltas (inside `pipelined`: one round trip on PostgreSQL)."""
+    """Write: the batch's rows and counter deltas (inside `pipelined`: one round trip on PostgreSQL)."""
     queries.insert_events(conn, batch.events)
     queries.save_contacts(conn, (batch.contacts[cid][1] for cid in sorted(batch.changed_contacts)))
     queries.insert_calls(
