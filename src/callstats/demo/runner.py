@@ -87,13 +87,18 @@ def _serve(
     contacts: int,
     speed: float,
 ) -> None:
+    url = base_url(host, listener.getsockname()[1])
+
+    async def announce(_db: Database) -> None:
+        # Printed once the server runs, its stop signals handled: a stop that follows the banner is
+        # never lost in the moment before uvicorn installs its handlers (nor absorbed while it starts).
+        _say(f"Dashboard: {url}/dashboard")
+        for line in banner(url, api_key, campaign.campaign_id, contacts, speed):
+            _say(line)
+
     task = dialer_task(campaign, speed, announce=_say)
-    app = create_app(settings, db=db, background=[task])
+    app = create_app(settings, db=db, background=[announce, task])
     app.api.state.exit_deadline_seconds = settings.drain_seconds  # a stop always ends it
-    bound_port = listener.getsockname()[1]
-    _say(f"Dashboard: {base_url(host, bound_port)}/dashboard")
-    for line in banner(base_url(host, bound_port), api_key, campaign.campaign_id, contacts, speed):
-        _say(line)
     logs = log_config("warning", human=True)  # warnings, and callstats' access lines as plain text
     config = uvicorn.Config(
         app, log_config=logs, log_level="warning", access_log=False, server_header=False, lifespan="on"
