@@ -106,14 +106,15 @@ class CallstatsApp(Dispatcher):
         self.background = background
         self._tasks: list[asyncio.Task[None]] = []
         self._undo_deadline: Callable[[], None] = lambda: None
+        # A served process (app_from_env, the demo) sets it: gone within that many seconds of a stop signal.
+        self.exit_deadline_seconds: float | None = None
 
     async def start(self) -> None:
-        """What the lifespan does before serving: arm the exit deadline at a stop signal (a served
-        process: `api.state.exit_deadline_seconds`), start the change feed and the streams' stop
-        hook, then the background tasks."""
-        drain_seconds: float | None = getattr(self.api.state, "exit_deadline_seconds", None)
-        if drain_seconds:
-            self._undo_deadline = exit_deadline_on_signal(drain_seconds)
+        """What the lifespan does before serving: arm the exit deadline at a stop signal (when
+        `exit_deadline_seconds` is set), start the change feed and the streams' stop hook, then the
+        background tasks."""
+        if self.exit_deadline_seconds:
+            self._undo_deadline = exit_deadline_on_signal(self.exit_deadline_seconds)
         await self.api.state.feed.start()
         await self.api.state.streams.start()
         self._tasks = [asyncio.create_task(task(self.db)) for task in self.background]
@@ -183,5 +184,5 @@ def app_from_env() -> CallstatsApp:
     """
     settings = Settings()
     app = create_app(settings)
-    app.api.state.exit_deadline_seconds = settings.drain_seconds
+    app.exit_deadline_seconds = settings.drain_seconds
     return app

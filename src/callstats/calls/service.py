@@ -236,15 +236,15 @@ def _apply_request(batch: Batch, request: WriteRequest, entries: list[Resolved |
     """Apply, for one request: its events applied to its account's batch in order; its answer."""
     results = [_one(batch, index, request.items[index], entry) for index, entry in enumerate(entries)]
     result = RecordEventsResult.tallied(results)
-    return Written(result, frozenset(applied_campaigns(request.items, result)))
+    return Written(result, _applied_campaigns(request.items, result))
 
 
-def applied_campaigns(items: list[Any], result: RecordEventsResult) -> set[str]:
+def _applied_campaigns(items: list[Any], result: RecordEventsResult) -> frozenset[str]:
     """The campaigns a request applied events to (what the change feed must hear about)."""
     named = {items[r.index]["campaign_id"] for r in result.results if r.status == "applied"}
     # As the event model read them (str_strip_whitespace, then the UUID): an applied event's raw id may
     # carry spaces around it. A UUID parse per campaign, not per event.
-    return {canonical_uuid(campaign_id.strip()) for campaign_id in named}
+    return frozenset(canonical_uuid(campaign_id.strip()) for campaign_id in named)
 
 
 def _found(phones: Phones) -> set[tuple[str, str]]:

@@ -98,7 +98,7 @@ def _serve(
 
     task = dialer_task(campaign, speed, announce=_say)
     app = create_app(settings, db=db, background=[announce, task])
-    app.api.state.exit_deadline_seconds = settings.drain_seconds  # a stop always ends it
+    app.exit_deadline_seconds = settings.drain_seconds  # a stop always ends it
     logs = log_config("warning", human=True)  # warnings, and callstats' access lines as plain text
     config = uvicorn.Config(
         app, log_config=logs, log_level="warning", access_log=False, server_header=False, lifespan="on"
