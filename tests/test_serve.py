@@ -105,6 +105,24 @@ def test_the_exit_deadline_ends_a_process_that_does_not_stop() -> None:
     assert "did not stop within 0.5 s of the stop signal" in done.stderr
 
 
+def test_the_served_app_keeps_the_collector_off_the_hot_path(tmp_path: Path) -> None:
+    """The factory `serve` runs (app_from_env) freezes what start-up built and raises the first
+    generation's threshold (serving.tune_collector); in a process of its own, as gc.freeze is for the
+    whole process."""
+    code = (
+        "import gc; from callstats.app import app_from_env; app_from_env(); "
+        "print(gc.get_freeze_count(), gc.get_threshold()[0])"
+    )
+    env = server_env(f"sqlite:///{tmp_path / 'gc.db'}")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=ENDS_WITHIN_S
+    )
+    assert done.returncode == 0, done.stderr
+    frozen, first_threshold = map(int, done.stdout.split())
+    assert frozen > 10_000  # the modules and the app: tens of thousands of objects
+    assert first_threshold == 10_000  # serving.FIRST_GENERATION_THRESHOLD, CPython's default being 700
+
+
 @needs_redis
 async def test_the_feed_stops_even_when_cancelled_while_subscribing() -> None:
     """The cause of the hang: a cancel that reached redis-py's subscribe at the wrong moment was dropped

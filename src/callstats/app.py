@@ -26,7 +26,7 @@ from callstats.errors import ServiceUnavailable
 from callstats.feed import cancelled
 from callstats.openapi import describe, install_docs, operation_id
 from callstats.ratelimit import StatsRateLimiter
-from callstats.serving import exit_deadline_on_signal
+from callstats.serving import exit_deadline_on_signal, tune_collector
 from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
 from callstats.stats.service import StatsService
 from callstats.stream.routes import install_streaming
@@ -180,9 +180,11 @@ async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
 def app_from_env() -> CallstatsApp:
     """Factory for `uvicorn --factory`: settings read from the environment at call time.
 
-    The app arms the exit deadline at SIGTERM/SIGINT (CALLSTATS_DRAIN_SECONDS, callstats.serving).
+    The app arms the exit deadline at SIGTERM/SIGINT (CALLSTATS_DRAIN_SECONDS, callstats.serving);
+    the process's garbage collector is tuned for serving (serving.tune_collector).
     """
     settings = Settings()
     app = create_app(settings)
     app.exit_deadline_seconds = settings.drain_seconds
+    tune_collector()
     return app
