@@ -69,6 +69,23 @@ def test_body_hash_matches_the_model_dump(item: dict[str, Any]) -> None:
     assert event.body_hash() == reference_hash(event)
 
 
+@pytest.mark.parametrize(
+    ("sent", "epoch_ms"),
+    [
+        ("2024-01-16T09:00:00Z", 1_705_395_600_000),
+        ("2024-01-16T11:00:00.123+02:00", 1_705_395_600_123),
+        ("2024-01-16T09:00:00.999999", 1_705_395_600_999),  # no offset: UTC; microseconds cut, not rounded
+        ("1969-12-31T23:59:59.999Z", -1),
+    ],
+)
+def test_occurred_ms_is_set_by_validation(sent: str, epoch_ms: int) -> None:
+    """The validator fills occurred_ms as it builds the event (no first-read cost on the hot path)."""
+    event = CallEventIn.model_validate({**variants()[0], "occurred_at": sent})
+    assert vars(event)["occurred_ms"] == epoch_ms  # there before anything read it
+    assert event.occurred_ms == epoch_ms
+    assert "occurred_ms" not in event.model_dump()  # not a field: the body and its hash are unchanged
+
+
 def test_body_hash_covers_every_field() -> None:
     event = parse_event(variants()[0])
     assert isinstance(event, CallEventIn)
