@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import UTC, datetime
 
+import httpx
 import phonenumbers
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
+from callstats.urls import BadUrl, check_url
+
 DEFAULT_DATABASE_URL = "sqlite:///./callstats.db"
+# A Fernet key: 32 bytes in URL-safe base64, 44 characters ending in "=" (cryptography's Fernet spec).
+FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
+GENERATE_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 
 
 class Settings(BaseSettings):
     """Everything the service can be configured with."""
 
-    model_config = SettingsConfigDict(env_prefix="CALLSTATS_", extra="ignore")
+    # A refused value is never quoted in the error's text: it may be a key or a database password.
+    model_config = SettingsConfigDict(env_prefix="CALLSTATS_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
@@ -39,6 +47,13 @@ class Settings(BaseSettings):
     stream_poll_seconds: float | None = Field(default=None, gt=0)  # None: 0.2 s on SQLite, 1 s otherwise
     stream_min_interval_seconds: float = Field(default=0.15, ge=0)  # at most ~7 messages a second
     stream_max_seconds: float = Field(default=600.0, gt=0)
+    # Carrier signing secrets are sealed with the first of these comma-separated Fernet keys and opened
+    # with any of them (docs/carriers.md). Unset: a key file beside an SQLite database, else no sealing.
+    secret_key: SecretStr | None = None
+    # The base of the webhook URLs handed out, http(s)://HOST[:PORT][/PATH]; unset, each request's own.
+    public_url: str | None = None
+    # Peers whose X-Forwarded-Proto and X-Forwarded-Host are believed: comma-separated IPs or CIDRs.
+    trusted_proxies: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -57,6 +72,71 @@ class Settings(BaseSettings):
         if code not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region {value!r}: use an ISO 3166-1 alpha-2 code such as US, GB or DE")
         return code
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        """None when unset or blank; else every comma-separated part a Fernet key (never echoed)."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        problem = secret_key_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_base(cls, value: str | None) -> str | None:
+        """None when unset or blank; else http(s)://HOST[:PORT][/PATH] without its trailing slash."""
+        if value is None or not value.strip():
+            return None
+        return public_url_checked(value.strip())
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        """The comma-separated IPs and CIDR networks, each checked, rejoined without spaces."""
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        for part in parts:
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{part[:64]!r} is not an IP address or a CIDR network such as 10.0.0.0/8"
+                ) from None
+        return ",".join(parts)
+
+
+def secret_keys(value: str) -> list[str]:
+    """The Fernet keys of CALLSTATS_SECRET_KEY (or a key file), in order: comma- or line-separated."""
+    return [part.strip() for part in re.split(r"[,\s]+", value) if part.strip()]
+
+
+def secret_key_problem(value: str) -> str | None:
+    """Why CALLSTATS_SECRET_KEY holds no usable list of Fernet keys, naming a bad key by position only."""
+    keys = secret_keys(value)
+    if not keys:
+        return f"holds no key; generate one with: {GENERATE_KEY}"
+    for position, key in enumerate(keys, start=1):
+        if not FERNET_KEY.fullmatch(key):
+            return (
+                f"key {position} of {len(keys)} is not a Fernet key (44 characters of URL-safe base64 "
+                f"ending in '='); generate one with: {GENERATE_KEY}"
+            )
+    return None
+
+
+def public_url_checked(url: str) -> str:
+    """CALLSTATS_PUBLIC_URL without its trailing slash; ValueError unless http(s)://HOST[:PORT][/PATH]
+    with no user, query or fragment (the webhook URLs are this base plus /webhooks/...)."""
+    try:
+        base = check_url(url)
+        parsed = httpx.URL(base)
+    except BadUrl as exc:
+        raise ValueError(str(exc)) from None
+    if parsed.userinfo or parsed.query or parsed.fragment or "?" in url or "#" in url:
+        raise ValueError(f"{url!r} must be http(s)://HOST[:PORT][/PATH], with no user, query or fragment")
+    return base
 
 
 def sqlalchemy_url(database_url: str) -> str:
