@@ -118,6 +118,47 @@ call_events = Table(
     Column("effect", String(16), nullable=False),
 )
 
+# A carrier account's link to callstats: its webhooks are /webhooks/<provider>/<id>. The provider's
+# signing secret is stored sealed (callstats/sealing.py); outcome_map is JSON {raw status: outcome}.
+# Deleting one sets deleted_at, so the callbacks stored for it keep their connection.
+carrier_connections = Table(
+    "carrier_connections",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("name", String(200), nullable=True),
+    Column("secret_sealed", Text, nullable=False),
+    Column("outcome_map", Text, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),
+    Index("ix_carrier_connections_account_created", "account_id", "created_at", "id"),
+)
+
+# Every carrier callback whose signature held, kept raw (query string, the headers that matter as
+# JSON, body) with its verdict: pending, applied, duplicate or unmatched (with its reason).
+carrier_callbacks = Table(
+    "carrier_callbacks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), nullable=False),
+    Column("connection_id", String(36), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("campaign_id", String(36), nullable=True),
+    Column("call_id", String(128), nullable=True),
+    Column("received_at", BigInteger, nullable=False),
+    Column("query", Text, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("applied_at", BigInteger, nullable=True),
+    # keyset pages of one account's unmatched callbacks, of one connection or all
+    Index(
+        "ix_carrier_callbacks_account_verdict", "account_id", "verdict", "connection_id", "received_at", "id"
+    ),
+)
+
 # Per-campaign counters, split into slots so concurrent writers rarely share a row;
 # a read sums a campaign's slots (a fixed, small number of rows).
 campaign_counters = Table(
