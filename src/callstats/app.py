@@ -18,6 +18,7 @@ from callstats.calls.endpoint import PATH as EVENTS_PATH
 from callstats.calls.endpoint import RecordEventsEndpoint
 from callstats.calls.schemas import EventRules
 from callstats.campaigns.routes import router as campaigns_router
+from callstats.carriers.routes import router as carriers_router
 from callstats.config import Settings
 from callstats.dashboard.routes import install_dashboard
 from callstats.db.deps import Db
@@ -26,6 +27,7 @@ from callstats.errors import ServiceUnavailable
 from callstats.feed import cancelled
 from callstats.openapi import describe, install_docs, operation_id
 from callstats.ratelimit import StatsRateLimiter
+from callstats.sealing import secret_box
 from callstats.serving import exit_deadline_on_signal, tune_collector
 from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
 from callstats.stats.service import StatsService
@@ -156,8 +158,9 @@ def create_app(
     )
     api.state.db = database
     api.state.settings = settings
+    api.state.secret_box = secret_box(settings)  # reads no file: the SQLite key file on first need
     install_error_handlers(api)
-    for router in (health_router, campaigns_router, timeseries_router):
+    for router in (health_router, campaigns_router, timeseries_router, carriers_router):
         api.include_router(router)
     install_streaming(api, settings, database)
     install_dashboard(api)
