@@ -29,13 +29,13 @@ DATABASE_LAYER = ("sqlalchemy", "psycopg", "callstats.db")
 # below, never one above. docs/architecture.md shows the same table.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"core", "clock", "turns"}),  # pure: the rules and small values
-    frozenset({"config", "errors", "ids", "bodies", "logs", "urls"}),  # what every request needs
+    frozenset({"config", "errors", "ids", "bodies", "logs", "urls", "sealing"}),  # what every request needs
     frozenset({"db", "feed", "ratelimit"}),  # storage, the change feed, the rate limit
     frozenset({"accounts"}),  # keys: every domain checks them
     frozenset({"web"}),  # the ASGI plumbing: dispatcher, hot endpoint base (reads the key), errors
     frozenset({"stats"}),  # the counters read
     frozenset({"campaigns", "calls", "timeseries"}),  # the domains that write or read through stats
-    frozenset({"stream", "dashboard", "openapi", "importer", "watch", "serving"}),  # surfaces
+    frozenset({"stream", "dashboard", "openapi", "importer", "watch", "serving", "carriers"}),  # surfaces
     frozenset({"app", "demo", "cli"}),  # entry points
 )
 CORE_MAY_IMPORT = ("phonenumbers",)
