@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from annotated_types import Ge, Le
 from fastapi import APIRouter, Header, Query, Request
 
 from callstats.accounts.deps import ReadKey, WriteKey
@@ -18,7 +17,6 @@ from callstats.campaigns.schemas import (
     CampaignPage,
     CampaignSummaries,
     CreateCampaign,
-    Pagination,
     create_campaign_body,
     summary_ids,
 )
@@ -26,10 +24,10 @@ from callstats.core.phones import UnknownRegion, region_code
 from callstats.db.deps import Db
 from callstats.errors import ValidationFailed
 from callstats.ids import CampaignId
+from callstats.pages import PageSize, Pagination
 from callstats.web import RawBody
 
 router = APIRouter(tags=["campaigns"])
-PageSize = Annotated[int, Ge(1), Le(200)]
 SUMMARY_IDS_PATTERN = r"^[ \tA-Za-z0-9{}:,-]*$"  # UUIDs in any form uuid.UUID reads, commas, spaces
 SUMMARY_IDS_DESCRIPTION = (
     f"Comma-separated campaign ids (UUIDs), 1 to {MAX_SUMMARY_IDS}; repeats are answered once. "

@@ -13,6 +13,7 @@ from callstats.core.outcomes import OUTCOMES
 from callstats.core.phones import region_code
 from callstats.errors import ValidationFailed
 from callstats.ids import campaign_uuid
+from callstats.pages import Pagination
 
 MAX_CONTACTS_PER_REQUEST = 10_000
 RETRYABLE = tuple(o for o in OUTCOMES if o != "answered")
@@ -93,13 +94,6 @@ class CampaignEnvelope(BaseModel):
 
     success: bool = True
     data: Campaign
-
-
-class Pagination(BaseModel):
-    """Where the next page starts."""
-
-    next_cursor: str | None
-    limit: int
 
 
 class CampaignPage(BaseModel):

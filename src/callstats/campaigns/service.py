@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from typing import Any
@@ -26,7 +25,8 @@ from callstats.core.lifecycle import PENDING
 from callstats.core.phones import InvalidPhone, normalize
 from callstats.db import counters
 from callstats.db.engine import Database
-from callstats.errors import CampaignNotFound, ValidationFailed
+from callstats.errors import CampaignNotFound
+from callstats.pages import decode_cursor, encode_cursor
 from callstats.stats.response import iso_utc, success_rate
 
 
@@ -70,20 +70,6 @@ def get_campaign(db: Database, account_id: str, campaign_id: str) -> Campaign:
     if row is None:
         raise CampaignNotFound()
     return _campaign(row)
-
-
-def encode_cursor(created_at: int, campaign_id: str) -> str:
-    """An opaque cursor for the page after this campaign."""
-    return base64.urlsafe_b64encode(json.dumps([created_at, campaign_id]).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """The position a cursor stands for, or a 400."""
-    try:
-        created_at, campaign_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return int(created_at), str(campaign_id)
-    except (ValueError, TypeError):
-        raise ValidationFailed("cursor: not a cursor this API returned") from None
 
 
 def list_campaigns(
