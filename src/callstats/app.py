@@ -16,6 +16,7 @@ from typing_extensions import TypedDict
 from callstats import __version__
 from callstats.calls.endpoint import PATH as EVENTS_PATH
 from callstats.calls.endpoint import RecordEventsEndpoint
+from callstats.calls.group import GroupCommit
 from callstats.calls.schemas import EventRules
 from callstats.campaigns.routes import router as campaigns_router
 from callstats.carriers.routes import router as carriers_router
@@ -100,7 +101,9 @@ class CallstatsApp(Dispatcher):
         db: Database,
         background: Sequence[BackgroundTask] = (),
     ) -> None:
-        events = RecordEventsEndpoint(db, api.state.feed, EventRules.from_settings(settings))
+        # One group commit for every event writer: recordCallEvents and the carriers' webhooks.
+        groups = api.state.groups = GroupCommit(db, EventRules.from_settings(settings))
+        events = RecordEventsEndpoint(groups, api.state.feed)
         super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, {EVENTS_PATH: events})
         self.settings = settings
         self.db = db

@@ -15,29 +15,24 @@ import orjson
 
 from callstats.accounts.service import key_id_of
 from callstats.calls.group import GroupCommit
-from callstats.calls.schemas import EventRules, event_items
+from callstats.calls.schemas import event_items
 from callstats.calls.service import WriteRequest
-from callstats.db.engine import Database
 from callstats.errors import ApiError
 from callstats.feed import ChangeFeed
 from callstats.web import Answer, HotEndpoint, Receive, Scope
 
 PATH = "/recordCallEvents"
-WRITERS_SQLITE = 2
-WRITERS_POSTGRESQL = 2
 
 
 class RecordEventsEndpoint(HotEndpoint):
-    """The ASGI endpoint recording call events."""
+    """The ASGI endpoint recording call events; `groups` is the app's one group commit, which the
+    carriers' webhooks write through too."""
 
     method = "POST"
 
-    def __init__(self, db: Database, feed: ChangeFeed, rules: EventRules) -> None:
-        self.db = db
+    def __init__(self, groups: GroupCommit, feed: ChangeFeed) -> None:
+        self.groups = groups
         self.feed = feed
-        self.rules = rules
-        # A few groups at a time: more threads only contend for the GIL and the database's locks.
-        self.groups = GroupCommit(db, rules, WRITERS_SQLITE if db.is_sqlite else WRITERS_POSTGRESQL)
 
     async def answer(self, scope: Scope, receive: Receive) -> Answer:
         """Record one request's events: a malformed key is refused before the body is read."""

@@ -30,6 +30,7 @@ from callstats.errors import InternalError
 from callstats.logs import event_not_stored
 
 MAX_EVENTS = 4_000  # per group; one request may hold up to 1,000 (schemas.MAX_EVENTS_PER_REQUEST)
+WRITERS = 2  # groups written at a time: more threads only contend for the GIL and the database's locks
 NOT_STORED = "could not be stored: the database refused it (the request's other events are not affected)"
 
 
@@ -48,7 +49,7 @@ class Waiting:
 class GroupCommit:
     """Takes waiting requests together: at most `writers` groups are being written at a time."""
 
-    def __init__(self, db: Database, rules: EventRules, writers: int) -> None:
+    def __init__(self, db: Database, rules: EventRules, writers: int = WRITERS) -> None:
         self.db = db
         self.rules = rules
         self.writers = writers
@@ -114,9 +115,18 @@ class GroupCommit:
         """A request whose own transaction failed with `failure`: when the database refused a value,
         its events in one transaction each, in order, so that only the event that caused the error is
         rejected (`INTERNAL_SERVER_ERROR`, NOT_STORED) and the others are applied or duplicates as
-        usual. Any other failure (a bug, the database gone) stays the whole request's outcome."""
+        usual; its receipt, if any, last, in a transaction of its own. Any other failure (a bug, the
+        database gone) stays the whole request's outcome."""
         if not _refused_value(failure) or request.problem is not None:
             return Written(error=failure)
+        written = self._each_event(replace(request, receipt=None))
+        receipt = request.receipt
+        if receipt is not None and written.error is None:
+            self.db.write(lambda conn: receipt.write(conn, written))
+        return written
+
+    def _each_event(self, request: WriteRequest) -> Written:
+        """The request's events in one transaction each (see _event_by_event)."""
         results: list[EventResult] = []
         campaigns: set[str] = set()
         for index, item in enumerate(request.items):

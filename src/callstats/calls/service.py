@@ -13,14 +13,14 @@ the same steps, from the HTTP request on):
   events touch, read and locked set-wise in one order;
 - apply: each event through `lifecycle.apply` in memory, in order; `counters.moved` gathers the
   counter deltas; a rejected event changes nothing;
-- write (one round trip): events, contacts, calls and counter deltas;
+- write (one round trip): events, contacts, calls and counter deltas, then any request's receipt;
 - answer: one `Written` per request (its result, or the error it answers with).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from sqlalchemy import Connection
 
@@ -49,13 +49,22 @@ Status = Literal["applied", "duplicate", "rejected"]
 Phones = dict[tuple[str, str], str | InvalidPhone]  # (campaign id, phone as sent) -> contact identity
 
 
+class Receipt(Protocol):
+    """What a request writes beside its events, in the same transaction, from its outcome: a carrier's
+    raw callback and its verdict (carriers/). Written only if the transaction commits."""
+
+    def write(self, conn: Connection, written: Written) -> None:
+        """Write the receipt for the request's outcome `written`."""
+
+
 @dataclass(frozen=True)
 class WriteRequest:
     """One request to write: its raw events and who sends them.
 
     A request from the API names its write key (`plaintext`, `key_id`), checked inside the
-    transaction; a trusted caller (the demo) names its `account_id`. `problem` is why the body is
-    unusable, told only to a valid write key (the request then writes nothing).
+    transaction; a trusted caller (the demo, a verified carrier callback) names its `account_id`.
+    `problem` is why the body is unusable, told only to a valid write key (the request then writes
+    nothing). `receipt`, when given, is written in the same transaction once the events are applied.
     """
 
     items: list[Any]
@@ -63,6 +72,7 @@ class WriteRequest:
     key_id: str = ""
     account_id: str | None = None
     problem: ApiError | None = None
+    receipt: Receipt | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,9 @@ def _transaction(conn: Connection, slot: int, parsed: Parsed) -> list[Written]:
     with pipelined(conn):  # one round trip on PostgreSQL
         for batch in batches.values():
             _write_batch(conn, batch, slot)
+        for request, outcome in zip(parsed.requests, written, strict=True):
+            if request.receipt is not None:
+                request.receipt.write(conn, outcome)
     return written
 
 
