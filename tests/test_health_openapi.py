@@ -160,8 +160,10 @@ async def test_openapi_matches_the_routes(app: CallstatsApp, client: httpx.Async
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             response = await client.request(method, url)
             if method in methods:
-                unknown_campaign = "{campaignId}" in path and response.json()["error"] == "NOT_FOUND"
-                assert response.status_code not in (404, 405) or unknown_campaign, (method, path)
+                # a route that answers for a resource its path names, here an unknown one: our 404, not
+                # the router's "No such route" (a webhook URL's connection, a campaign)
+                unknown_resource = "{" in path and response.json()["message"] != "No such route"
+                assert response.status_code not in (404, 405) or unknown_resource, (method, path)
             else:
                 assert response.status_code == 405, (method, path, response.status_code)
 
@@ -330,6 +332,9 @@ async def test_no_success_answer_is_an_untyped_object(client: httpx.AsyncClient)
         for method, operation in operations.items():
             for status, response in operation["responses"].items():
                 if not status.startswith("2"):
+                    continue
+                if status == "204":  # No Content (a Twilio webhook's answer): no body to declare
+                    assert "content" not in response, (method, path)
                     continue
                 assert response.get("content"), (method, path, status)
                 for media, content in response["content"].items():

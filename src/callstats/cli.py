@@ -281,6 +281,9 @@ def serve(
         log_level=settings.log_level,
         access_log=False,  # callstats writes its own access line (CALLSTATS_ACCESS_LOG)
         server_header=False,
+        # Forwarded headers are believed only from CALLSTATS_TRUSTED_PROXIES (carriers/public_url.py),
+        # not from uvicorn's default 127.0.0.1: they decide the webhook URLs a signature covers.
+        proxy_headers=False,
         timeout_graceful_shutdown=graceful_seconds(settings.drain_seconds),
     )
     _log_listening(*listener.getsockname()[:2])

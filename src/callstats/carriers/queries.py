@@ -1,13 +1,38 @@
-"""SQL of the carrier connections (the callbacks' SQL lives with the webhooks)."""
+"""SQL of the carrier connections and of the raw callbacks kept with their verdicts.
+
+A callback's row is written inside the write path's transaction (calls.service.Receipt), so it
+runs on the driver's connection like the events' statements (db/driver.py), pipelined on PostgreSQL.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, insert, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, insert, or_, select, update
 
-from callstats.db.schema import carrier_connections
+from callstats.db.driver import Statement
+from callstats.db.schema import carrier_callbacks, carrier_connections
+
+_INSERT_CALLBACK = Statement(insert(carrier_callbacks), [c.name for c in carrier_callbacks.c])
+_VERDICT = Statement(
+    update(carrier_callbacks).where(
+        carrier_callbacks.c.id == bindparam("b_id"), carrier_callbacks.c.account_id == bindparam("b_account")
+    ),
+    ["verdict", "reason", "applied_at"],
+)
+# What getUnmatchedCallbacks shows of a callback (not its headers: they say nothing the body does not).
+_LISTED = (
+    carrier_callbacks.c.id,
+    carrier_callbacks.c.connection_id,
+    carrier_callbacks.c.provider,
+    carrier_callbacks.c.campaign_id,
+    carrier_callbacks.c.call_id,
+    carrier_callbacks.c.received_at,
+    carrier_callbacks.c.reason,
+    carrier_callbacks.c.query,
+    carrier_callbacks.c.body,
+)
 
 # Every column but the sealed secret: what listing and answering need.
 _SHOWN = (
@@ -60,3 +85,51 @@ def webhook_connection(conn: Connection, provider: str, connection_id: str) -> R
         carrier_connections.c.deleted_at.is_(None),
     )
     return conn.execute(query).mappings().first()
+
+
+def insert_callback(conn: Connection, row: dict[str, Any]) -> None:
+    """Store one raw callback (`row` names every column of carrier_callbacks)."""
+    _INSERT_CALLBACK.executemany(conn, [row])
+
+
+def update_callback(
+    conn: Connection,
+    account_id: str,
+    callback_id: str,
+    verdict: str,
+    reason: str | None,
+    applied_at: int | None,
+) -> None:
+    """A replayed callback's new verdict."""
+    values = {"b_id": callback_id, "b_account": account_id, "verdict": verdict, "reason": reason}
+    _VERDICT.executemany(conn, [{**values, "applied_at": applied_at}])
+
+
+def callback(conn: Connection, account_id: str, callback_id: str) -> RowMapping | None:
+    """One of the account's stored callbacks (every column), or None."""
+    query = select(carrier_callbacks).where(
+        carrier_callbacks.c.id == callback_id, carrier_callbacks.c.account_id == account_id
+    )
+    return conn.execute(query).mappings().first()
+
+
+def unmatched_page(
+    conn: Connection, account_id: str, connection_id: str | None, limit: int, after: tuple[int, str] | None
+) -> Sequence[RowMapping]:
+    """Up to `limit` of the account's unmatched callbacks (of one connection, or all), newest first,
+    after the keyset position `after` (received_at, id) when given."""
+    table = carrier_callbacks.c
+    query = select(*_LISTED).where(table.account_id == account_id, table.verdict == "unmatched")
+    if connection_id is not None:
+        query = query.where(table.connection_id == connection_id)
+    if after is not None:
+        received_at, callback_id = after
+        query = query.where(
+            or_(
+                table.received_at < received_at,
+                and_(table.received_at == received_at, table.id < callback_id),
+            )
+        )
+    return (
+        conn.execute(query.order_by(table.received_at.desc(), table.id.desc()).limit(limit)).mappings().all()
+    )

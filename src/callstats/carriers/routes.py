@@ -1,24 +1,37 @@
-"""HTTP routes of the carrier connections: create, list, delete."""
+"""HTTP routes of the carriers: the connections (create, list, delete), the three platforms' webhooks,
+and the unmatched callbacks (list, replay). The webhooks take no API key: the platform's signature
+is the credential (carriers/callbacks.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 
 from callstats.accounts.deps import ReadKey, WriteKey
-from callstats.carriers import service
+from callstats.bodies import WholeNumber
+from callstats.carriers import callbacks, service
 from callstats.carriers.public_url import public_base
 from callstats.carriers.schemas import (
+    PROVIDERS,
+    CallbackVerdict,
+    CallbackVerdictEnvelope,
     CarrierConnectionEnvelope,
     CarrierConnections,
     CarrierConnectionsEnvelope,
     CreateCarrierConnection,
     DeletedConnectionEnvelope,
+    UnmatchedCallbacksPage,
+    callback_uuid,
     connection_uuid,
     create_connection_body,
 )
+from callstats.carriers.service import ConnectionNotFound
+from callstats.clock import now_ms
 from callstats.db.deps import Db
+from callstats.ids import canonical_uuid
+from callstats.pages import PageSize, Pagination
 from callstats.sealing import SecretBox
 from callstats.web import RawBody
 
@@ -84,3 +97,117 @@ def delete_carrier_connection(
 ) -> DeletedConnectionEnvelope:
     """Delete a connection: its webhooks answer 404 from then on; the callbacks stored stay."""
     return DeletedConnectionEnvelope(data=service.delete_connection(db, key.account_id, connection_id))
+
+
+def _webhook_target(
+    provider: Annotated[str, Path()],
+    connection_id: Annotated[str, Path(alias="connectionId", json_schema_extra={"format": "uuid"})],
+) -> tuple[str, str]:
+    """The provider and connection a webhook path names; 404 for an unknown provider or an id that is
+    not a UUID (as for an unknown connection: a webhook URL callstats did not give)."""
+    try:
+        canonical = canonical_uuid(connection_id)
+    except ValueError:
+        raise ConnectionNotFound() from None
+    if provider not in PROVIDERS:
+        raise ConnectionNotFound()
+    return provider, canonical
+
+
+WebhookTarget = Annotated[tuple[str, str], Depends(_webhook_target)]
+# Read from the raw query string (it is part of what Twilio signs), declared here for OpenAPI.
+_WEBHOOK_QUERY: list[dict[str, Any]] = [
+    {
+        "name": "campaign_id",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "format": "uuid"},
+        "description": "The campaign the call belongs to (else the call's metadata must name it)",
+    },
+    {
+        "name": "contact_id",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer"},
+        "description": "The contact called (else the call's metadata, else the dialed number)",
+    },
+]
+_WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Retell and Vapi: the callback's verdict (stored raw with it)"},
+    204: {"description": "Twilio: stored raw with its verdict (unmatched too: see getUnmatchedCallbacks)"},
+    403: {"description": "Signature missing, expired or wrong: nothing stored"},
+    404: {"description": "No such connection (unknown, deleted, or of another platform)"},
+}
+
+
+@router.post(
+    "/webhooks/{provider}/{connectionId}",
+    response_model=CallbackVerdictEnvelope,
+    responses=_WEBHOOK_ANSWERS,
+    openapi_extra={"parameters": _WEBHOOK_QUERY},
+)
+async def receive_callback(request: Request, target: WebhookTarget, box: Box, base: PublicBase) -> Response:
+    """A platform's callback: Twilio status callbacks (form), Retell webhooks and Vapi server messages
+    (JSON). No API key: verified with the connection's secret as the platform's SDK verifies it, kept
+    raw with its verdict, and its call events applied (docs/carriers.md).
+
+    The campaign is `campaign_id` in the query string (else the call's metadata); the contact
+    `contact_id` there (else the metadata), else the dialed number. Twilio gets 204; Retell and Vapi
+    the verdict. An unmatched callback is answered 2xx too (the platform must not retry it for ever).
+    403 for a bad signature and 404 for an unknown connection, nothing stored.
+    """
+    provider, connection_id = target
+    inbound = callbacks.Inbound(
+        provider,
+        connection_id,
+        request.scope.get("query_string", b"").decode("latin-1"),
+        dict(request.headers),
+        await request.body(),
+        now_ms(),
+        base,
+    )
+    state = request.app.state
+    verdict = await callbacks.receive(state.db, state.groups, box, inbound)
+    state.feed.publish_many(verdict.campaigns)
+    if provider == "twilio":
+        return Response(status_code=204)
+    return JSONResponse(CallbackVerdictEnvelope(data=_shown(verdict)).model_dump())
+
+
+@router.get("/getUnmatchedCallbacks")
+def get_unmatched_callbacks(
+    key: ReadKey,
+    db: Db,
+    connection_id: Annotated[str | None, Query(json_schema_extra={"format": "uuid"})] = None,
+    limit: Annotated[PageSize, WholeNumber, Query()] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> UnmatchedCallbacksPage:
+    """The account's callbacks that could not be applied (unknown campaign or contact, unknown status,
+    a conflicting state), newest first, raw as they arrived, with why; one page at a time (pass back
+    `next_cursor`). `connection_id` keeps one connection's."""
+    connection = connection_uuid(connection_id) if connection_id is not None else None
+    page, next_cursor = callbacks.unmatched(db, key.account_id, connection, limit, cursor)
+    return UnmatchedCallbacksPage(data=page, pagination=Pagination(next_cursor=next_cursor, limit=limit))
+
+
+@router.post(
+    "/replayCallback/{callbackId}",
+    responses={404: {"description": "No such callback, or its connection was deleted"}},
+)
+async def replay_callback(
+    request: Request,
+    callback_id: Annotated[str, Path(alias="callbackId", json_schema_extra={"format": "uuid"})],
+    key: WriteKey,
+    box: Box,
+) -> CallbackVerdictEnvelope:
+    """Apply a stored callback again, once its cause is fixed (the contact added, the campaign created,
+    an outcome_map entry for its status); it takes the new verdict. Events it applied before are
+    duplicates now, so a replay never counts twice."""
+    state = request.app.state
+    verdict = await callbacks.replay(state.db, state.groups, box, key.account_id, callback_uuid(callback_id))
+    state.feed.publish_many(verdict.campaigns)
+    return CallbackVerdictEnvelope(data=_shown(verdict))
+
+
+def _shown(verdict: callbacks.Verdict) -> CallbackVerdict:
+    return CallbackVerdict(callback_id=verdict.callback_id, verdict=verdict.verdict, reason=verdict.reason)

@@ -10,6 +10,7 @@ from callstats.bodies import StoredText, parse_json, validation_message
 from callstats.core.outcomes import OUTCOMES
 from callstats.errors import ValidationFailed
 from callstats.ids import canonical_uuid
+from callstats.pages import Pagination
 
 Provider = Literal["twilio", "retell", "vapi"]
 PROVIDERS: Final[tuple[str, ...]] = get_args(Provider)
@@ -90,10 +91,19 @@ def create_connection_body(body: bytes) -> CreateCarrierConnection:
 
 def connection_uuid(raw: str) -> str:
     """The canonical form of a connection id, or a 400 naming the field."""
+    return _uuid_param(raw, "connectionId")
+
+
+def callback_uuid(raw: str) -> str:
+    """The canonical form of a callback id, or a 400 naming the field."""
+    return _uuid_param(raw, "callbackId")
+
+
+def _uuid_param(raw: str, name: str) -> str:
     try:
         return canonical_uuid(raw)
     except (ValueError, AttributeError, TypeError):
-        raise ValidationFailed(f"connectionId must be a UUID, got {raw[:64]!r}") from None
+        raise ValidationFailed(f"{name} must be a UUID, got {raw[:64]!r}") from None
 
 
 class CarrierConnection(BaseModel):
@@ -139,3 +149,41 @@ class DeletedConnectionEnvelope(BaseModel):
 
     success: bool = True
     data: DeletedConnection
+
+
+class CallbackVerdict(BaseModel):
+    """What a carrier callback did (a webhook's or replayCallback's answer): `applied`, `duplicate`,
+    `unmatched` (with `reason`) or `ignored` (a message that changes no number)."""
+
+    callback_id: str = Field(json_schema_extra={"format": "uuid"})
+    verdict: Literal["applied", "duplicate", "unmatched", "ignored"]
+    reason: str | None = None
+
+
+class CallbackVerdictEnvelope(BaseModel):
+    """A callback's verdict in the seed's envelope."""
+
+    success: bool = True
+    data: CallbackVerdict
+
+
+class UnmatchedCallback(BaseModel):
+    """A stored callback callstats could not apply, as it arrived, and why."""
+
+    callback_id: str = Field(json_schema_extra={"format": "uuid"})
+    connection_id: str = Field(json_schema_extra={"format": "uuid"})
+    provider: Provider
+    campaign_id: str | None
+    call_id: str | None
+    received_at: str
+    reason: str | None
+    query: str = Field(description="The webhook URL's query string as received")
+    body: str = Field(description="The raw body as received (form-encoded for Twilio, JSON otherwise)")
+
+
+class UnmatchedCallbacksPage(BaseModel):
+    """getUnmatchedCallbacks' answer: a page of unmatched callbacks, newest first."""
+
+    success: bool = True
+    data: list[UnmatchedCallback]
+    pagination: Pagination

@@ -101,7 +101,13 @@ def _serve(
     app.exit_deadline_seconds = settings.drain_seconds  # a stop always ends it
     logs = log_config("warning", human=True)  # warnings, and callstats' access lines as plain text
     config = uvicorn.Config(
-        app, log_config=logs, log_level="warning", access_log=False, server_header=False, lifespan="on"
+        app,
+        log_config=logs,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        proxy_headers=False,  # as `serve`: forwarded headers only from CALLSTATS_TRUSTED_PROXIES
     )
     with _signals_end_quietly():
         uvicorn.Server(config).run(sockets=[listener])
