@@ -179,7 +179,7 @@ def operation_id(route: APIRoute) -> str:
 
 
 # The document lists the operations by tag, in this order (within a tag, in the order they are declared).
-TAG_ORDER = ("health", "campaigns", "calls", "stats")
+TAG_ORDER = ("health", "campaigns", "calls", "stats", "carriers")
 
 
 def _tag_rank(context: RouteContext) -> int:
