@@ -206,3 +206,17 @@ def _with_port(uri: ParseResult) -> str:
         return uri.geturl()
     port = 443 if uri.scheme == "https" else 80
     return uri._replace(netloc=f"{uri.netloc}:{port}").geturl()
+
+
+def sign(auth_token: str, url: str, params: Params, algorithm: str = "HMAC_SHA1") -> str:
+    """The X-Twilio-Signature Twilio sends for a request to `url` (the full URL, query string
+    included) with the form `params`, signed with `auth_token`: what twilio-python's
+    `RequestValidator(auth_token).compute_signature(url, params, algorithm)` returns (base64 text).
+
+    For the demo's dialer and the tests, which play the platform. Raises ValueError for an
+    algorithm other than HMAC_SHA1 or HMAC_SHA256, as compute_signature does.
+    """
+    digest = _DIGESTS.get(algorithm.upper())
+    if digest is None:
+        raise ValueError(f"unsupported webhook signature algorithm {algorithm!r}")
+    return _signature(auth_token.encode("utf-8"), url, params, digest).decode("ascii")

@@ -254,3 +254,12 @@ def _iso_ms(*values: object) -> int | None:
             except ValueError:
                 continue
     return None
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The x-vapi-signature Vapi sends with the raw `body` under an HMAC credential set as this module
+    says (SHA256, no timestamp, payload `{body}`, hex): hex(HMAC-SHA256(secret, body)).
+
+    For the demo's dialer and the tests, which play the platform.
+    """
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
