@@ -66,7 +66,7 @@ def record_events(
     result = wrk.run(server.base_url + "/", seconds, connections, "events.lua", args=args, timeout_s=30)
     server.wait_idle()
     cpu = server.cpu_seconds() - cpu_before
-    stored, span_ms, reconciled = _stored(data, label)
+    stored, span_ms, reconciled = stored_events(data, label)
     ingest = IngestResult(
         answered=result.extra["ok"] * per_request,
         stored=stored,
@@ -86,7 +86,7 @@ def record_events(
     return ingest
 
 
-def _stored(data: DataSet, label: str) -> tuple[int, int, bool]:
+def stored_events(data: DataSet, label: str) -> tuple[int, int, bool]:
     """Applied events stored for the campaign, the span of their arrival (ms), and a reconcile check."""
     db = Database(data.url, pool_size=1)
     try:

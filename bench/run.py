@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import dataset, figures, wrk
+from bench import carrier_callbacks, dataset, figures, wrk
 from bench.dataset import DataSet
 from bench.plan import FULL, QUICK, Plan
 from bench.report import Row, document, load_average, table
@@ -56,6 +56,7 @@ def build_writes(path: Path, plan: Plan) -> DataSet:
     dataset.add_pending_campaign(engine, data, "batch", plan.pool)
     dataset.add_pending_campaign(engine, data, "single", plan.pool)
     dataset.add_pending_campaign(engine, data, "phone", plan.pool)
+    dataset.add_pending_campaign(engine, data, "callbacks", plan.pool)
     dataset.add_pending_campaign(engine, data, "import", 0)
     dataset.finish(engine)
     dataset.check_consistent(engine, data, max_size=plan.pool)
@@ -70,6 +71,7 @@ def build_postgres(admin_url: str, plan: Plan) -> DataSet:
     dataset.add_event_history(engine, data, "read")
     dataset.add_pending_campaign(engine, data, "batch", plan.pool)
     dataset.add_pending_campaign(engine, data, "single", plan.pool)
+    dataset.add_pending_campaign(engine, data, "callbacks", plan.pool)
     dataset.finish(engine)
     dataset.check_consistent(engine, data, max_size=max(100_000, plan.pool))
     dataset.close_loader(engine)
@@ -108,6 +110,7 @@ def measure_all(servers: Fleet, args: argparse.Namespace, plan: Plan, work: Path
     rows += figures.memory(plan, ours)
     rows += figures.ingestion(plan, writer, writes, pg_server, pg)
     rows += figures.ingestion_by_phone(plan, writer, writes)
+    rows += carrier_callbacks.rows(plan, [("SQLite", writer, writes), ("PostgreSQL", pg_server, pg)], work)
     rows += figures.imports(plan, writer, writes)
     figures.forget_rate_limits(args.redis, pg)
     return rows

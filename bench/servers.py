@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from cryptography.fernet import Fernet
 
 from bench.dataset import ROOT
 
@@ -87,6 +88,9 @@ class Server:
             self.process.wait(timeout=10)
 
 
+BENCH_SECRET_KEY = Fernet.generate_key().decode()
+
+
 class Fleet:
     """Every server the bench started; `with Fleet() as fleet:` stops them all on the way out."""
 
@@ -133,6 +137,8 @@ class Fleet:
             "CALLSTATS_DATABASE_URL": database_url,
             "CALLSTATS_STATS_RATE_LIMIT": rate_limit,
             "CALLSTATS_LOG_LEVEL": "warning",
+            # carrier connections need a key to seal their secrets with on PostgreSQL (docs/carriers.md)
+            "CALLSTATS_SECRET_KEY": BENCH_SECRET_KEY,
         }
         if redis_url:
             env["CALLSTATS_REDIS_URL"] = redis_url
