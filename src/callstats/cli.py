@@ -349,18 +349,30 @@ def demo(
             help="Replace the --database file even if the demo did not create it or a demo runs on it.",
         ),
     ] = False,
+    via: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PLATFORM",
+            help="twilio, retell or vapi: the dialer reports its calls as that platform's signed "
+            "webhooks, through a carrier connection, to this server.",
+        ),
+    ] = None,
 ) -> None:
     """Fresh SQLite database, a key, a campaign and a simulated dialer, served live; Ctrl-C stops it.
 
     The demo replaces its --database file only if it created it (it marks its databases) and no
     running demo holds it (PATH.lock); an empty file counts as new. Any other file, a directory
-    that does not exist or a taken port is refused with one line and exit code 2; --force replaces
-    the file anyway.
+    that does not exist, a taken port or a --via naming no platform is refused with one line and
+    exit code 2; --force replaces the file anyway. With --via the calls arrive as Twilio status
+    callbacks, Retell webhooks or Vapi server messages, signed with a carrier connection's secret
+    (docs/carriers.md, Try it with the demo).
     """
     from callstats.demo.runner import DemoRefused, run_demo
 
     try:
-        run_demo(contacts=contacts, host=host, port=port, database=database, speed=speed, force=force)
+        run_demo(
+            contacts=contacts, host=host, port=port, database=database, speed=speed, force=force, via=via
+        )
     except DemoRefused as refused:
         _fail(str(refused), code=EXIT_USAGE)
 

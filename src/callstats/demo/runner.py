@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import random
+import secrets
 import signal
 import socket
 import sqlite3
@@ -12,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,13 +25,17 @@ from callstats.app import create_app
 from callstats.calls.schemas import EventRules
 from callstats.campaigns.schemas import MAX_CONTACTS_PER_REQUEST, ContactRow, CreateCampaign
 from callstats.campaigns.service import add_contacts, create_campaign
+from callstats.carriers.schemas import CreateCarrierConnection
+from callstats.carriers.service import create_connection
 from callstats.config import Settings
 from callstats.core.lifecycle import RetryRules
 from callstats.core.phones import InvalidPhone, normalize
 from callstats.db import migrate
 from callstats.db.engine import Database
-from callstats.demo.dialer import DemoCampaign, dialer_task
+from callstats.demo import platforms
+from callstats.demo.dialer import CarrierRoute, DemoCampaign, dialer_task
 from callstats.logs import log_config
+from callstats.sealing import secret_box
 from callstats.serving import ListenFailed, listen
 
 # Real US area codes, so that every generated number is one libphonenumber accepts as valid.
@@ -40,20 +48,34 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_HEADER_BYTES = 100
 REFUSAL_HINT = "choose another --database path, or add --force to replace it"
 CREATE_HINT = "check that the directory exists and that this user may write there"
+WEBHOOK_ROUTE = "/webhooks/{provider}/{connectionId}"  # the route template access lines name
 
 
 class DemoRefused(Exception):
     """The demo will not start: a one-line reason (a file it must not replace or cannot create, a file
-    a running demo uses, a taken port)."""
+    a running demo uses, a taken port, a --via naming no platform)."""
 
 
-def run_demo(contacts: int, host: str, port: int, database: str, speed: float, force: bool = False) -> None:
+def run_demo(
+    contacts: int,
+    host: str,
+    port: int,
+    database: str,
+    speed: float,
+    force: bool = False,
+    via: str | None = None,
+) -> None:
     """Set up the demo campaign, print how to query it, and serve until Ctrl-C or SIGTERM.
+
+    With `via` (twilio, retell or vapi: demo.platforms.PROVIDERS) the demo also creates a carrier
+    connection of that platform and its dialer reports every call as the platform's signed webhooks,
+    posted to this server; without it the dialer records its events in process.
 
     Raises DemoRefused, before anything is changed, when `database` is a file the demo did not create
     or one a running demo holds (unless `force`), when it cannot be created (no such directory, no
-    permission), or when host:port cannot be listened on.
+    permission), when host:port cannot be listened on, or when `via` names no platform.
     """
+    provider = checked_provider(via)
     path = Path(database)
     if not path.parent.is_dir():
         raise DemoRefused(f"cannot create {path}: no directory {path.parent.absolute()}; {CREATE_HINT}")
@@ -70,10 +92,12 @@ def run_demo(contacts: int, host: str, port: int, database: str, speed: float, f
             settings = Settings(database_url=url, redis_url=None)
             db = Database(url, settings.db_pool_size, settings.counter_slots)
             campaign, api_key = create_demo_campaign(db, contacts, EventRules.from_settings(settings))
+            loopback = base_url(host, listener.getsockname()[1])
+            route = connect_carrier(db, settings, campaign, provider, loopback) if provider else None
         except (OSError, sqlite3.Error, SQLAlchemyError) as exc:
             listener.close()
             raise DemoRefused(f"cannot create {path}: {_reason(exc)}; {CREATE_HINT}") from None
-        _serve(listener, host, settings, db, campaign, api_key, contacts, speed)
+        _serve(listener, host, settings, db, campaign, api_key, contacts, speed, route)
     _say("Demo stopped.")
 
 
@@ -86,6 +110,7 @@ def _serve(
     api_key: str,
     contacts: int,
     speed: float,
+    route: CarrierRoute | None,
 ) -> None:
     url = base_url(host, listener.getsockname()[1])
 
@@ -93,13 +118,13 @@ def _serve(
         # Printed once the server runs, its stop signals handled: a stop that follows the banner is
         # never lost in the moment before uvicorn installs its handlers (nor absorbed while it starts).
         _say(f"Dashboard: {url}/dashboard")
-        for line in banner(url, api_key, campaign.campaign_id, contacts, speed):
+        for line in banner(url, api_key, campaign.campaign_id, contacts, speed, route):
             _say(line)
 
-    task = dialer_task(campaign, speed, announce=_say)
+    task = dialer_task(campaign, speed, announce=_say, via=route)
     app = create_app(settings, db=db, background=[announce, task])
     app.exit_deadline_seconds = settings.drain_seconds  # a stop always ends it
-    logs = log_config("warning", human=True)  # warnings, and callstats' access lines as plain text
+    logs = demo_log_config(quiet_webhooks=route is not None)
     config = uvicorn.Config(
         app,
         log_config=logs,
@@ -111,6 +136,27 @@ def _serve(
     )
     with _signals_end_quietly():
         uvicorn.Server(config).run(sockets=[listener])
+
+
+class QuietWebhooks(logging.Filter):
+    """Keeps every access line but those of webhooks answered 2xx: with --via the dialer posts many
+    a second, which would bury the lines of the requests a person makes; a refused one still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False (drop) for a 2xx webhook's access line, True for anything else."""
+        status = getattr(record, "status", None)
+        answered = isinstance(status, int) and 200 <= status < 300
+        return not (answered and getattr(record, "route", None) == WEBHOOK_ROUTE)
+
+
+def demo_log_config(quiet_webhooks: bool) -> dict[str, Any]:
+    """The demo's logging: warnings, and callstats' access lines as plain text; with
+    `quiet_webhooks` (--via), without those of the webhooks answered 2xx (QuietWebhooks)."""
+    logs = log_config("warning", human=True)
+    if quiet_webhooks:
+        logs["filters"]["quiet_webhooks"] = {"()": QuietWebhooks}
+        logs["handlers"]["access"]["filters"].append("quiet_webhooks")
+    return logs
 
 
 def _reason(exc: BaseException) -> str:
@@ -230,22 +276,65 @@ def create_demo_campaign(db: Database, contacts: int, events: EventRules) -> tup
     return DemoCampaign(key.account_id, campaign.campaign_id, tuple(phones), rules, events), key.plaintext
 
 
+def checked_provider(via: str | None) -> str | None:
+    """The platform `--via` names (any case), None for none; DemoRefused for a name it does not know."""
+    if via is None:
+        return None
+    if via.lower() not in platforms.PROVIDERS:
+        raise DemoRefused(
+            f"--via {via!r} is not a platform the demo knows: use {', '.join(platforms.PROVIDERS)}"
+        )
+    return via.lower()
+
+
+def connect_carrier(
+    db: Database, settings: Settings, campaign: DemoCampaign, provider: str, loopback: str
+) -> CarrierRoute:
+    """A carrier connection of `provider` for the campaign's account, with a random secret sealed as
+    any connection's (the SQLite key file beside the database, or CALLSTATS_SECRET_KEY), and the
+    route the dialer reports its calls along.
+
+    The platform signs the connection's webhook_url with `?campaign_id=`, on CALLSTATS_PUBLIC_URL
+    when set (what a real platform would call), else on `loopback`, the demo's own base URL; the
+    dialer posts to the same path and query on `loopback`. Raises OSError when the key file cannot
+    be made.
+    """
+    secret = secrets.token_hex(16)  # as long as a Twilio auth token
+    body = CreateCarrierConnection.model_validate(
+        {"provider": provider, "secret": secret, "name": "callstats demo dialer"}
+    )
+    box = secret_box(settings)
+    connection = create_connection(db, box, campaign.account_id, body, settings.public_url or loopback)
+    query = "?" + urlencode({"campaign_id": campaign.campaign_id})
+    path = urlsplit(connection.webhook_url).path
+    return CarrierRoute(
+        provider, connection.connection_id, secret, connection.webhook_url + query, loopback + path + query
+    )
+
+
 def base_url(host: str, port: int) -> str:
     """The URL a local client reaches the server at (a wildcard host becomes loopback)."""
     reachable = WILDCARD_HOSTS.get(host, host)
     return f"http://[{reachable}]:{port}" if ":" in reachable else f"http://{reachable}:{port}"
 
 
-def banner(url: str, api_key: str, campaign_id: str, contacts: int, speed: float) -> list[str]:
-    """What the demo prints before serving; each line starts with a fixed label."""
-    return [
+def banner(
+    url: str, api_key: str, campaign_id: str, contacts: int, speed: float, via: CarrierRoute | None = None
+) -> list[str]:
+    """What the demo prints before serving; each line starts with a fixed label. With `via`, the
+    platform the calls come through and the webhook URL they are posted to (as the platform signs it)."""
+    lines = [
         f"callstats demo: {contacts} contacts, a simulated dialer at {speed:g}x speed.",
         f"Base URL: {url}",
         f"API key:  {api_key}",
         f"Campaign: {campaign_id}",
-        f"Try:      curl -s {url}/getCampaignStats/{campaign_id} -H 'x-api-key: {api_key}'",
-        "Ctrl-C stops it.",
     ]
+    if via is not None:
+        lines.append(f"Carrier:  {platforms.LABELS[via.provider]}, connection {via.connection_id}")
+        lines.append(f"Webhook:  {via.signed_url}")
+    lines.append(f"Try:      curl -s {url}/getCampaignStats/{campaign_id} -H 'x-api-key: {api_key}'")
+    lines.append("Ctrl-C stops it.")
+    return lines
 
 
 @contextmanager
