@@ -101,6 +101,8 @@ calls = Table(
     Column("ended_at", BigInteger, nullable=True),
     # Whether started_at comes from a call.started (else from the event that opened the call)
     Column("start_reported", Boolean, nullable=False, server_default=false()),
+    # The carrier's own outcome, "<provider>:<raw value>" (twilio:no-answer), when the call.ended had one
+    Column("raw_outcome", String(64), nullable=True),
     Index("ix_calls_campaign_contact", "campaign_id", "contact_id", "attempt"),
 )
 
@@ -199,6 +201,18 @@ campaign_histograms = Table(
     Column("slot", SmallInteger, primary_key=True),
     Column("account_id", String(36), nullable=False),
     Column("count", BigInteger, nullable=False, default=0),
+)
+
+# Ended calls by raw carrier outcome ("twilio:no-answer"), per campaign: one row per raw outcome seen
+# and slot, slotted like the counters (getCampaignStats?include=raw_outcomes sums them).
+campaign_raw_outcomes = Table(
+    "campaign_raw_outcomes",
+    metadata,
+    Column("campaign_id", String(36), primary_key=True),
+    Column("raw_outcome", String(64), primary_key=True),
+    Column("slot", SmallInteger, primary_key=True),
+    Column("account_id", String(36), nullable=False),
+    Column("calls", BigInteger, nullable=False, default=0),
 )
 
 # Per-minute (UTC epoch minute) counts, written with the events; hours and days in any time zone are
