@@ -182,7 +182,7 @@ async def test_stats_route_declares_its_answer(client: httpx.AsyncClient) -> Non
         "calls_in_progress", "calls_pending", "success_rate", "average_call_duration",
         "total_call_duration", "call_status_breakdown", "started_at", "completed_at",
     }  # fmt: skip
-    assert {"attempts", "durations"} <= set(data["properties"])
+    assert {"attempts", "durations", "raw_outcomes"} <= set(data["properties"])
     assert data["properties"]["success_rate"]["type"] == "number"
     assert set(schemas["StatusBreakdown"]["required"]) == {
         "answered",
@@ -192,7 +192,7 @@ async def test_stats_route_declares_its_answer(client: httpx.AsyncClient) -> Non
         "voicemail",
     }
     include = next(p for p in stats["parameters"] if p["name"] == "include")
-    assert include["schema"]["items"]["enum"] == ["attempts", "durations"]
+    assert include["schema"]["items"]["enum"] == ["attempts", "durations", "raw_outcomes"]
     assert (include["in"], include["style"], include["explode"]) == ("query", "form", False)
     assert ok["headers"]["ETag"]["required"] and ok["headers"]["RateLimit-Policy"]["required"]
     assert stats["responses"]["429"]["headers"]["Retry-After"]["required"]
@@ -253,7 +253,7 @@ async def test_answers_fit_the_declared_models(client: httpx.AsyncClient, auth: 
          "type": "call.started", "occurred_at": "2024-01-16T09:00:00Z"},
         {"event_id": "d2", "campaign_id": campaign, "phone": "+14155552671", "call_id": "c1",
          "type": "call.ended", "outcome": "answered", "duration_seconds": 42,
-         "occurred_at": "2024-01-16T09:01:00Z"},
+         "raw_outcome": "twilio:completed", "occurred_at": "2024-01-16T09:01:00Z"},
         {"event_id": "d3", "campaign_id": campaign, "type": "call.started"},
     ]  # fmt: skip
     recorded = await client.post("/recordCallEvents", json={"events": events}, headers=auth)
@@ -261,12 +261,17 @@ async def test_answers_fit_the_declared_models(client: httpx.AsyncClient, auth: 
     RecordEventsEnvelope.model_validate(recorded.json(), strict=False)
     assert [r["status"] for r in recorded.json()["data"]["results"]] == ["applied", "applied", "rejected"]
     envelope = TypeAdapter(StatsEnvelope)
-    for query in ("", "?include=attempts,durations", "?include=attempts&include=durations"):
+    sections = {"attempts", "durations", "raw_outcomes"}
+    for query, extras in (
+        ("", set()),
+        ("?include=attempts,durations", {"attempts", "durations"}),
+        ("?include=attempts&include=durations", {"attempts", "durations"}),
+        ("?include=attempts,durations,raw_outcomes", sections),
+    ):
         answer = await client.get(f"/getCampaignStats/{campaign}{query}", headers=auth)
         assert answer.status_code == 200
         data = envelope.validate_python(answer.json(), strict=True)["data"]
-        extras = {"attempts", "durations"} if query else set()
-        seed_fields = set(CampaignStats.__annotations__) - {"attempts", "durations"}
+        seed_fields = set(CampaignStats.__annotations__) - sections
         assert set(answer.json()["data"]) == seed_fields | extras
         assert data["call_status_breakdown"]["answered"] == 1
     bad = await client.get(f"/getCampaignStats/{campaign}?include=everything", headers=auth)

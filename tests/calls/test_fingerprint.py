@@ -17,8 +17,10 @@ CAMPAIGN = "0b8e6f2c-3a4d-4e5f-8a9b-0c1d2e3f4a5b"
 
 
 def reference_hash(event: CallEventIn) -> str:
-    """How the fingerprint was first computed: stored hashes were made this way."""
-    canonical = event.model_dump(mode="json", exclude={"occurred_at"})
+    """How the fingerprint was first computed: stored hashes were made this way. `raw_outcome`, added
+    later, is in it only when set (the hashes stored before it stay valid)."""
+    unset = {"raw_outcome"} if event.raw_outcome is None else set()
+    canonical = event.model_dump(mode="json", exclude={"occurred_at", *unset})
     canonical["occurred_at"] = event.occurred_ms
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -43,6 +45,8 @@ def variants() -> list[dict[str, Any]]:
         {"type": "call.ended", "outcome": "busy"},
         {"type": "call.ended", "outcome": "answered", "duration_seconds": 125},
         {"type": "call.ended", "outcome": "failed", "duration_seconds": 9},
+        {"type": "call.ended", "outcome": "no_answer", "raw_outcome": "twilio:no-answer"},
+        {"type": "call.ended", "outcome": "busy", "raw_outcome": "  retell:dial_busy "},
     ]
     others: list[dict[str, Any]] = [
         {},
@@ -98,6 +102,7 @@ def test_body_hash_covers_every_field() -> None:
         "call_id",
         "type",
         "outcome",
+        "raw_outcome",
         "duration_seconds",
         "occurred_at",
     ]  # a new field must be added to body_hash too (and old hashes kept)
@@ -108,6 +113,22 @@ def test_a_known_fingerprint_is_stable() -> None:
     event = parse_event({**variants()[0], "contact_id": 7, "type": "call.started"})
     assert isinstance(event, CallEventIn)
     assert event.body_hash() == "e052c7117221797eebabb3104c720a15b1fa3945fb6f702badbbf9528680851e"
+
+
+def test_raw_outcome_changes_the_fingerprint_only_when_set() -> None:
+    """An ended event's hash is the previous release's without raw_outcome, and another with one: a
+    redelivery that adds or changes the raw outcome is a different body (CONFLICT), not a duplicate."""
+    ended = {**variants()[0], "contact_id": 7, "type": "call.ended", "outcome": "busy"}
+    plain, raw, other = (
+        parse_event({**ended, **extra}, ANY_TIME)
+        for extra in ({}, {"raw_outcome": "twilio:busy"}, {"raw_outcome": "twilio:no-answer"})
+    )
+    assert isinstance(plain, CallEventIn) and isinstance(raw, CallEventIn) and isinstance(other, CallEventIn)
+    assert (
+        plain.body_hash() == "148a15e76d55dc892dd2ce211337fc7d3476998f1685dcbd92b75c433612d572"
+    )  # as before
+    assert len({plain.body_hash(), raw.body_hash(), other.body_hash()}) == 3
+    assert raw.body_hash() == reference_hash(raw)
 
 
 @pytest.mark.parametrize("campaign", ["", "nope", CAMPAIGN[:-1], 5, None, CAMPAIGN + "0"])

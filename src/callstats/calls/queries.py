@@ -68,6 +68,7 @@ _LOCKED_CALLS = Statement(
         calls.c.outcome,
         calls.c.duration_seconds,
         calls.c.start_reported,
+        calls.c.raw_outcome,
     )
     .where(
         calls.c.account_id == bindparam("account_id"), calls.c.call_id.in_(bindparam("ids", expanding=True))
@@ -87,6 +88,7 @@ _CALL_FIELDS = [
     "ended_at",
     "outcome",
     "duration_seconds",
+    "raw_outcome",
 ]
 _SAVE_CALLS = Statement(
     update(calls).where(calls.c.account_id == bindparam("b_account"), calls.c.call_id == bindparam("b_call")),
@@ -181,7 +183,19 @@ def locked_calls(conn: Connection, account_id: str, call_ids: set[str]) -> Calla
 
 def _call_state(row: tuple[Any, ...]) -> CallState:
     """A call from a _LOCKED_CALLS row (SQLite gives the boolean as 0 or 1)."""
-    call_id, contact_id, attempt, started_at, status, answered_at, ended_at, outcome, duration, reported = row
+    (
+        call_id,
+        contact_id,
+        attempt,
+        started_at,
+        status,
+        answered_at,
+        ended_at,
+        outcome,
+        duration,
+        reported,
+        raw,
+    ) = row
     return CallState(
         call_id,
         contact_id,
@@ -193,6 +207,7 @@ def _call_state(row: tuple[Any, ...]) -> CallState:
         outcome,
         duration,
         bool(reported),
+        raw,
     )
 
 
@@ -228,6 +243,7 @@ def _call_values(call: CallState) -> dict[str, Any]:
         "ended_at": call.ended_at,
         "outcome": call.outcome,
         "duration_seconds": call.duration_seconds,
+        "raw_outcome": call.raw_outcome,
     }
 
 

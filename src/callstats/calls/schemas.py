@@ -6,12 +6,21 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from callstats.bodies import MAX_BIGINT, StoredText, StrictInt, parse_json, validation_message
+from callstats.bodies import MAX_BIGINT, StoredText, StrictInt, parse_json, storable_text, validation_message
 from callstats.clock import now_ms
 from callstats.config import Settings
 from callstats.core.lifecycle import CallEvent
@@ -20,6 +29,7 @@ from callstats.ids import canonical_uuid
 from callstats.stats.response import iso_utc
 
 MAX_EVENTS_PER_REQUEST = 1_000
+MAX_RAW_OUTCOME_CHARS = 64  # calls.raw_outcome's width
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)  # built once: a timedelta per event cost 1 us
 
@@ -62,10 +72,20 @@ _DEFAULT_RULES = EventRules()
 
 EventType = Literal["call.started", "call.answered", "call.ended"]
 Outcome = Literal["answered", "busy", "no_answer", "failed", "voicemail"]
+# StoredText with its length checked first (a Field bound on an optional field would be checked after
+# the NUL check, and say "items" instead of "characters")
+RawOutcome = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_RAW_OUTCOME_CHARS), AfterValidator(storable_text)
+]
 
 
 class CallEventIn(BaseModel):
-    """One call event as a carrier or dialer sends it."""
+    """One call event as a carrier or dialer sends it.
+
+    `raw_outcome` (call.ended only, optional) is the carrier's own word for how the call ended, as
+    `<provider>:<raw value>` (`twilio:no-answer`); it is kept on the call and counted by
+    getCampaignStats?include=raw_outcomes, and changes no other number.
+    """
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
@@ -76,6 +96,7 @@ class CallEventIn(BaseModel):
     call_id: StoredText = Field(min_length=1, max_length=128)
     type: EventType
     outcome: Outcome | None = None
+    raw_outcome: RawOutcome | None = None
     duration_seconds: StrictInt = Field(default=0, ge=0, le=86_400 * 7)
     occurred_at: datetime
 
@@ -92,6 +113,8 @@ class CallEventIn(BaseModel):
             raise ValueError("outcome is required for call.ended")
         if self.type != "call.ended" and self.outcome is not None:
             raise ValueError(f"outcome is only allowed on call.ended, not {self.type}")
+        if self.raw_outcome is not None and self.type != "call.ended":
+            raise ValueError(f"raw_outcome is only allowed on call.ended, not {self.type}")
         # Filled here, where the model is built, rather than on first read: the cached property's
         # first read (its lock and its checks) cost 2.5 us per event, 5 % of the write path.
         self.__dict__["occurred_ms"] = _epoch_ms(self.occurred_at)
@@ -108,7 +131,8 @@ class CallEventIn(BaseModel):
 
         The sorted JSON of every field (`model_dump(mode="json")`'s values, written out by hand: a
         dump per event cost as much as its validation), with `occurred_at` in epoch milliseconds.
-        Stored hashes depend on these exact bytes.
+        Stored hashes depend on these exact bytes: `raw_outcome`, added later, is in it only when
+        set, so the hashes stored before it stay valid.
         """
         canonical = {
             "call_id": self.call_id,
@@ -121,6 +145,8 @@ class CallEventIn(BaseModel):
             "phone": self.phone,
             "type": self.type,
         }
+        if self.raw_outcome is not None:
+            canonical["raw_outcome"] = self.raw_outcome
         return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def lifecycle_event(self) -> CallEvent:
@@ -131,6 +157,7 @@ class CallEventIn(BaseModel):
             occurred_at=self.occurred_ms,
             outcome=self.outcome,
             duration_seconds=self.duration_seconds,
+            raw_outcome=self.raw_outcome,
         )
 
 

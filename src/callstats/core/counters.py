@@ -2,9 +2,10 @@
 
 `moved` is the one place counter deltas are made: for an applied event (the seed
 counters from the lifecycle's transition, plus attempts, the attempts-per-contact
-and talk-time histograms and the per-minute series), for contacts added and for a
-campaign created. db/counters.py writes a `CounterDelta` to one counter slot in the
-same transaction as the rows it summarizes, and reads `Counters` back.
+and talk-time histograms, the per-minute series and the ended calls by raw carrier
+outcome), for contacts added and for a campaign created. db/counters.py writes a
+`CounterDelta` to one counter slot in the same transaction as the rows it
+summarizes, and reads `Counters` back.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class CounterDelta:
 
     `columns` are the campaign_counters columns (seed counters, talk time, attempts);
     `histogram` is keyed by (kind, bucket): kind "a" counts contacts by attempts made, "t"
-    answered calls by talk-time bucket; `series` by (UTC epoch minute, series column).
+    answered calls by talk-time bucket; `series` by (UTC epoch minute, series column);
+    `raw_outcomes` counts the calls ended with a raw carrier outcome, by that outcome.
     `first_call_at` and `last_final_at` are epoch ms (the slot keeps the MIN and the MAX).
     `ensure_row` writes the counters row even when every delta is zero (a new campaign).
     """
@@ -57,12 +59,13 @@ class CounterDelta:
     columns: Counter[str] = field(default_factory=Counter)
     histogram: Counter[tuple[str, int]] = field(default_factory=Counter)
     series: Counter[tuple[int, str]] = field(default_factory=Counter)
+    raw_outcomes: Counter[str] = field(default_factory=Counter)
     first_call_at: int | None = None
     last_final_at: int | None = None
     ensure_row: bool = False
 
     def __bool__(self) -> bool:
-        """Whether the counters row changes (histograms and minutes are written on their own)."""
+        """Whether the counters row changes (histograms, minutes and raw outcomes are written apart)."""
         return any(self.columns.values()) or self.first_call_at is not None or self.last_final_at is not None
 
 
@@ -108,7 +111,8 @@ def moved(change: Change, into: CounterDelta | None = None) -> CounterDelta:
 def _event(
     delta: CounterDelta, before: ContactState, call_before: CallState | None, transition: Transition
 ) -> None:
-    """An applied transition: the lifecycle's seed deltas, then attempts, histograms and minutes."""
+    """An applied transition: the lifecycle's seed deltas, then attempts, histograms, minutes and raw
+    outcomes (a call ends once, so its raw outcome counts once)."""
     call = transition.call
     if transition.effect != "applied" or call is None:
         return
@@ -130,6 +134,8 @@ def _event(
     ended_now = call.status == ENDED and (call_before is None or call_before.status != ENDED)
     if ended_now and call.outcome is not None and call.ended_at is not None:
         _ended(delta, call.outcome, call.ended_at, call.duration_seconds or 0)
+        if call.raw_outcome is not None:
+            delta.raw_outcomes[call.raw_outcome] += 1
         if transition.contact.state == FAILED and before.state != FAILED:
             delta.series[(minute_of(call.ended_at), "finals_failed")] += 1
 

@@ -57,6 +57,8 @@ class CallState(NamedTuple):
 
     `started_at` is the earliest `occurred_at` of the call's `call.started` events once one has
     arrived (`start_reported`), and until then the time of the event that opened the call.
+    `raw_outcome` is the carrier's own word for how the call ended (`twilio:no-answer`), kept from
+    the call.ended that ended it when that event carried one.
     """
 
     call_id: str
@@ -69,6 +71,7 @@ class CallState(NamedTuple):
     outcome: str | None = None
     duration_seconds: int | None = None
     start_reported: bool = False
+    raw_outcome: str | None = None
 
 
 class CallEvent(NamedTuple):
@@ -79,6 +82,7 @@ class CallEvent(NamedTuple):
     occurred_at: int
     outcome: str | None = None
     duration_seconds: int = 0
+    raw_outcome: str | None = None  # call.ended only: the carrier's raw outcome, when it gave one
 
 
 class Transition(NamedTuple):
@@ -184,10 +188,14 @@ def _finish(
     deltas: dict[str, int],
     started_call: bool = False,
 ) -> Transition:
-    """End the contact's live call with the event's outcome."""
+    """End the contact's live call with the event's outcome (and its raw outcome, if any)."""
     outcome = event.outcome or "failed"
     ended = call._replace(
-        status=ENDED, ended_at=event.occurred_at, outcome=outcome, duration_seconds=event.duration_seconds
+        status=ENDED,
+        ended_at=event.occurred_at,
+        outcome=outcome,
+        duration_seconds=event.duration_seconds,
+        raw_outcome=event.raw_outcome,
     )
     state = _state_after(outcome, contact.attempts, rules)
     finished = contact._replace(

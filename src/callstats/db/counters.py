@@ -1,11 +1,11 @@
-"""All counter SQL, writes and reads, on both backends: campaign_counters, campaign_histograms and
-campaign_timeseries.
+"""All counter SQL, writes and reads, on both backends: campaign_counters, campaign_histograms,
+campaign_timeseries and campaign_raw_outcomes.
 
 Counters are kept in slots (db/engine.Database.pick_slot): a write adds a core.counters.CounterDelta
 to one slot of each table, in the transaction of the rows it summarizes; a read sums a campaign's
 slots. Rows come back as named tuples or mappings, never sliced by position. Sections: the summed
 columns; the write; the stats read (key and counters in one query); the per-campaign reads (counters,
-histograms, minutes, the campaign list's figures, what reconcile compares).
+histograms, raw outcomes, minutes, the campaign list's figures, what reconcile compares).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from callstats.db.schema import (
     calls,
     campaign_counters,
     campaign_histograms,
+    campaign_raw_outcomes,
     campaign_timeseries,
     campaigns,
 )
@@ -110,16 +111,18 @@ def _latest(current: Any, incoming: Any) -> Any:
 
 
 @functools.cache
-def _upserts(dialect_name: str) -> tuple[Statement, Statement, Statement]:
-    """The three add-to-slot statements, built once per dialect (and run on the driver's connection)."""
+def _upserts(dialect_name: str) -> tuple[Statement, Statement, Statement, Statement]:
+    """The four add-to-slot statements (counters, histograms, minutes, raw outcomes), built once per
+    dialect (and run on the driver's connection)."""
     dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
-    cc, h, ts = campaign_counters.c, campaign_histograms.c, campaign_timeseries.c
+    cc, h, ts, r = campaign_counters.c, campaign_histograms.c, campaign_timeseries.c, campaign_raw_outcomes.c
     counters_stmt = dialect.insert(campaign_counters)
     counters_set = {name: cc[name] + counters_stmt.excluded[name] for name in COUNTER_COLUMNS}
     counters_set["first_call_at"] = _earliest(cc.first_call_at, counters_stmt.excluded.first_call_at)
     counters_set["last_final_at"] = _latest(cc.last_final_at, counters_stmt.excluded.last_final_at)
     histogram_stmt = dialect.insert(campaign_histograms)
     series_stmt = dialect.insert(campaign_timeseries)
+    raw_stmt = dialect.insert(campaign_raw_outcomes)
     return (
         Statement(
             counters_stmt.on_conflict_do_update(index_elements=[cc.campaign_id, cc.slot], set_=counters_set),
@@ -139,18 +142,33 @@ def _upserts(dialect_name: str) -> tuple[Statement, Statement, Statement]:
             ),
             [c.name for c in campaign_timeseries.c],
         ),
+        Statement(
+            raw_stmt.on_conflict_do_update(
+                index_elements=[r.campaign_id, r.raw_outcome, r.slot],
+                set_={"calls": r.calls + raw_stmt.excluded.calls},
+            ),
+            [c.name for c in campaign_raw_outcomes.c],
+        ),
     )
 
 
 def write(conn: Connection, account_id: str, campaign_id: str, slot: int, delta: CounterDelta) -> None:
-    """Add `delta` to one slot of a campaign's counters, histograms and minutes, creating rows as needed."""
-    counters_upsert, histogram_upsert, series_upsert = _upserts(conn.dialect.name)
+    """Add `delta` to one slot of a campaign's counters, histograms, minutes and raw outcomes, creating
+    rows as needed."""
+    counters_upsert, histogram_upsert, series_upsert, raw_upsert = _upserts(conn.dialect.name)
     histogram_rows = _histogram_rows(account_id, campaign_id, slot, delta.histogram)
     if histogram_rows:
         histogram_upsert.executemany(conn, histogram_rows)
     series_rows = _series_rows(account_id, campaign_id, slot, delta.series)
     if series_rows:
         series_upsert.executemany(conn, series_rows)
+    raw_rows = [
+        {"campaign_id": campaign_id, "raw_outcome": raw, "slot": slot, "account_id": account_id, "calls": n}
+        for raw, n in sorted(delta.raw_outcomes.items())
+        if n
+    ]
+    if raw_rows:
+        raw_upsert.executemany(conn, raw_rows)
     if not delta and not delta.ensure_row:
         return
     values: dict[str, Any] = dict.fromkeys(COUNTER_COLUMNS, 0)
@@ -264,14 +282,8 @@ HOT_COLUMNS = KeyAndCounters._fields
 assert HOT_COLUMNS[5:-2] == COUNTER_COLUMNS, "KeyAndCounters must list the counter columns in order"
 
 
-def read_histograms(db: Database, campaign_id: str) -> dict[str, dict[int, int]]:
-    """A campaign's histograms summed over slots: {"a": {attempts: contacts}, "t": {bucket: calls}}."""
-    with db.read() as conn:
-        return histograms(conn, campaign_id)
-
-
 def histograms(conn: Connection, campaign_id: str) -> dict[str, dict[int, int]]:
-    """The same, on a connection already open (reconcile reads every figure from one snapshot)."""
+    """A campaign's histograms summed over slots: {"a": {attempts: contacts}, "t": {bucket: calls}}."""
     h = campaign_histograms.c
     query = (
         select(h.kind, h.bucket, func.sum(h.count))
@@ -283,6 +295,18 @@ def histograms(conn: Connection, campaign_id: str) -> dict[str, dict[int, int]]:
         if count:
             found.setdefault(kind, {})[int(bucket)] = int(count)
     return found
+
+
+def raw_outcomes(conn: Connection, campaign_id: str) -> dict[str, int]:
+    """A campaign's ended calls by raw carrier outcome, summed over slots: {"twilio:busy": calls}, in code
+    point order of the raw outcome (the same on both backends, whatever their collation), those with no
+    call left out."""
+    r = campaign_raw_outcomes.c
+    query = (
+        select(r.raw_outcome, func.sum(r.calls)).where(r.campaign_id == campaign_id).group_by(r.raw_outcome)
+    )
+    counted = sorted((str(raw), int(calls or 0)) for raw, calls in conn.execute(query))
+    return {raw: calls for raw, calls in counted if calls}
 
 
 ATTEMPT_COLUMNS = ("attempts", *(f"att_{o}" for o in OUTCOMES))

@@ -28,6 +28,7 @@ class CallRow:
     duration_seconds: int | None
     started_at: int
     ended_at: int | None
+    raw_outcome: str | None = None
 
 
 class RawCampaign(NamedTuple):
@@ -51,7 +52,16 @@ def raw_campaign(conn: Connection, campaign_id: str) -> RawCampaign | None:
     )
     c = calls.c
     call_rows = conn.execute(
-        select(c.contact_id, c.attempt, c.status, c.outcome, c.duration_seconds, c.started_at, c.ended_at)
+        select(
+            c.contact_id,
+            c.attempt,
+            c.status,
+            c.outcome,
+            c.duration_seconds,
+            c.started_at,
+            c.ended_at,
+            c.raw_outcome,
+        )
         .where(c.campaign_id == campaign_id)
         .order_by(c.contact_id, c.attempt)
     ).all()

@@ -107,11 +107,13 @@ def recompute(conn: Connection, campaign_id: str) -> Counters | None:
 def recompute_extras(
     histories: dict[int, list[CallRow]], max_attempts: int, retry_on: frozenset[str]
 ) -> dict[str, Any]:
-    """Attempt counts, histograms and per-minute counts, from every contact's calls (empty lists included)."""
+    """Attempt counts, histograms, per-minute counts and ended calls by raw outcome, from every contact's
+    calls (empty lists included)."""
     columns: Counter[str] = Counter()
     per_contact: Counter[int] = Counter()
     talk: Counter[int] = Counter()
     minutes: Counter[tuple[int, str]] = Counter()
+    raw_outcomes: Counter[str] = Counter()
     for history in histories.values():
         per_contact[len(history)] += 1
         for call in history:
@@ -120,27 +122,34 @@ def recompute_extras(
             if call.status == "ended" and call.outcome and call.ended_at is not None:
                 columns["att_" + call.outcome] += 1
                 minutes[(minute_of(call.ended_at), call.outcome)] += 1
+                if call.raw_outcome is not None:
+                    raw_outcomes[call.raw_outcome] += 1
                 if call.outcome == "answered":
                     talk[talk_bucket(call.duration_seconds or 0)] += 1
                     minutes[(minute_of(call.ended_at), "talk_seconds")] += call.duration_seconds or 0
         if history and contact_state(history, max_attempts, retry_on) == "failed" and history[-1].ended_at:
             minutes[(minute_of(history[-1].ended_at), "finals_failed")] += 1
-    return _nonzero(columns, per_contact, talk, minutes)
+    return _nonzero(columns, per_contact, talk, minutes, raw_outcomes)
 
 
 def _nonzero(
-    columns: Counter[str], per_contact: Counter[int], talk: Counter[int], minutes: Counter[tuple[int, str]]
+    columns: Counter[str],
+    per_contact: Counter[int],
+    talk: Counter[int],
+    minutes: Counter[tuple[int, str]],
+    raw_outcomes: Counter[str],
 ) -> dict[str, Any]:
     return {
         "attempt_columns": {k: v for k, v in columns.items() if v},
         "attempts_per_contact": {k: v for k, v in per_contact.items() if v},
         "talk_histogram": {k: v for k, v in talk.items() if v},
         "minutes": {k: v for k, v in minutes.items() if v},
+        "raw_outcomes": {k: v for k, v in raw_outcomes.items() if v},
     }
 
 
 def stored_extras(conn: Connection, campaign_id: str) -> dict[str, Any]:
-    """The same figures as kept in the counters, histogram and minute tables (db/counters.py)."""
+    """The same figures as kept in the counters, histogram, minute and raw outcome tables (db/counters.py)."""
     kept = counters_store.histograms(conn, campaign_id)
     first, last = counters_store.minute_span(conn, campaign_id)
     minutes: Counter[tuple[int, str]] = Counter()
@@ -153,6 +162,7 @@ def stored_extras(conn: Connection, campaign_id: str) -> dict[str, Any]:
         Counter(kept["a"]),
         Counter(kept["t"]),
         minutes,
+        Counter(counters_store.raw_outcomes(conn, campaign_id)),
     )
 
 

@@ -70,7 +70,8 @@ async def get_campaign_stats(
     include: Annotated[
         list[Section],
         Query(
-            description="Extra sections, comma-separated: `attempts`, `durations` (or the parameter repeated)"
+            description="Extra sections, comma-separated: `attempts`, `durations`, `raw_outcomes` (or the"
+            " parameter repeated)"
         ),
     ] = [],  # noqa: B006 (never called: a declaration)
     if_none_match: Annotated[str | None, Header(description="An ETag this route answered")] = None,
@@ -78,7 +79,8 @@ async def get_campaign_stats(
     """Current statistics of one campaign, exactly as VoiceGenie's getCampaignStats (the seed's response).
 
     `?include=attempts` adds every call attempt by outcome and the attempts-per-contact histogram;
-    `?include=durations` adds talk-time percentiles (p50, p90, p99, seconds) and their histogram.
+    `?include=durations` adds talk-time percentiles (p50, p90, p99, seconds) and their histogram;
+    `?include=raw_outcomes` adds the ended calls by the carrier's raw outcome (`{"twilio:busy": 3}`).
     Each answer carries RateLimit-Policy, RateLimit and ETag headers; a 500 says "Failed to retrieve
     campaign statistics", as the seed does. Served by StatsEndpoint (this body never runs).
     """

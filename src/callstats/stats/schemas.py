@@ -16,7 +16,7 @@ from typing_extensions import TypedDict
 
 from callstats.core.outcomes import OUTCOMES
 
-Section = Literal["attempts", "durations"]
+Section = Literal["attempts", "durations", "raw_outcomes"]
 """An extra section `?include=` may ask for, beyond the seed's response."""
 
 
@@ -89,6 +89,9 @@ class CampaignStats(TypedDict):
     completed_at: str | None
     attempts: NotRequired[AttemptsSection]
     durations: NotRequired[DurationsSection]
+    raw_outcomes: NotRequired[dict[str, int]]
+    """`?include=raw_outcomes`: ended calls by the carrier's raw outcome, `{"twilio:no-answer": 3}`,
+    every attempt counted, in code point order; calls ended without a raw outcome are not in it."""
 
 
 class StatsEnvelope(TypedDict):

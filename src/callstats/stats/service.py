@@ -30,14 +30,20 @@ RENDERED_KEPT = 10_000  # campaigns whose last body is kept, at most (a bounded 
 
 
 def stats_body(
-    counters: Counters, attempts: AttemptsSection | None = None, durations: DurationsSection | None = None
+    counters: Counters,
+    attempts: AttemptsSection | None = None,
+    durations: DurationsSection | None = None,
+    raw_outcomes: dict[str, int] | None = None,
 ) -> bytes:
-    """getCampaignStats' 200 body: the envelope around the seed's response, and the sections asked for."""
+    """getCampaignStats' 200 body: the envelope around the seed's response, and the sections asked for
+    (in this order: attempts, durations, raw_outcomes)."""
     data = stats_response(counters)
     if attempts is not None:
         data["attempts"] = attempts
     if durations is not None:
         data["durations"] = durations
+    if raw_outcomes is not None:
+        data["raw_outcomes"] = raw_outcomes
     return orjson.dumps({"success": True, "data": data})
 
 
@@ -50,6 +56,26 @@ def campaign_counters(db: Database, account_id: str, campaign_id: str) -> Counte
     """A campaign's counters now (blocking), or None when the account has no such campaign."""
     with db.read() as conn:
         return counters_store.read(conn, account_id, campaign_id)
+
+
+class Extras(NamedTuple):
+    """What the `?include=` sections are built from: the histograms ({"a": ..., "t": ...}, empty when
+    neither attempts nor durations is asked for) and the raw outcome counts (None when not asked for)."""
+
+    histograms: dict[str, dict[int, int]]
+    raw_outcomes: dict[str, int] | None
+
+
+def _extras(db: Database, campaign_id: str, include: frozenset[str]) -> Extras:
+    """Read (blocking, on one connection) what the sections in `include` need, and nothing else."""
+    with db.read() as conn:
+        histograms = (
+            counters_store.histograms(conn, campaign_id)
+            if include & {"attempts", "durations"}
+            else {"a": {}, "t": {}}
+        )
+        raw = counters_store.raw_outcomes(conn, campaign_id) if "raw_outcomes" in include else None
+    return Extras(histograms, raw)
 
 
 class Rendered(NamedTuple):
@@ -109,15 +135,16 @@ class StatsService:
         return rendered
 
     async def _body_with(self, campaign_id: str, row: KeyAndCounters, include: frozenset[str]) -> bytes:
-        """The seed's response plus the sections `include` asks for (read from the histograms)."""
-        histograms = (
-            counters_store.read_histograms(self.db, campaign_id)
+        """The seed's response plus the sections `include` asks for (read from the histograms and the
+        raw outcome counts)."""
+        extras = (
+            _extras(self.db, campaign_id, include)
             if self.db.is_sqlite  # microseconds: cheaper inline than a thread hop
-            else await run_sync(counters_store.read_histograms, self.db, campaign_id)
+            else await run_sync(_extras, self.db, campaign_id, include)
         )
-        attempts = attempts_section(row._asdict(), histograms["a"]) if "attempts" in include else None
-        durations = durations_section(histograms["t"]) if "durations" in include else None
-        return stats_body(row.counters(campaign_id), attempts, durations)
+        attempts = attempts_section(row._asdict(), extras.histograms["a"]) if "attempts" in include else None
+        durations = durations_section(extras.histograms["t"]) if "durations" in include else None
+        return stats_body(row.counters(campaign_id), attempts, durations, extras.raw_outcomes)
 
     async def aclose(self) -> None:
         """Release the reader's connections and the limiter's."""
