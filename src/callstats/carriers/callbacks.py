@@ -78,8 +78,9 @@ class CallbackNotFound(NotFound):
 
 class Inbound(NamedTuple):
     """One callback as it arrived: the provider and connection its path names, the raw query string,
-    its headers (lower-case names), its raw body, when it arrived (epoch ms) and the public base URL
-    it was sent to (carriers.public_url)."""
+    its headers (lower-case names), its raw body, when it arrived (epoch ms), the public base URL
+    it was sent to (carriers.public_url) and its path as sent, escapes and letter case kept (None:
+    the connection's webhook path as callstats writes it)."""
 
     provider: str
     connection_id: str
@@ -88,6 +89,7 @@ class Inbound(NamedTuple):
     body: bytes
     received_ms: int
     base: str
+    path: str | None = None
 
 
 class Verdict(NamedTuple):
@@ -127,12 +129,15 @@ def verified(conn: Connection, box: SecretBox, inbound: Inbound) -> WebhookConne
 
 
 def signature_holds(secret: str, inbound: Inbound) -> bool:
-    """The provider's own check: Twilio's X-Twilio-Signature over the public URL and the form
-    (twilio.signature_valid), Retell's x-retell-signature over the body within its time tolerance
-    (retell.signature_valid), Vapi's Bearer token, HMAC or legacy secret (vapi.authenticated)."""
+    """The provider's own check: Twilio's X-Twilio-Signature over the URL requested (the public base,
+    the path as sent, the query) and the form (twilio.signature_valid), Retell's x-retell-signature
+    over the body within its time tolerance (retell.signature_valid), Vapi's Bearer token, HMAC or
+    legacy secret (vapi.authenticated)."""
     headers = inbound.headers
     if inbound.provider == twilio.PROVIDER:
-        url = webhook_url(inbound.base, inbound.provider, inbound.connection_id)
+        # The URL as requested, as Twilio's validator is given it: a webhook URL written with the id in
+        # capitals or with escapes routes here too, and Twilio signed it as written.
+        url = inbound.base + (inbound.path or webhook_url("", inbound.provider, inbound.connection_id))
         url += f"?{inbound.query}" if inbound.query else ""
         params = twilio.form_params(inbound.body)
         signature, settings = (

@@ -165,6 +165,7 @@ async def receive_callback(request: Request, target: WebhookTarget, box: Box, ba
         await request.body(),
         now_ms(),
         base,
+        _path_as_sent(request),
     )
     state = request.app.state
     verdict = await callbacks.receive(state.db, state.groups, box, inbound)
@@ -207,6 +208,12 @@ async def replay_callback(
     verdict = await callbacks.replay(state.db, state.groups, box, key.account_id, callback_uuid(callback_id))
     state.feed.publish_many(verdict.campaigns)
     return CallbackVerdictEnvelope(data=_shown(verdict))
+
+
+def _path_as_sent(request: Request) -> str:
+    """The request's path with its escapes and letter case as the client wrote it (what Twilio signs)."""
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if isinstance(raw, bytes) and raw else request.url.path
 
 
 def _shown(verdict: callbacks.Verdict) -> CallbackVerdict:
