@@ -169,7 +169,8 @@ def facts_of(provider: str, body: bytes, received_ms: int, outcome_map: Mapping[
 
 
 def event_items(facts: CallFacts, query: str) -> list[dict[str, Any]] | str:
-    """The recordCallEvents items a callback's facts amount to, or why there are none.
+    """The recordCallEvents items a callback's facts amount to (none for a message that changes no
+    number, whether or not it names a campaign), or why there are none.
 
     The campaign is `campaign_id` in the webhook URL's query string, else in the call's metadata;
     the contact `contact_id` there, else in the metadata, else the dialed number (normalized to
@@ -177,6 +178,8 @@ def event_items(facts: CallFacts, query: str) -> list[dict[str, Any]] | str:
     """
     if facts.unmatched:
         return facts.unmatched
+    if not facts.events:  # changes no number (call_analyzed, a Vapi transcript): needs no campaign
+        return []
     named = parse_qs(query, keep_blank_values=True)
     campaign_id = _first(named, "campaign_id") or facts.campaign_id
     if not campaign_id:
