@@ -60,6 +60,9 @@ KEPT_HEADERS: Final = (
 )
 """The headers stored with a raw callback (never Authorization or x-vapi-secret: they hold the secret)."""
 
+SECRET_REMOVED: Final = "[secret removed]"
+"""What a stored callback holds where the platform sent the connection's secret (without_secret)."""
+
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _REDELIVERED: Final = "event_id already used with a different body"  # calls.service's CONFLICT reason
 
@@ -255,6 +258,16 @@ def raw_row(inbound: Inbound, account_id: str, facts: CallFacts) -> dict[str, An
     }
 
 
+def without_secret(row: dict[str, Any], secret: str) -> dict[str, Any]:
+    """The row with the connection's secret replaced by SECRET_REMOVED wherever the platform echoed it
+    (a Vapi message may carry the assistant's server secret): it is never stored or listed in clear.
+    A replay reads the same facts from the body: no provider module reads a secret from it."""
+    for column in ("query", "headers", "body"):
+        if secret and secret in row[column]:
+            row[column] = row[column].replace(secret, SECRET_REMOVED)
+    return row
+
+
 def _uuid_or_none(value: str | None) -> str | None:
     try:
         return canonical_uuid(value.strip()) if value else None
@@ -283,7 +296,7 @@ async def receive(db: Database, groups: GroupCommit, box: SecretBox, inbound: In
     """
     connection = await run_sync(_verified, db, box, inbound)
     facts = facts_of(inbound.provider, inbound.body, inbound.received_ms, connection.outcome_map)
-    row = raw_row(inbound, connection.account_id, facts)
+    row = without_secret(raw_row(inbound, connection.account_id, facts), connection.secret)
     return await apply(groups, db, row, facts, replay=False)
 
 
