@@ -277,6 +277,8 @@ def _uuid_or_none(value: str | None) -> str | None:
 
 def _store(conn: Connection, row: dict[str, Any], verdict: str, reason: str | None, replay: bool) -> None:
     applied_at = now_ms() if verdict == "applied" else None
+    if replay and verdict != "applied" and row.get("verdict") == "applied":
+        return  # a replay of an applied callback keeps its verdict and applied_at (it did apply)
     if replay:
         queries.update_callback(conn, row["account_id"], row["id"], verdict, reason, applied_at)
     else:
@@ -309,7 +311,8 @@ async def replay(
     db: Database, groups: GroupCommit, box: SecretBox, account_id: str, callback_id: str
 ) -> Verdict:
     """Apply a stored callback again (after its cause was fixed: a contact added, a campaign created,
-    an outcome override set), with its connection's current outcome_map; its row takes the new verdict.
+    an outcome override set), with its connection's current outcome_map; its row takes the new verdict,
+    except that an applied row stays applied (the answer says what this replay did: duplicate).
 
     Raises CallbackNotFound (404) for another account's or an unknown callback and ConnectionNotFound
     (404) when its connection was deleted since.
