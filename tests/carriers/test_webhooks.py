@@ -5,59 +5,46 @@ the platforms' own SDKs (twilio's RequestValidator, retell-sdk's sign)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import io
+import logging
+from collections import Counter
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
-from pydantic import SecretStr
-from sqlalchemy import func, select
-from twilio.request_validator import RequestValidator
+from pythonjsonlogger.orjson import OrjsonFormatter
+from sqlalchemy import MetaData, select
 
-from callstats.accounts.service import create_key
 from callstats.app import CallstatsApp
 from callstats.config import Settings
-from callstats.db.schema import carrier_callbacks
-from tests.apps import serving
-from tests.envelope import assert_error
-from tests.factories import add
+from callstats.db.schema import carrier_callbacks, contacts
+from callstats.logs import log_config
+from tests.apps import access_to
+from tests.carriers.webhook_kit import (
+    BASE_URL,
+    T0,
+    VAPI_SCHEMES,
+    Callback,
+    Hooked,
+    create_campaign,
+    deliver,
+    hooked,
+    json_body,
+    numbers,
+    planned_call,
+    retell_signature,
+    stored_verdicts,
+    twilio_signature,
+    vapi_headers,
+)
 
-TOKEN = "tw-auth-0123456789abcdef0123456789ab"
 PHONES = ["+14155550101", "+14155550102", "+14155550103"]
-
-
-@asynccontextmanager
-async def twilio_setup(
-    settings: Settings,
-) -> AsyncIterator[tuple[CallstatsApp, httpx.AsyncClient, dict[str, str], str, str]]:
-    """An app with a key, a campaign of three contacts and a Twilio connection: (app, client, auth,
-    campaign id, webhook URL with ?campaign_id=)."""
-    keyed = settings.model_copy(update={"secret_key": SecretStr(Fernet.generate_key().decode())})
-    async with serving(keyed) as (app, http):
-        auth = {"x-api-key": create_key(app.db, "acme", "write").plaintext}
-        created = await http.post("/createCampaign", json={"name": "hooks"}, headers=auth)
-        campaign_id = created.json()["data"]["campaign_id"]
-        await add(http, auth, campaign_id, json={"contacts": [{"phone": p} for p in PHONES]})
-        connection = await http.post(
-            "/createCarrierConnection", json={"provider": "twilio", "secret": TOKEN}, headers=auth
-        )
-        url = connection.json()["data"]["webhook_url"] + "?" + urlencode({"campaign_id": campaign_id})
-        yield app, http, auth, campaign_id, url
-
-
-async def post_twilio(
-    http: httpx.AsyncClient, url: str, params: dict[str, str], token: str = TOKEN
-) -> httpx.Response:
-    """A status callback signed as Twilio signs it (the SDK's own validator computes the signature)."""
-    signature = RequestValidator(token).compute_signature(url, params)
-    return await http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+STRANGER = "+14155550199"  # a number in no campaign
 
 
 def callback(sid: str, to: str, status: str, **extra: str) -> dict[str, str]:
+    """A Twilio status callback's form."""
     return {
         "CallSid": sid,
         "To": to,
@@ -67,69 +54,207 @@ def callback(sid: str, to: str, status: str, **extra: str) -> dict[str, str]:
     }
 
 
-def stored(app: CallstatsApp) -> int:
-    with app.db.read() as conn:
-        return int(conn.execute(select(func.count()).select_from(carrier_callbacks)).scalar_one())
-
-
 async def test_twilio_calls_become_the_campaigns_numbers(settings: Settings) -> None:
-    async with twilio_setup(settings) as (app, http, auth, campaign_id, url):
-        calls = [
-            (
-                "CA1",
-                PHONES[0],
-                [
-                    callback("CA1", PHONES[0], "initiated"),
-                    callback("CA1", PHONES[0], "in-progress"),
-                    callback("CA1", PHONES[0], "completed", CallDuration="42"),
-                ],
-            ),
-            ("CA2", PHONES[1], [callback("CA2", PHONES[1], "initiated"), callback("CA2", PHONES[1], "busy")]),
-            (
-                "CA3",
-                PHONES[2],
-                [callback("CA3", PHONES[2], "completed", CallDuration="20", AnsweredBy="machine_end_beep")],
-            ),
+    """Through the webhook_url createCarrierConnection handed out: an answered call, a busy one and a
+    voicemail found by answering machine detection, then Twilio's retry of the last callback."""
+    async with hooked(settings, "twilio", PHONES) as hook:
+        listed = await hook.http.get("/getCarrierConnections", headers=hook.auth)
+        (connection,) = listed.json()["data"]["connections"]
+        url = connection["webhook_url"] + "?" + urlencode({"campaign_id": hook.campaign_id})
+        sent = [
+            callback("CA1", PHONES[0], "initiated"),
+            callback("CA1", PHONES[0], "in-progress"),
+            callback("CA1", PHONES[0], "completed", CallDuration="42"),
+            callback("CA2", PHONES[1], "initiated"),
+            callback("CA2", PHONES[1], "busy"),
+            callback("CA3", PHONES[2], "completed", CallDuration="20", AnsweredBy="machine_end_beep"),
+            callback("CA1", PHONES[0], "completed", CallDuration="42"),  # Twilio's retry
         ]
-        for _, _, sent in calls:
-            for params in sent:
-                response = await post_twilio(http, url, params)
-                assert response.status_code == 204, response.text
-        again = await post_twilio(http, url, calls[0][2][2])  # Twilio's retry of the same callback
-        assert again.status_code == 204
-        stats = (await http.get(f"/getCampaignStats/{campaign_id}", headers=auth)).json()["data"]
-        assert stats["total_contacts"] == 3
-        assert stats["calls_completed"] == 1 and stats["calls_pending"] == 2  # busy, voicemail: retried
-        assert stats["call_status_breakdown"]["answered"] == 1
-        assert stats["call_status_breakdown"]["busy"] == 1
-        assert stats["call_status_breakdown"]["voicemail"] == 1
-        assert stats["total_call_duration"] == 42
-        assert stored(app) == 7
-        with app.db.read() as conn:
-            verdicts = [row.verdict for row in conn.execute(select(carrier_callbacks.c.verdict))]
-        assert sorted(verdicts) == ["applied"] * 6 + ["duplicate"]
+        for params in sent:
+            signature = twilio_signature(hook.secret, url, params)
+            response = await hook.http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+            assert response.status_code == 204, response.text
+        assert await numbers(hook) == {
+            "calls_completed": 1,
+            "calls_failed": 0,
+            "calls_pending": 2,  # busy and voicemail: retried
+            "calls_in_progress": 0,
+            "call_status_breakdown": {"answered": 1, "busy": 1, "no_answer": 0, "failed": 0, "voicemail": 1},
+            "total_call_duration": 42,
+            "average_call_duration": 42,
+            "success_rate": 100.0,
+        }
+        assert stored_verdicts(hook.app) == {"applied": 6, "duplicate": 1}
 
 
-async def test_a_bad_signature_stores_nothing(settings: Settings) -> None:
-    async with twilio_setup(settings) as (app, http, auth, campaign_id, url):
-        response = await post_twilio(
-            http, url, callback("CA9", PHONES[0], "initiated"), token="not-the-token"
+# -- what each platform sends besides the calls ----------------------------------------------------
+
+
+async def test_twilio_names_the_contact_by_contact_id(settings: Settings) -> None:
+    """contact_id in the query string names the contact whatever number Twilio reports; one of another
+    campaign is no such contact."""
+    async with hooked(settings, "twilio", PHONES) as hook:
+        with hook.app.db.read() as conn:
+            ids = dict(conn.execute(select(contacts.c.phone, contacts.c.id)).all())
+        other = await create_campaign(hook.http, hook.auth, ["+14155550177"])
+        with hook.app.db.read() as conn:
+            foreign = conn.execute(select(contacts.c.id).where(contacts.c.campaign_id == other)).scalar_one()
+        for call_id, contact_id in (("CA-id", ids[PHONES[1]]), ("CA-foreign", foreign)):
+            url = hook.url(campaign_id=hook.campaign_id, contact_id=str(contact_id))
+            params = callback(call_id, "+19995550000", "initiated")
+            signature = twilio_signature(hook.secret, url, params)
+            sent = await hook.http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+            assert sent.status_code == 204
+        assert (await numbers(hook))["calls_in_progress"] == 1
+        with hook.app.db.read() as conn:
+            rows = dict(conn.execute(select(carrier_callbacks.c.call_id, carrier_callbacks.c.reason)).all())
+        assert rows == {"CA-id": None, "CA-foreign": "no such contact in this campaign"}
+
+
+async def test_twilio_an_answering_machine_result_alone_changes_nothing(settings: Settings) -> None:
+    """Asynchronous AMD posts AnsweredBy without CallStatus: kept (ignored), no number moves."""
+    async with hooked(settings, "twilio", PHONES) as hook:
+        amd = Callback("CA-amd", "amd", {"CallSid": "CA-amd", "To": PHONES[0], "AnsweredBy": "machine_start"})
+        assert (await deliver(hook, amd)).status_code == 204
+        assert stored_verdicts(hook.app) == {"ignored": 1}
+        assert (await numbers(hook))["calls_pending"] == len(PHONES)
+
+
+async def test_retell_call_analyzed_changes_no_number_and_metadata_names_the_campaign(
+    settings: Settings,
+) -> None:
+    """A Retell URL without campaign_id: the call's metadata names it. call_analyzed is ignored, even
+    for a call never seen."""
+    async with hooked(settings, "retell", PHONES) as hook:
+        call = planned_call("retell", "R-meta", PHONES[0], "answered", 4, T0, hook.campaign_id)
+        started, ended, analyzed = call.callbacks
+        bare = Hooked(
+            hook.app, hook.http, hook.auth, hook.campaign_id, "retell", hook.connection_id, hook.secret
         )
-        assert_error(response, 403, "FORBIDDEN")
-        assert stored(app) == 0
+        url = BASE_URL + bare.path
+        assert (await post_retell(bare, url, analyzed.payload)).json()["data"]["verdict"] == "ignored"
+        assert (await numbers(hook))["calls_pending"] == len(PHONES)
+        for sent in (started, ended):
+            sent.payload["call"]["metadata"] = {"campaign_id": hook.campaign_id}
+            assert (await post_retell(bare, url, sent.payload)).json()["data"]["verdict"] == "applied"
+        figures = await numbers(hook)
+        assert figures["calls_completed"] == 1 and figures["total_call_duration"] == call.talk_seconds == 16
 
 
-async def test_unmatched_are_listed_and_replayed(settings: Settings) -> None:
-    async with twilio_setup(settings) as (app, http, auth, campaign_id, url):
-        late = "+14155550199"
-        response = await post_twilio(http, url, callback("CA7", late, "completed", CallDuration="5"))
-        assert response.status_code == 204
-        page = (await http.get("/getUnmatchedCallbacks", headers=auth)).json()
-        assert [c["reason"] for c in page["data"]] == ["no such contact in this campaign"]
-        await add(http, auth, campaign_id, json={"contacts": [{"phone": late}]})
-        replayed = await http.post(f"/replayCallback/{page['data'][0]['callback_id']}", headers=auth)
-        assert replayed.status_code == 200, replayed.text
-        assert replayed.json()["data"]["verdict"] == "applied"
-        assert (await http.get("/getUnmatchedCallbacks", headers=auth)).json()["data"] == []
-        stats = (await http.get(f"/getCampaignStats/{campaign_id}", headers=auth)).json()["data"]
-        assert stats["calls_completed"] == 1
+async def test_vapi_other_messages_are_acknowledged_and_ignored(settings: Settings) -> None:
+    async with hooked(settings, "vapi", PHONES) as hook:
+        call = planned_call("vapi", "V-other", PHONES[0], "answered", 0, T0, hook.campaign_id)
+        ringing = call.callbacks[0].payload["message"]
+        for kind in ("transcript", "conversation-update", "speech-update", "hang", "tool-calls"):
+            other = Callback("V-other", kind, {"message": {**ringing, "type": kind}})
+            answer = await deliver(hook, other)
+            assert answer.status_code == 200 and answer.json()["data"]["verdict"] == "ignored"
+        bare = {"message": {"type": "assistant-request", "call": {"id": "V-in"}}}  # names no campaign
+        answer = await deliver(hook, Callback("V-in", "assistant-request", bare))
+        assert answer.status_code == 200 and answer.json()["data"]["verdict"] == "ignored"
+        assert stored_verdicts(hook.app) == {"ignored": 6}
+        assert (await numbers(hook))["calls_pending"] == len(PHONES)
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1,2]", b'"text"', b'{"message": 3}'])
+async def test_vapi_a_body_that_says_nothing_usable_is_kept_unmatched(
+    settings: Settings, body: bytes
+) -> None:
+    """Authenticated but unreadable: kept and listed (nothing lost), never guessed."""
+    async with hooked(settings, "vapi", PHONES) as hook:
+        answer = await hook.http.post(
+            hook.url(), content=body, headers=vapi_headers("bearer", hook.secret, body)
+        )
+        assert answer.status_code == 200 and answer.json()["data"]["verdict"] == "unmatched"
+        listed = (await hook.http.get("/getUnmatchedCallbacks", headers=hook.auth)).json()["data"]
+        assert [item["body"] for item in listed] == [body.decode()]
+
+
+async def post_retell(hook: Hooked, url: str, payload: dict[str, Any]) -> httpx.Response:
+    body = json_body(payload)
+    return await hook.http.post(
+        url, content=body, headers={"x-retell-signature": retell_signature(body, hook.secret)}
+    )
+
+
+# -- the secret ------------------------------------------------------------------------------------
+
+
+def every_stored_value(app: CallstatsApp) -> list[str]:
+    """Every value of every column of every table in the database (reflected, so none is missed), as text."""
+    values: list[str] = []
+    with app.db.read() as conn:
+        reflected = MetaData()
+        reflected.reflect(bind=conn)
+        for table in reflected.sorted_tables:
+            for row in conn.execute(select(table)):
+                values.extend(str(value) for value in row if value is not None)
+    return values
+
+
+async def exercise(hook: Hooked, provider: str, secret: str) -> list[httpx.Response]:
+    """A connection's life: genuine, unmatched and forged callbacks, listing, replay, deletion, its
+    webhook after deletion; every answer."""
+    answers = []
+    call = planned_call(provider, f"{provider}-s", PHONES[0], "answered", 0, T0, hook.campaign_id)
+    for sent in call.callbacks:
+        answers.append(await deliver(hook, sent))
+    stray = planned_call(provider, f"{provider}-stray", STRANGER, "busy", 0, T0, hook.campaign_id)
+    answers.append(await deliver(hook, stray.callbacks[-1]))
+    if provider == "vapi":  # Vapi's messages may carry the assistant, with its server secret
+        echoed = planned_call(provider, "vapi-echo", STRANGER, "live", 0, T0, hook.campaign_id).callbacks[0]
+        echoed.payload["message"]["call"]["assistant"] = {"server": {"url": hook.url(), "secret": secret}}
+        answers.append(await deliver(hook, echoed))
+        assert answers[-1].json()["data"]["verdict"] == "unmatched"
+        body = json_body(call.callbacks[0].payload)
+        for scheme in VAPI_SCHEMES:
+            answers.append(
+                await hook.http.post(hook.url(), content=body, headers=vapi_headers(scheme, secret, body))
+            )
+            answers.append(
+                await hook.http.post(
+                    hook.url(), content=body, headers=vapi_headers(scheme, secret[:-1], body)
+                )
+            )
+    forged = Hooked(
+        hook.app, hook.http, hook.auth, hook.campaign_id, provider, hook.connection_id, secret + "0"
+    )
+    answers.append(await deliver(forged, call.callbacks[0]))
+    answers.append(await hook.http.get("/getCarrierConnections", headers=hook.auth))
+    listed = await hook.http.get("/getUnmatchedCallbacks", headers=hook.auth)
+    answers.append(listed)
+    for item in listed.json()["data"]:
+        answers.append(await hook.http.post(f"/replayCallback/{item['callback_id']}", headers=hook.auth))
+    answers.append(await hook.http.post(f"/deleteCarrierConnection/{hook.connection_id}", headers=hook.auth))
+    answers.append(await deliver(hook, call.callbacks[0]))
+    return answers
+
+
+@pytest.mark.parametrize("provider", ["twilio", "retell", "vapi"])
+async def test_the_secret_never_appears_in_answers_logs_or_the_database(
+    settings: Settings, provider: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through a connection's whole life, Vapi's secret sent in clear in its headers included: no
+    answer's body or headers, no log record (formatted as the JSON log formats it, extras included),
+    no access log line and no stored value holds the secret."""
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # statements with their values
+    access = io.StringIO()
+    async with hooked(settings, provider, PHONES) as hook:
+        secret = hook.secret
+        with access_to(access):
+            answers = await exercise(hook, provider, secret)
+            hook.app.access.flush()
+        statuses = Counter(answer.status_code for answer in answers)
+        assert statuses[403] >= 1 and statuses[404] == 1 and statuses[200] >= 3
+        assert not [answer for answer in answers if secret in answer.text or secret in str(answer.headers)]
+        values = every_stored_value(hook.app)
+        assert any(value.startswith("gAAAA") for value in values)  # the sealed secret was scanned
+        assert any(hook.connection_id in value for value in values)
+        assert not [value for value in values if secret in value]
+    json_lines = OrjsonFormatter(
+        **{k: v for k, v in log_config("info")["formatters"]["stderr"].items() if k != "()"}
+    )
+    assert caplog.records and access.getvalue().count("\n") >= len(answers)
+    assert secret not in caplog.text and secret not in access.getvalue()
+    assert not [record for record in caplog.records if secret in json_lines.format(record)]
