@@ -10,7 +10,6 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -26,6 +25,7 @@ from callstats.demo.dialer import dialer_task
 from callstats.demo.runner import create_demo_campaign, demo_phones, fresh_database, is_demo_database
 from callstats.demo.simulation import DEFAULT_OUTCOME_MIX, DialerConfig, DialerSimulation, SimEvent
 from callstats.stats.reconcile import differences
+from tests.demo.demo_stats import assert_consistent, get_stats
 from tests.servers import CALLSTATS, wait_for_banner
 
 
@@ -128,31 +128,6 @@ async def test_dialer_drives_a_campaign_to_completion_through_ingestion(tmp_path
         assert sum(stats["call_status_breakdown"].values()) == 60
     finally:
         db.dispose()
-
-
-def get_stats(base: str, campaign_id: str, key: str, timeout: float = 10) -> dict[str, Any]:
-    """The campaign's stats, retrying while the server is still starting."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = httpx.get(
-                f"{base}/getCampaignStats/{campaign_id}", headers={"x-api-key": key}, timeout=2
-            )
-            assert response.status_code == 200, response.text
-            data: dict[str, Any] = response.json()["data"]
-            return data
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def assert_consistent(stats: dict[str, Any], total: int) -> None:
-    """The seed's invariants hold in one snapshot."""
-    assert stats["total_contacts"] == total
-    states = ("calls_completed", "calls_failed", "calls_in_progress", "calls_pending")
-    assert sum(stats[s] for s in states) == total
-    assert set(stats["call_status_breakdown"]) == {"answered", "busy", "no_answer", "failed", "voicemail"}
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

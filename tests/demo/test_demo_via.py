@@ -27,7 +27,7 @@ from callstats.demo import platforms
 from callstats.demo.dialer import DemoCampaign, dialer_task
 from callstats.demo.runner import WEBHOOK_ROUTE, QuietWebhooks, connect_carrier, create_demo_campaign
 from callstats.stats.reconcile import differences
-from tests.demo.test_demo import assert_consistent, get_stats
+from tests.demo.demo_stats import assert_consistent, get_stats
 from tests.servers import CALLSTATS, wait_for_banner
 
 CONTACTS = 60
