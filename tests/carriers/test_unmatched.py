@@ -342,3 +342,30 @@ async def test_a_retell_signature_is_checked_before_anything_is_kept(settings: S
         )
         assert_error(forged, 403, "FORBIDDEN")
         assert (await unmatched_page(hook.http, hook.auth))[0] == []
+
+
+@pytest.mark.parametrize("provider", ["twilio", "retell", "vapi"])
+async def test_two_accounts_may_see_the_same_call_ids(settings: Settings, provider: str) -> None:
+    """Event ids are the platform's call ids: one account's calls never make another's duplicates,
+    and one account cannot list another's callbacks by naming its connection."""
+    async with hooked(settings, provider, PHONES) as hook:
+        globex = {"x-api-key": create_key(hook.app.db, "globex", "write").plaintext}
+        theirs = Hooked(
+            hook.app,
+            hook.http,
+            globex,
+            await create_campaign(hook.http, globex, PHONES),
+            provider,
+            await connect(hook.http, globex, provider),
+            hook.secret,
+        )
+        for side in (hook, theirs):
+            call = planned_call(provider, "SAME-1", PHONES[0], "answered", 0, T0, side.campaign_id)
+            for callback in call.callbacks:
+                assert (await deliver(side, callback)).status_code in (200, 204)
+            assert (await numbers(side))["calls_completed"] == 1
+        assert set(stored_verdicts(hook.app)) <= {"applied", "ignored"}
+        stray = planned_call(provider, "SAME-2", STRANGER, "busy", 0, T0, theirs.campaign_id)
+        assert (await deliver(theirs, stray.callbacks[0])).status_code in (200, 204)
+        assert len((await unmatched_page(hook.http, globex))[0]) == 1
+        assert (await unmatched_page(hook.http, hook.auth, connection_id=theirs.connection_id))[0] == []

@@ -160,6 +160,25 @@ async def test_twilio_another_connections_token_is_refused(settings: Settings) -
         assert stored_rows(hook.app)[0] == 1
 
 
+async def test_twilio_a_shared_key_signature_is_judged_by_its_settings_header(settings: Settings) -> None:
+    """Signed with HMAC-SHA256 (a webhook SharedKey): taken when X-Twilio-Webhooks-Signature-Settings
+    names that algorithm, refused without the header, as the validator decides."""
+    async with hooked(settings, "twilio", PHONES) as hook:
+        params = first_callback(hook).payload
+        validator = RequestValidator(hook.secret)
+        signature = str(validator.compute_signature(hook.url(), params, "HMAC_SHA256"))
+        assert validator.validate(hook.url(), params, signature) is False
+        bare = await post_form(hook, hook.url(), params, {"X-Twilio-Signature": signature})
+        await refused(hook, bare)
+        settings_header = {"X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sk_1,algorithm=HMAC_SHA256"}
+        assert validator.validate(hook.url(), params, signature, "HMAC_SHA256")
+        taken = await post_form(
+            hook, hook.url(), params, {"X-Twilio-Signature": signature, **settings_header}
+        )
+        assert taken.status_code == 204
+        assert stored_rows(hook.app) == (1, 1)
+
+
 # -- Twilio's URL, as the validator judges it ------------------------------------------------------
 
 
