@@ -29,7 +29,8 @@ DATABASE_LAYER = ("sqlalchemy", "psycopg", "callstats.db")
 # below, never one above. docs/architecture.md shows the same table.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"core", "clock", "turns"}),  # pure: the rules and small values
-    frozenset({"config", "errors", "ids", "bodies", "logs", "urls", "sealing", "pages"}),  # what every request needs
+    # what every request needs
+    frozenset({"config", "errors", "ids", "bodies", "logs", "urls", "sealing", "pages"}),
     frozenset({"db", "feed", "ratelimit"}),  # storage, the change feed, the rate limit
     frozenset({"accounts"}),  # keys: every domain checks them
     frozenset({"web"}),  # the ASGI plumbing: dispatcher, hot endpoint base (reads the key), errors

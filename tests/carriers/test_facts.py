@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
-
 import pytest
 
 from callstats.carriers import facts
@@ -56,12 +54,13 @@ def test_talk_time_rounds_half_up_and_refuses_an_end_before_the_start(
     assert facts.talk_seconds(start, end) == seconds
 
 
-def test_epoch_ms_reads_offsets_and_takes_naive_times_as_utc() -> None:
-    """A time with an offset is converted; one without is UTC; milliseconds are kept exactly."""
-    moment = datetime(2024, 1, 16, 9, 0, 0, 123_000, tzinfo=UTC)
-    assert facts.epoch_ms(moment) == 1_705_395_600_123
-    assert facts.epoch_ms(moment.replace(tzinfo=None)) == 1_705_395_600_123
-    assert facts.epoch_ms(moment.astimezone(timezone(timedelta(hours=-5)))) == 1_705_395_600_123
+def test_metadata_ids_are_strings_or_none() -> None:
+    """campaign_id and contact_id as strings (an int contact id too); objects, lists and bools are None."""
+    assert facts.metadata_ids({"campaign_id": "c-1", "contact_id": 7}) == ("c-1", "7")
+    assert facts.metadata_ids({"campaign_id": {"id": 1}, "contact_id": True}) == (None, None)
+    assert facts.metadata_ids({"campaign_id": "", "contact_id": ["7"]}) == (None, None)
+    assert facts.metadata_ids(None) == (None, None)
+    assert facts.metadata_ids("campaign_id=c-1") == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -81,12 +80,3 @@ def test_epoch_ms_reads_offsets_and_takes_naive_times_as_utc() -> None:
 def test_integer_reads_only_whole_numbers(value: object, read: int | None) -> None:
     """Ints, integral floats and ASCII digit strings; not bools, fractions or other digits."""
     assert facts.integer(value) == read
-
-
-def test_metadata_ids_are_strings_or_none() -> None:
-    """campaign_id and contact_id as strings (an int contact id too); objects, lists and bools are None."""
-    assert facts.metadata_ids({"campaign_id": "c-1", "contact_id": 7}) == ("c-1", "7")
-    assert facts.metadata_ids({"campaign_id": {"id": 1}, "contact_id": True}) == (None, None)
-    assert facts.metadata_ids({"campaign_id": "", "contact_id": ["7"]}) == (None, None)
-    assert facts.metadata_ids(None) == (None, None)
-    assert facts.metadata_ids("campaign_id=c-1") == (None, None)

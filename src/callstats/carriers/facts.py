@@ -9,14 +9,11 @@ guessed: the facts carry no events and say why in `unmatched`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from callstats.core.outcomes import OUTCOMES
 
 PROVIDERS = ("twilio", "retell", "vapi")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLISECOND = timedelta(milliseconds=1)
 
 
 class CarrierEvent(NamedTuple):
@@ -100,13 +97,6 @@ def talk_seconds(start_ms: int, end_ms: int) -> int | None:
     if end_ms < start_ms:
         return None
     return (end_ms - start_ms + 500) // 1000
-
-
-def epoch_ms(moment: datetime) -> int:
-    """`moment` in epoch milliseconds; a time without offset is UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MILLISECOND
 
 
 def integer(value: object) -> int | None:

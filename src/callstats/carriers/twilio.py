@@ -30,12 +30,12 @@ from urllib.parse import ParseResult, parse_qsl, urlparse
 from callstats.carriers.facts import (
     CallFacts,
     CarrierEvent,
-    epoch_ms,
     event_id,
     integer,
     outcome_of,
     raw_outcome,
 )
+from callstats.clock import epoch_ms
 
 PROVIDER: Final = "twilio"
 SIGNATURE_HEADER: Final = "X-Twilio-Signature"

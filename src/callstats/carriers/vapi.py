@@ -29,7 +29,6 @@ from typing import Any, Final
 from callstats.carriers.facts import (
     CallFacts,
     CarrierEvent,
-    epoch_ms,
     event_id,
     metadata_ids,
     outcome_of,
@@ -37,6 +36,7 @@ from callstats.carriers.facts import (
     talk_seconds,
     text,
 )
+from callstats.clock import epoch_ms
 
 PROVIDER: Final = "vapi"
 
