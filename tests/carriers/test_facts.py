@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from callstats.carriers import facts
-from callstats.core.outcomes import OUTCOMES
 
 
 def test_event_ids_and_raw_outcomes_name_provider_call_and_stage() -> None:
@@ -27,20 +26,6 @@ def test_an_override_wins_over_the_default_and_unknowns_stay_unknown() -> None:
         "dial_busy": "busy",
         "brand_new": "failed",
     }
-
-
-def test_overrides_are_checked_against_our_outcomes() -> None:
-    """Each value must be one of OUTCOMES and each key a non-empty raw value; the error names the entry."""
-    assert facts.validated_overrides(dict.fromkeys(("a", "b"), OUTCOMES[0])) == {
-        "a": "answered",
-        "b": "answered",
-    }
-    with pytest.raises(ValueError, match="'ivr_reached'"):
-        facts.validated_overrides({"ivr_reached": "machine"})
-    with pytest.raises(ValueError, match="keys"):
-        facts.validated_overrides({" ": "busy"})
-    with pytest.raises(ValueError, match="keys"):
-        facts.validated_overrides({7: "busy"})
 
 
 @pytest.mark.parametrize(

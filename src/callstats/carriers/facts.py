@@ -9,11 +9,7 @@ guessed: the facts carry no events and say why in `unmatched`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
-
-from callstats.core.outcomes import OUTCOMES
-
-PROVIDERS = ("twilio", "retell", "vapi")
+from typing import NamedTuple
 
 
 class CarrierEvent(NamedTuple):
@@ -73,22 +69,6 @@ def outcome_of(raw: str, defaults: Mapping[str, str], overrides: Mapping[str, st
 def merged(defaults: Mapping[str, str], overrides: Mapping[str, str]) -> dict[str, str]:
     """The whole table a connection applies: the provider's defaults with its overrides on top."""
     return {**defaults, **overrides}
-
-
-def validated_overrides(overrides: Mapping[Any, Any]) -> dict[str, str]:
-    """A connection's `outcome_map` checked: raw value (a non-empty string, without the provider
-    prefix: `ivr_reached`, not `retell:ivr_reached`) -> one of `OUTCOMES`.
-
-    Raises ValueError naming the first bad entry.
-    """
-    checked: dict[str, str] = {}
-    for raw, outcome in overrides.items():
-        if not isinstance(raw, str) or not raw.strip():
-            raise ValueError(f"outcome_map keys must be non-empty raw statuses or reasons, not {raw!r}")
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome_map[{raw!r}] must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
-        checked[raw] = outcome
-    return checked
 
 
 def talk_seconds(start_ms: int, end_ms: int) -> int | None:
