@@ -136,7 +136,7 @@ async def test_a_redelivery_is_a_duplicate_and_a_changed_raw_outcome_a_conflict(
     [
         ({"type": "call.started", "raw_outcome": "twilio:initiated"}, "only allowed on call.ended"),
         ({"type": "call.answered", "raw_outcome": "twilio:in-progress"}, "only allowed on call.ended"),
-        ({"raw_outcome": "x" * 65}, "raw_outcome: String should have at most 64 characters"),
+        ({"raw_outcome": "x" * 161}, "raw_outcome: String should have at most 160 characters"),
         ({"raw_outcome": ""}, "raw_outcome: String should have at least 1 character"),
         ({"raw_outcome": "   "}, "raw_outcome: String should have at least 1 character"),
         ({"raw_outcome": 5}, "raw_outcome: Input should be a valid string"),

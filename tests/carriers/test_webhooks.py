@@ -85,6 +85,15 @@ async def test_twilio_calls_become_the_campaigns_numbers(settings: Settings) -> 
             "success_rate": 100.0,
         }
         assert stored_verdicts(hook.app) == {"applied": 6, "duplicate": 1}
+        # each ended call keeps Twilio's own word for it: AnsweredBy when sent, else CallStatus
+        stats = await hook.http.get(
+            f"/getCampaignStats/{hook.campaign_id}?include=raw_outcomes", headers=hook.auth
+        )
+        assert stats.json()["data"]["raw_outcomes"] == {
+            "twilio:busy": 1,
+            "twilio:completed": 1,
+            "twilio:machine_end_beep": 1,
+        }
 
 
 # -- what each platform sends besides the calls ----------------------------------------------------

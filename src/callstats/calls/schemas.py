@@ -29,7 +29,7 @@ from callstats.ids import canonical_uuid
 from callstats.stats.response import iso_utc
 
 MAX_EVENTS_PER_REQUEST = 1_000
-MAX_RAW_OUTCOME_CHARS = 64  # calls.raw_outcome's width
+MAX_RAW_OUTCOME_CHARS = 160  # calls.raw_outcome's width: a provider, ':' and a raw value of up to 128
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,6 +204,9 @@ def event_items(facts: CallFacts, query: str) -> list[dict[str, Any]] | str:
             "call_id": facts.call_id,
             "type": event.type,
             "outcome": event.outcome,
+            **(
+                {"raw_outcome": facts.raw_outcome} if event.type == "call.ended" and facts.raw_outcome else {}
+            ),
             "duration_seconds": event.duration_seconds,
             "occurred_at": _EPOCH + timedelta(milliseconds=event.occurred_at_ms),
         }

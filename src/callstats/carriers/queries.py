@@ -15,9 +15,16 @@ from callstats.db.driver import Statement
 from callstats.db.schema import carrier_callbacks, carrier_connections
 
 _INSERT_CALLBACK = Statement(insert(carrier_callbacks), [c.name for c in carrier_callbacks.c])
+# A replay's verdict; an applied callback stays applied (a replay of it only finds duplicates, and two
+# replays racing must not turn it into one).
 _VERDICT = Statement(
     update(carrier_callbacks).where(
-        carrier_callbacks.c.id == bindparam("b_id"), carrier_callbacks.c.account_id == bindparam("b_account")
+        carrier_callbacks.c.id == bindparam("b_id"),
+        carrier_callbacks.c.account_id == bindparam("b_account"),
+        or_(
+            carrier_callbacks.c.verdict != bindparam("b_applied"),
+            bindparam("b_verdict") == bindparam("b_applied"),
+        ),
     ),
     ["verdict", "reason", "applied_at"],
 )
@@ -100,8 +107,15 @@ def update_callback(
     reason: str | None,
     applied_at: int | None,
 ) -> None:
-    """A replayed callback's new verdict."""
-    values = {"b_id": callback_id, "b_account": account_id, "verdict": verdict, "reason": reason}
+    """A replayed callback's new verdict; one already applied keeps its verdict and applied_at."""
+    values = {
+        "b_id": callback_id,
+        "b_account": account_id,
+        "b_verdict": verdict,
+        "b_applied": "applied",
+        "verdict": verdict,
+        "reason": reason,
+    }
     _VERDICT.executemany(conn, [{**values, "applied_at": applied_at}])
 
 

@@ -102,7 +102,7 @@ calls = Table(
     # Whether started_at comes from a call.started (else from the event that opened the call)
     Column("start_reported", Boolean, nullable=False, server_default=false()),
     # The carrier's own outcome, "<provider>:<raw value>" (twilio:no-answer), when the call.ended had one
-    Column("raw_outcome", String(64), nullable=True),
+    Column("raw_outcome", String(160), nullable=True),
     Index("ix_calls_campaign_contact", "campaign_id", "contact_id", "attempt"),
 )
 
@@ -209,7 +209,7 @@ campaign_raw_outcomes = Table(
     "campaign_raw_outcomes",
     metadata,
     Column("campaign_id", String(36), primary_key=True),
-    Column("raw_outcome", String(64), primary_key=True),
+    Column("raw_outcome", String(160), primary_key=True),
     Column("slot", SmallInteger, primary_key=True),
     Column("account_id", String(36), nullable=False),
     Column("calls", BigInteger, nullable=False, default=0),

@@ -20,11 +20,11 @@ def upgrade() -> None:
     # A nullable column and a new table: servers of the previous version keep working after the
     # migration. No backfill: calls ended before it have no raw outcome, so none is counted for them.
     with op.batch_alter_table("calls") as batch:
-        batch.add_column(sa.Column("raw_outcome", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("raw_outcome", sa.String(length=160), nullable=True))
     op.create_table(
         "campaign_raw_outcomes",
         sa.Column("campaign_id", sa.String(length=36), nullable=False),
-        sa.Column("raw_outcome", sa.String(length=64), nullable=False),
+        sa.Column("raw_outcome", sa.String(length=160), nullable=False),
         sa.Column("slot", sa.SmallInteger(), nullable=False),
         sa.Column("account_id", sa.String(length=36), nullable=False),
         sa.Column("calls", sa.BigInteger(), nullable=False),
