@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from callstats import logs
 from callstats.accounts.keys import HEADER, presented
@@ -242,7 +243,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _raw_body(request: Request) -> bytes:
-    return await request.body()
+    """The whole body. A client that leaves before sending it gets a 400 nobody reads, not a 500 and
+    an unexpected-error log line (a platform timing out on a webhook does this)."""
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise ValidationFailed("body: the client closed the connection before sending it all") from None
 
 
 RawBody = Annotated[bytes, Depends(_raw_body)]

@@ -146,7 +146,9 @@ _WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
     responses=_WEBHOOK_ANSWERS,
     openapi_extra={"parameters": _WEBHOOK_QUERY},
 )
-async def receive_callback(request: Request, target: WebhookTarget, box: Box, base: PublicBase) -> Response:
+async def receive_callback(
+    request: Request, target: WebhookTarget, box: Box, base: PublicBase, body: RawBody
+) -> Response:
     """A platform's callback: Twilio status callbacks (form), Retell webhooks and Vapi server messages
     (JSON). No API key: verified with the connection's secret as the platform's SDK verifies it, kept
     raw with its verdict, and its call events applied (docs/carriers.md).
@@ -162,7 +164,7 @@ async def receive_callback(request: Request, target: WebhookTarget, box: Box, ba
         connection_id,
         request.scope.get("query_string", b"").decode("latin-1"),
         dict(request.headers),
-        await request.body(),
+        body,
         now_ms(),
         base,
         _path_as_sent(request),
