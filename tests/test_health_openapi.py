@@ -152,6 +152,7 @@ async def test_openapi_matches_the_routes(app: CallstatsApp, client: httpx.Async
             assert route.include_in_schema, context.path_format
             served |= {(str(context.path_format), m) for m in context.methods or ()}
     raw = {(app.stats_prefix + "{campaignId}", "GET"), *((path, "POST") for path in app.hot)}
+    raw |= {(template, "POST") for _endpoint, template in app.prefixed.values()}
     assert documented == served | raw
     campaign = "550e8400-e29b-41d4-a716-446655440000"
     for path in {path for path, _method in documented}:

@@ -19,7 +19,11 @@ from callstats.calls.endpoint import RecordEventsEndpoint
 from callstats.calls.group import GroupCommit
 from callstats.calls.schemas import EventRules
 from callstats.campaigns.routes import router as campaigns_router
+from callstats.carriers.endpoint import PREFIX as WEBHOOKS_PREFIX
+from callstats.carriers.endpoint import ROUTE as WEBHOOKS_ROUTE
+from callstats.carriers.endpoint import WebhookEndpoint
 from callstats.carriers.routes import router as carriers_router
+from callstats.carriers.service import LiveConnections
 from callstats.config import Settings
 from callstats.dashboard.routes import install_dashboard
 from callstats.db.deps import Db
@@ -34,7 +38,7 @@ from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
 from callstats.stats.service import StatsService
 from callstats.stream.routes import install_streaming
 from callstats.timeseries.routes import router as timeseries_router
-from callstats.web import Dispatcher, install_error_handlers
+from callstats.web import AsgiApp, Dispatcher, install_error_handlers
 
 log = logging.getLogger("callstats")
 BackgroundTask = Callable[[Database], Coroutine[Any, Any, None]]
@@ -104,7 +108,10 @@ class CallstatsApp(Dispatcher):
         # One group commit for every event writer: recordCallEvents and the carriers' webhooks.
         groups = api.state.groups = GroupCommit(db, EventRules.from_settings(settings))
         events = RecordEventsEndpoint(groups, api.state.feed)
-        super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, {EVENTS_PATH: events})
+        connections = api.state.connections = LiveConnections(db, api.state.secret_box)
+        webhooks = WebhookEndpoint(db, groups, api.state.feed, connections, settings)
+        prefixed: dict[str, tuple[AsgiApp, str]] = {WEBHOOKS_PREFIX: (webhooks, WEBHOOKS_ROUTE)}
+        super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, {EVENTS_PATH: events}, prefixed)
         self.settings = settings
         self.db = db
         self.stats_service = stats.service

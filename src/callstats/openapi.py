@@ -19,6 +19,7 @@ from callstats.accounts.deps import read_key, write_key
 from callstats.calls.routes import declaration as calls_declaration
 from callstats.calls.schemas import RecordCallEventsBody
 from callstats.campaigns.schemas import AddContactsBody, CreateCampaign
+from callstats.carriers.routes import declaration as carriers_declaration
 from callstats.db.deps import get_db
 from callstats.errors import ApiError
 from callstats.stats.routes import declaration as stats_declaration
@@ -193,7 +194,8 @@ def documented_routes(api: FastAPI) -> list[RouteContext]:
     """The routes /openapi.json describes, ordered by TAG_ORDER: the app's own API routes, and the two
     routes the dispatcher serves before the framework, recordCallEvents and getCampaignStats (declared in
     calls/routes.py and stats/routes.py, never mounted)."""
-    found = iter_route_contexts([*api.routes, *calls_declaration.routes, *stats_declaration.routes])
+    declared = [*calls_declaration.routes, *stats_declaration.routes, *carriers_declaration.routes]
+    found = iter_route_contexts([*api.routes, *declared])
     documented = [
         c for c in found if isinstance(c.original_route, APIRoute) and c.original_route.include_in_schema
     ]

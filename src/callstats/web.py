@@ -144,7 +144,11 @@ def _framework_error(exc: StarletteHTTPException) -> ApiError:
 
 def _json_start(status: int, headers: Iterable[tuple[str, str]], body: bytes) -> Message:
     """The `http.response.start` message of a JSON answer: its type and length, then `headers`."""
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers = (
+        [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if status != 204  # No Content: no body, so neither its type nor its length (RFC 9110, 8.6)
+        else []
+    )
     raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers]
     return {"type": "http.response.start", "status": status, "headers": raw_headers}
 
@@ -260,7 +264,13 @@ class Dispatcher:
     (`api.state.settings.access_log`, CALLSTATS_ACCESS_LOG) turn it off."""
 
     def __init__(
-        self, api: FastAPI, stats: AsgiApp, stats_prefix: str, max_body_bytes: int, hot: dict[str, AsgiApp]
+        self,
+        api: FastAPI,
+        stats: AsgiApp,
+        stats_prefix: str,
+        max_body_bytes: int,
+        hot: dict[str, AsgiApp],
+        prefixed: dict[str, tuple[AsgiApp, str]] | None = None,
     ) -> None:
         self.api = api
         self.stats = stats
@@ -268,6 +278,8 @@ class Dispatcher:
         self.stats_route = stats_prefix + "{campaignId}"
         self.max_body_bytes = max_body_bytes
         self.hot = hot  # exact path -> endpoint served before the framework
+        # path prefix -> (endpoint, route template) served before the framework (the carriers' webhooks)
+        self.prefixed = prefixed or {}
         self.access_log: bool = getattr(getattr(api.state, "settings", None), "access_log", True)
         self.access = logs.AccessLog()  # lines waiting for their flush (logs.AccessLog)
 
@@ -319,17 +331,27 @@ class Dispatcher:
         if scope["path"].startswith(self.stats_prefix):
             await self.stats(scope, receive, send)
             return self.stats_route
-        endpoint = self.hot.get(scope["path"])
+        endpoint, route = self._hot_route(scope["path"])
         if scope["method"] in ("POST", "PUT", "PATCH"):
             if self._declared_length(scope) > self.max_body_bytes:
                 await error_json(PayloadTooLarge(self._too_large()))(scope, receive, send)
-                return scope["path"] if endpoint is not None else None
+                return route
             receive = self._limited(receive)
         if endpoint is not None:
             await endpoint(scope, receive, send)  # answers every error itself, in the envelope
-            return str(scope["path"])
+            return route
         await self._framework(scope, receive, send)
         return _route_template(scope)
+
+    def _hot_route(self, path: str) -> tuple[AsgiApp | None, str | None]:
+        """The endpoint served before the framework for `path` and its route template, or (None, None)."""
+        endpoint = self.hot.get(path)
+        if endpoint is not None:
+            return endpoint, path
+        for prefix, (prefixed, template) in self.prefixed.items():
+            if path.startswith(prefix):
+                return prefixed, template
+        return None, None
 
     def _campaign_id(self, scope: Scope, route: str) -> str | None:
         """The campaign id in the path of a route that names one, when it has a campaign id's shape."""

@@ -24,7 +24,12 @@ from sqlalchemy import select
 
 from callstats.accounts.service import create_key
 from callstats.app import CallstatsApp
-from callstats.carriers.service import ConnectionNotFound, connection_for_webhook
+from callstats.carriers.service import (
+    ConnectionNotFound,
+    LiveConnections,
+    connection_for_webhook,
+    delete_connection,
+)
 from callstats.config import Settings
 from callstats.db.schema import carrier_connections
 from callstats.sealing import KEY_FILE_SUFFIX, SecretBox, UnreadableSecret, key_file_path
@@ -355,3 +360,26 @@ async def test_rotation_new_key_first_still_opens_old_secrets(settings: Settings
     with pytest.raises(UnreadableSecret) as refused:
         SecretBox([KEY]).unseal(sealed[fresh["connection_id"]])
     assert refused.value.status == 503
+
+
+async def test_webhooks_keep_a_live_connection_for_a_moment_and_forget_a_deleted_one(
+    settings: Settings,
+) -> None:
+    """LiveConnections: a connection read once is kept for its TTL (a delete by another process is seen
+    once it expires), and forget (this process's delete) drops it at once; unknown ids are never kept."""
+    async with keyed_app(settings) as (app, http, auth):
+        made = await create(http, auth)
+        kept = LiveConnections(app.db, app.api.state.secret_box, ttl_seconds=3600)
+        fresh = LiveConnections(app.db, app.api.state.secret_box, ttl_seconds=0)
+        for connections in (kept, fresh):
+            assert (await connections.get("twilio", made["connection_id"])).secret == SECRET
+        owner = connection_for_webhook(app.db, app.api.state.secret_box, "twilio", made["connection_id"])
+        delete_connection(app.db, owner.account_id, made["connection_id"])  # as another process would
+        assert (await kept.get("twilio", made["connection_id"])).secret == SECRET  # within its TTL
+        with pytest.raises(ConnectionNotFound):
+            await fresh.get("twilio", made["connection_id"])  # expired: read again
+        kept.forget(made["connection_id"])
+        with pytest.raises(ConnectionNotFound):
+            await kept.get("twilio", made["connection_id"])
+        with pytest.raises(ConnectionNotFound):
+            await kept.get("twilio", str(uuid.uuid4()))

@@ -40,7 +40,7 @@ from callstats.carriers import queries, retell, twilio, vapi
 from callstats.carriers.facts import CallFacts, integer
 from callstats.carriers.public_url import webhook_url
 from callstats.carriers.schemas import UnmatchedCallback
-from callstats.carriers.service import WebhookConnection, webhook_connection
+from callstats.carriers.service import LiveConnections, WebhookConnection, webhook_connection
 from callstats.clock import now_ms
 from callstats.db.engine import Database
 from callstats.errors import Forbidden, NotFound
@@ -117,18 +117,6 @@ class CallbackReceipt:
         """Store the callback with the verdict `written` (its events' outcome) gives it."""
         verdict, reason = verdict_of(written)
         _store(conn, self.row, verdict, reason, self.replay)
-
-
-def verified(conn: Connection, box: SecretBox, inbound: Inbound) -> WebhookConnection:
-    """The connection the callback names once its signature holds.
-
-    Raises ConnectionNotFound (404) for an unknown, deleted or other provider's connection, and
-    SignatureInvalid (403) when the platform's signature check fails.
-    """
-    connection = webhook_connection(conn, box, inbound.provider, inbound.connection_id)
-    if not signature_holds(connection.secret, inbound):
-        raise SignatureInvalid()
-    return connection
 
 
 def signature_holds(secret: str, inbound: Inbound) -> bool:
@@ -293,21 +281,20 @@ def store_alone(db: Database, row: dict[str, Any], verdict: str, reason: str | N
     db.write(lambda conn: _store(conn, row, verdict, reason, replay))
 
 
-async def receive(db: Database, groups: GroupCommit, box: SecretBox, inbound: Inbound) -> Verdict:
+async def receive(
+    db: Database, groups: GroupCommit, connections: LiveConnections, inbound: Inbound
+) -> Verdict:
     """A webhook's use case: verify the callback, store it raw and apply its events (module docstring).
 
     Raises ConnectionNotFound (404) and SignatureInvalid (403), nothing stored; what the write raises
     (the database unreachable: 503, nothing stored, so the platform retries).
     """
-    connection = await run_sync(_verified, db, box, inbound)
+    connection = await connections.get(inbound.provider, inbound.connection_id)
+    if not signature_holds(connection.secret, inbound):
+        raise SignatureInvalid()
     facts = facts_of(inbound.provider, inbound.body, inbound.received_ms, connection.outcome_map)
     row = without_secret(raw_row(inbound, connection.account_id, facts), connection.secret)
     return await apply(groups, db, row, facts, replay=False)
-
-
-def _verified(db: Database, box: SecretBox, inbound: Inbound) -> WebhookConnection:
-    with db.read() as conn:
-        return verified(conn, box, inbound)
 
 
 async def replay(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from time import monotonic
 from typing import Any, NamedTuple
 
+from anyio.to_thread import run_sync
 from sqlalchemy import Connection
 
 from callstats.carriers import queries
@@ -106,3 +108,40 @@ def connection_for_webhook(
     """webhook_connection in a read of its own."""
     with db.read() as conn:
         return webhook_connection(conn, box, provider, connection_id)
+
+
+class LiveConnections:
+    """The connections webhooks name, each kept for `ttl_seconds` once read, per process: a callback
+    then costs no read transaction of its own (half a webhook's CPU before, docs/performance.md).
+
+    Only live connections are kept (an unknown id is read again each time), at most MAX_KEPT.
+    `forget` drops one at once: this process's deleteCarrierConnection calls it, so there its
+    webhooks answer 404 from the next callback on; another process stops accepting them within
+    `ttl_seconds`.
+    """
+
+    MAX_KEPT = 10_000
+
+    def __init__(self, db: Database, box: SecretBox, ttl_seconds: float = 1.0) -> None:
+        self.db = db
+        self.box = box
+        self.ttl_seconds = ttl_seconds
+        self._kept: dict[tuple[str, str], tuple[float, WebhookConnection]] = {}
+
+    async def get(self, provider: str, connection_id: str) -> WebhookConnection:
+        """The live connection of `provider` with this id (see webhook_connection; raises alike)."""
+        key = (provider, connection_id)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] > monotonic():
+            return kept[1]
+        connection = await run_sync(connection_for_webhook, self.db, self.box, provider, connection_id)
+        if len(self._kept) >= self.MAX_KEPT:
+            self._kept.clear()
+        self._kept[key] = (monotonic() + self.ttl_seconds, connection)
+        return connection
+
+    def forget(self, connection_id: str) -> None:
+        """Drop a connection (deleted in this process)."""
+        for key in list(self._kept):  # a copy: the route calls this from a worker thread
+            if key[1] == connection_id:
+                self._kept.pop(key, None)
