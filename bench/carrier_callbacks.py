@@ -157,16 +157,6 @@ def rows(plan: Plan, runs: list[tuple[str, Server, DataSet]], work: Path) -> lis
     return found
 
 
-def build(url: str, pool: int) -> DataSet:
-    """A migrated database (SQLite file or fresh PostgreSQL) with the one pending campaign."""
-    engine, data = dataset.open_dataset(url)
-    dataset.add_pending_campaign(engine, data, "callbacks", pool)
-    dataset.finish(engine)
-    dataset.check_consistent(engine, data, max_size=pool)
-    dataset.close_loader(engine)
-    return data
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run B6 on SQLite and PostgreSQL once; 0 when it completed (a missed target is reported)."""
     parser = argparse.ArgumentParser(prog="python -m bench.carrier_callbacks", description=__doc__)
@@ -183,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     sqlite_path = work / "callbacks.db"
     for stale in (sqlite_path, Path(f"{sqlite_path}-wal"), Path(f"{sqlite_path}-shm")):
         stale.unlink(missing_ok=True)
-    sqlite = build(dataset.sqlite_url(sqlite_path), plan.pool)
-    postgres = build(dataset.fresh_postgres(args.postgres, "callstats_bench_callbacks"), plan.pool)
+    sqlite = dataset.one_pending_campaign(dataset.sqlite_url(sqlite_path), "callbacks", plan.pool)
+    fresh = dataset.fresh_postgres(args.postgres, "callstats_bench_callbacks")
+    postgres = dataset.one_pending_campaign(fresh, "callbacks", plan.pool)
     before = load_average()
     with Fleet(work / "logs") as servers:
         runs = [

@@ -394,3 +394,14 @@ def cached_sqlite(path: Path, sizes: dict[str, int], log: bool = True) -> DataSe
     close_loader(engine)
     meta.write_text(json.dumps({"wanted": wanted, "data": asdict(data)}))
     return data
+
+
+def one_pending_campaign(url: str, label: str, pool: int) -> DataSet:
+    """A migrated database (an SQLite file or a fresh PostgreSQL database) whose one campaign, `label`,
+    holds `pool` pending contacts: what a single ingestion case calls."""
+    engine, data = open_dataset(url)
+    add_pending_campaign(engine, data, label, pool)
+    finish(engine)
+    check_consistent(engine, data, max_size=pool)
+    close_loader(engine)
+    return data

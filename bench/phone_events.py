@@ -22,12 +22,7 @@ def build(path: Path, pool: int) -> DataSet:
     """A fresh SQLite file with the one pending campaign the case calls."""
     for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         stale.unlink(missing_ok=True)
-    engine, data = dataset.open_dataset(dataset.sqlite_url(path))
-    dataset.add_pending_campaign(engine, data, "phone", pool)
-    dataset.finish(engine)
-    dataset.check_consistent(engine, data, max_size=pool)
-    dataset.close_loader(engine)
-    return data
+    return dataset.one_pending_campaign(dataset.sqlite_url(path), "phone", pool)
 
 
 def main(argv: list[str] | None = None) -> int:

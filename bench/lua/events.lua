@@ -77,10 +77,5 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local total_ok, total_bad = 0, 0
-  for _, thread in ipairs(threads) do
-    total_ok = total_ok + thread:get("ok")
-    total_bad = total_bad + thread:get("bad")
-  end
-  report.json(summary, latency, { ok = total_ok, bad = total_bad })
+  report.json_with_counts(summary, latency, threads)
 end

@@ -23,4 +23,15 @@ function M.json(summary, latency, extra)
   io.write("BENCH_JSON {" .. table.concat(parts, ",") .. "}\n")
 end
 
+-- The JSON line of a script that counts good and bad answers in the globals `ok` and `bad` of each
+-- of its `threads` (wrk's per-thread Lua states), summed.
+function M.json_with_counts(summary, latency, threads)
+  local total_ok, total_bad = 0, 0
+  for _, thread in ipairs(threads) do
+    total_ok = total_ok + thread:get("ok")
+    total_bad = total_bad + thread:get("bad")
+  end
+  M.json(summary, latency, { ok = total_ok, bad = total_bad })
+end
+
 return M
