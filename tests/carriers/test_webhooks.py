@@ -267,3 +267,23 @@ async def test_the_secret_never_appears_in_answers_logs_or_the_database(
     assert caplog.records and access.getvalue().count("\n") >= len(answers)
     assert secret not in caplog.text and secret not in access.getvalue()
     assert not [record for record in caplog.records if secret in json_lines.format(record)]
+
+
+@pytest.mark.parametrize("provider", ["retell", "vapi"])
+async def test_a_signed_body_nested_past_any_parser_is_kept_unmatched(
+    settings: Settings, provider: str
+) -> None:
+    """100,000 levels of JSON, signed: answered 2xx and kept raw as unmatched, never a 500 (the body is
+    read only once its signature holds; an unsigned one is refused before)."""
+    body = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    async with hooked(settings, provider, PHONES) as hook:
+        if provider == "retell":
+            headers = {"x-retell-signature": retell_signature(body, hook.secret)}
+        else:
+            headers = vapi_headers(VAPI_SCHEMES[0], hook.secret, body)
+        response = await hook.http.post(
+            hook.url(), content=body, headers={"content-type": "application/json", **headers}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["verdict"] == "unmatched"
+        assert stored_verdicts(hook.app) == {"unmatched": 1}

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.reliability.conftest import Say, issue_key
 from tests.reliability.servers import CallstatsServer
@@ -46,6 +47,8 @@ def test_schemathesis_finds_no_failure(database_url: str, tmp_path: Path, say: S
     """All phases, all checks but two (see above), seed 8: 0 failures, so 0 server errors."""
     key = issue_key(database_url)
     env = {"CALLSTATS_DATABASE_URL": database_url, "CALLSTATS_STREAM_MAX_SECONDS": "0.3"}
+    # as a deployment that takes carrier connections sets it (PostgreSQL has no key file: docs/carriers.md)
+    env["CALLSTATS_SECRET_KEY"] = Fernet.generate_key().decode()
     server = CallstatsServer(env, tmp_path)
     server.start()
     command = [

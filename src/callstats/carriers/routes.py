@@ -119,6 +119,10 @@ _WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
     204: {"description": "Twilio: stored raw with its verdict (unmatched too: see getUnmatchedCallbacks)"},
     403: {"description": "Signature missing, expired or wrong: nothing stored"},
     404: {"description": "No such connection (unknown, deleted, or of another platform)"},
+    503: {
+        "description": "The database cannot be reached, or no configured key opens the connection's"
+        " secret: nothing stored, the platform retries"
+    },
 }
 
 
