@@ -20,7 +20,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from callstats.accounts.service import create_key
 from callstats.app import CallstatsApp
@@ -383,3 +383,25 @@ async def test_webhooks_keep_a_live_connection_for_a_moment_and_forget_a_deleted
             await kept.get("twilio", made["connection_id"])
         with pytest.raises(ConnectionNotFound):
             await kept.get("twilio", str(uuid.uuid4()))
+
+
+async def test_callbacks_arriving_together_share_one_read_of_their_connection(settings: Settings) -> None:
+    """When a connection must be read, the callbacks asking meanwhile wait for that one read."""
+    async with keyed_app(settings) as (app, http, auth):
+        made = await create(http, auth)
+        reads: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            if "FROM carrier_connections" in statement:
+                reads.append(statement)
+
+        event.listen(app.db.engine, "before_cursor_execute", seen)
+        try:
+            connections = LiveConnections(app.db, app.api.state.secret_box)
+            found = await asyncio.gather(
+                *(connections.get("twilio", made["connection_id"]) for _ in range(20))
+            )
+        finally:
+            event.remove(app.db.engine, "before_cursor_execute", seen)
+        assert {connection.secret for connection in found} == {SECRET}
+        assert len(reads) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping
@@ -127,14 +128,26 @@ class LiveConnections:
         self.box = box
         self.ttl_seconds = ttl_seconds
         self._kept: dict[tuple[str, str], tuple[float, WebhookConnection]] = {}
+        self._reading: dict[tuple[str, str], asyncio.Future[WebhookConnection]] = {}
 
     async def get(self, provider: str, connection_id: str) -> WebhookConnection:
-        """The live connection of `provider` with this id (see webhook_connection; raises alike)."""
+        """The live connection of `provider` with this id (see webhook_connection; raises alike).
+
+        When it must be read, the callbacks that ask meanwhile wait for that one read (as many
+        arrive at once when it expires) instead of each reading it.
+        """
         key = (provider, connection_id)
         kept = self._kept.get(key)
         if kept is not None and kept[0] > monotonic():
             return kept[1]
-        connection = await run_sync(connection_for_webhook, self.db, self.box, provider, connection_id)
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = self._reading[key] = asyncio.ensure_future(self._read(key))
+            reading.add_done_callback(lambda _done: self._reading.pop(key, None))
+        return await asyncio.shield(reading)  # one caller leaving does not cancel the others' read
+
+    async def _read(self, key: tuple[str, str]) -> WebhookConnection:
+        connection = await run_sync(connection_for_webhook, self.db, self.box, *key)
         if len(self._kept) >= self.MAX_KEPT:
             self._kept.clear()
         self._kept[key] = (monotonic() + self.ttl_seconds, connection)
