@@ -119,18 +119,18 @@ class CallbackReceipt:
         _store(conn, self.row, verdict, reason, self.replay)
 
 
-def signature_holds(secret: str, inbound: Inbound) -> bool:
+def signature_holds(secret: str, inbound: Inbound, form: twilio.Params | None = None) -> bool:
     """The provider's own check: Twilio's X-Twilio-Signature over the URL requested (the public base,
     the path as sent, the query) and the form (twilio.signature_valid), Retell's x-retell-signature
     over the body within its time tolerance (retell.signature_valid), Vapi's Bearer token, HMAC or
-    legacy secret (vapi.authenticated)."""
+    legacy secret (vapi.authenticated). `form` is a Twilio body already parsed (twilio.form_params)."""
     headers = inbound.headers
     if inbound.provider == twilio.PROVIDER:
         # The URL as requested, as Twilio's validator is given it: a webhook URL written with the id in
         # capitals or with escapes routes here too, and Twilio signed it as written.
         url = inbound.base + (inbound.path or webhook_url("", inbound.provider, inbound.connection_id))
         url += f"?{inbound.query}" if inbound.query else ""
-        params = twilio.form_params(inbound.body)
+        params = form if form is not None else twilio.form_params(inbound.body)
         signature, settings = (
             headers.get("x-twilio-signature"),
             headers.get("x-twilio-webhooks-signature-settings"),
@@ -143,11 +143,17 @@ def signature_holds(secret: str, inbound: Inbound) -> bool:
     return vapi.authenticated(secret, headers, inbound.body)
 
 
-def facts_of(provider: str, body: bytes, received_ms: int, outcome_map: Mapping[str, str]) -> CallFacts:
+def facts_of(
+    provider: str,
+    body: bytes,
+    received_ms: int,
+    outcome_map: Mapping[str, str],
+    form: twilio.Params | None = None,
+) -> CallFacts:
     """What a verified callback says (the provider module's `facts`); a JSON body that does not parse
-    to an object is unmatched."""
+    to an object is unmatched. `form` is a Twilio body already parsed (twilio.form_params)."""
     if provider == twilio.PROVIDER:
-        return twilio.facts(twilio.form_params(body), received_ms, outcome_map)
+        return twilio.facts(form if form is not None else twilio.form_params(body), received_ms, outcome_map)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -290,9 +296,10 @@ async def receive(
     (the database unreachable: 503, nothing stored, so the platform retries).
     """
     connection = await connections.get(inbound.provider, inbound.connection_id)
-    if not signature_holds(connection.secret, inbound):
+    form = twilio.form_params(inbound.body) if inbound.provider == twilio.PROVIDER else None  # parsed once
+    if not signature_holds(connection.secret, inbound, form):
         raise SignatureInvalid()
-    facts = facts_of(inbound.provider, inbound.body, inbound.received_ms, connection.outcome_map)
+    facts = facts_of(inbound.provider, inbound.body, inbound.received_ms, connection.outcome_map, form)
     row = without_secret(raw_row(inbound, connection.account_id, facts), connection.secret)
     return await apply(groups, db, row, facts, replay=False)
 
