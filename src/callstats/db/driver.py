@@ -88,9 +88,17 @@ class Statement:
         return compiled
 
     def _bound(self, dialect: Dialect, params: Params) -> tuple[str, dict[str, Any]]:
-        """The SQL (IN lists rendered for these lengths) and the driver's arguments."""
+        """The SQL (IN lists rendered for these lengths) and the driver's arguments.
+
+        On PostgreSQL an IN list is one array parameter (`= ANY(%(ids)s)`): one statement text, so one
+        prepared statement, whatever the list's length (a group of 1 to 4,000 events used to make a
+        new statement text, parsed and planned again, for every length; psycopg keeps 100 prepared).
+        """
         compiled = self._compile(dialect)
         lists = {name: params[name] for name, bind in compiled.binds.items() if bind.expanding}
+        if dialect.name == "postgresql":
+            arrays = {name: list(values) for name, values in lists.items()}
+            return self._render(dialect, compiled, {name: () for name in lists}), {**params, **arrays}
         named = {name: value for name, value in params.items() if name not in lists}
         for name, values in lists.items():
             named.update({f"{name}_{i}": value for i, value in enumerate(values)})
@@ -102,6 +110,12 @@ class Statement:
         if sql is None:
             sql = compiled.string
             mark = ":{}" if dialect.paramstyle == "qmark" else "%({})s"
+            if dialect.name == "postgresql":
+                for name in lists:
+                    sql = sql.replace(f"IN (__[POSTCOMPILE_{name}])", f"= ANY({mark.format(name)})")
+                assert "__[POSTCOMPILE_" not in sql, sql
+                self._sql[key] = sql
+                return sql
             for name, values in lists.items():
                 assert values, f"empty IN list {name}"
                 marks = ", ".join(mark.format(f"{name}_{i}") for i in range(len(values)))
