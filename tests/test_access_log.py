@@ -120,6 +120,7 @@ def send_every_kind(http: httpx.Client, database_url: str) -> list[Sent]:
     call("POST", "/recordCallEvents", "/recordCallEvents", json={"events": [event]})
     call("GET", f"/getCampaign/{campaign_id}", "/getCampaign/{campaignId}", campaign_id)
     call("GET", f"/no/such/route/{PATH_SECRET}", None)
+    call("GET", "/openapi.json", "/openapi.json")  # a framework route without path parameters
     call("GET", "/getCampaignStats/not-a-uuid", "/getCampaignStats/{campaignId}")
     unreadable = unreadable_campaign(database_url, http)
     for route in ("/getCampaign/{campaignId}", "/getCampaignStats/{campaignId}"):

@@ -413,6 +413,9 @@ def _route_template(scope: Scope) -> str | None:
     route = scope.get("route")
     if route is not None:
         return str(route.path)
-    if "path_params" in scope:  # a mount matched (FastAPI names no route for it)
-        return f"{scope.get('root_path', '')}/{{path}}"
-    return None
+    params = scope.get("path_params")
+    if params is None:
+        return None
+    if not params:  # a plain route without parameters (/openapi.json, /docs): its path is its template
+        return str(scope["path"])
+    return f"{scope.get('root_path', '')}/{{path}}"  # a mount matched (FastAPI names no route for it)

@@ -116,6 +116,10 @@ _WEBHOOK_QUERY: list[dict[str, Any]] = [
 ]
 _WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"description": "Retell and Vapi: the callback's verdict (stored raw with it)"},
+    400: {
+        "description": "Only a body the client stopped sending midway. A verified callback whose query or"
+        " body callstats cannot use is stored unmatched and answered 2xx (see getUnmatchedCallbacks)"
+    },
     204: {"description": "Twilio: stored raw with its verdict (unmatched too: see getUnmatchedCallbacks)"},
     403: {"description": "Signature missing, expired or wrong: nothing stored"},
     404: {"description": "No such connection (unknown, deleted, or of another platform)"},
