@@ -55,18 +55,18 @@ def test_moved_counts_a_raw_outcome_once_per_ended_call() -> None:
     without one."""
     contact = ContactState(1)
     opened = apply(contact, None, CallEvent("call.started", "c1", T0), ONE_TRY)
-    delta = moved(EventApplied(contact, None, opened))
+    delta = moved(EventApplied(contact, None, opened, T0))
     assert not delta.raw_outcomes
     end = CallEvent("call.ended", "c1", T0 + 5_000, "voicemail", 0, "twilio:machine_end_beep")
     ended = apply(opened.contact, opened.call, end, ONE_TRY)
-    moved(EventApplied(opened.contact, opened.call, ended), delta)
+    moved(EventApplied(opened.contact, opened.call, ended, T0), delta)
     assert delta.raw_outcomes == {"twilio:machine_end_beep": 1}
     restarted = apply(ended.contact, ended.call, CallEvent("call.started", "c1", T0 - 1), ONE_TRY)
-    moved(EventApplied(ended.contact, ended.call, restarted), delta)
+    moved(EventApplied(ended.contact, ended.call, restarted, T0), delta)
     assert delta.raw_outcomes == {"twilio:machine_end_beep": 1}
     other = ContactState(2)
     plain = apply(other, None, CallEvent("call.ended", "c2", T0, "busy"), ONE_TRY)
-    moved(EventApplied(other, None, plain), delta)
+    moved(EventApplied(other, None, plain, T0), delta)
     assert delta.raw_outcomes == {"twilio:machine_end_beep": 1}
     assert delta.columns["att_busy"] == 1 and delta.columns["att_voicemail"] == 1
 
