@@ -1,0 +1,152 @@
+"""deleteCampaign: no row of the campaign left in any table, every route 404 for it afterwards, a
+repeat 404, other campaigns untouched, live streams of it ended."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+from sqlalchemy import select
+
+from callstats.accounts.service import create_key
+from callstats.app import CallstatsApp
+from callstats.config import Settings
+from callstats.db.schema import campaigns
+from callstats.stream.hub import Mailbox
+from tests.campaigns.stored import campaign_rows, cells_holding
+from tests.carriers.webhook_kit import T0, assert_acknowledged, deliver, hooked, phone, twilio_call
+from tests.conftest import new_campaign
+from tests.factories import answered_call, ended_call, record, started_call
+
+PHONES = [phone(n) for n in range(1, 5)]
+FILLED = {
+    "contacts",
+    "calls",
+    "call_events",
+    "carrier_callbacks",
+    "campaign_counters",
+    "campaign_histograms",
+    "campaign_raw_outcomes",
+    "campaign_timeseries",
+    "campaigns",
+}
+
+
+async def fill(http: httpx.AsyncClient, auth: dict[str, str], campaign_id: str) -> None:
+    """Calls of every kind through recordCallEvents on the campaign's first three contacts."""
+    await record(http, auth, *answered_call(campaign_id, PHONES[0], 42))
+    await record(http, auth, started_call(campaign_id, PHONES[1], f"{campaign_id}-live"))
+    raw = ended_call(campaign_id, PHONES[2], f"{campaign_id}-busy", "busy")
+    await record(http, auth, {**raw, "raw_outcome": "twilio:busy"})
+
+
+async def test_nothing_of_a_deleted_campaign_is_left(settings: Settings) -> None:
+    """Its rows are gone from every table with a campaign_id (and its id from every text cell); the
+    other campaign's rows and numbers are as they were; every route answers 404 for it."""
+    async with hooked(settings, "twilio", PHONES) as hook:
+        http, auth, doomed = hook.http, hook.auth, hook.campaign_id
+        kept = await new_campaign(http, auth)
+        await http.post(
+            f"/addContacts/{kept}", json={"contacts": [{"phone": p} for p in PHONES]}, headers=auth
+        )
+        for campaign_id in (doomed, kept):
+            await fill(http, auth, campaign_id)
+        for callback in twilio_call("CA-doomed-4", PHONES[3], "no_answer", 0, T0).callbacks:
+            assert_acknowledged(hook, await deliver(hook, callback))
+        before = campaign_rows(hook.app, doomed)
+        assert {name for name, n in before.items() if n} == FILLED  # every kind of row is there to delete
+        kept_rows = campaign_rows(hook.app, kept)
+        kept_stats = (
+            await http.get(f"/getCampaignStats/{kept}?include=attempts,durations", headers=auth)
+        ).content
+
+        read_only = {"x-api-key": create_key(hook.app.db, "acme", "read").plaintext}
+        refused = await http.post(f"/deleteCampaign/{doomed}", headers=read_only)
+        assert refused.status_code == 403 and campaign_rows(hook.app, doomed) == before
+
+        deleted = await http.post(f"/deleteCampaign/{doomed.upper()}", headers=auth)
+        assert deleted.status_code == 200, deleted.text
+        assert deleted.json() == {"success": True, "data": {"campaign_id": doomed, "deleted": True}}
+        assert campaign_rows(hook.app, doomed) == dict.fromkeys(before, 0)
+        assert cells_holding(hook.app, doomed) == []
+        assert campaign_rows(hook.app, kept) == kept_rows
+        after = await http.get(f"/getCampaignStats/{kept}?include=attempts,durations", headers=auth)
+        assert after.content == kept_stats
+
+        await assert_gone_everywhere(http, auth, doomed)
+        for callback in twilio_call("CA-doomed-5", PHONES[3], "busy", 1, T0).callbacks:
+            assert_acknowledged(hook, await deliver(hook, callback))  # kept as unmatched: unknown campaign
+        assert {name for name, n in campaign_rows(hook.app, doomed).items() if n} == {"carrier_callbacks"}
+
+
+async def assert_gone_everywhere(http: httpx.AsyncClient, auth: dict[str, str], campaign_id: str) -> None:
+    """Every route naming the campaign answers 404 NOT_FOUND; lists leave it out; events for it are
+    rejected as naming no campaign."""
+    routes = [
+        ("GET", f"/getCampaign/{campaign_id}"),
+        ("GET", f"/getCampaignStats/{campaign_id}"),
+        ("GET", f"/getCampaignStats/{campaign_id}?include=attempts,durations,raw_outcomes"),
+        ("GET", f"/getCampaignTimeseries/{campaign_id}"),
+        ("GET", f"/streamCampaignStats/{campaign_id}"),
+        ("POST", f"/addContacts/{campaign_id}"),
+        ("POST", f"/deleteCampaign/{campaign_id}"),
+        ("POST", f"/forgetContact/{campaign_id}/1"),
+    ]
+    for method, path in routes:
+        body = {"contacts": [{"phone": PHONES[0]}]} if "addContacts" in path else None
+        response = await http.request(method, path, headers=auth, json=body)
+        assert response.status_code == 404, (path, response.text)
+        assert response.json()["success"] is False and response.json()["error"] == "NOT_FOUND", path
+    listed = await http.get("/getCampaigns", params={"limit": 200}, headers=auth)
+    assert campaign_id not in {c["campaign_id"] for c in listed.json()["data"]}
+    summaries = await http.get("/getCampaignSummaries", params={"campaignIds": campaign_id}, headers=auth)
+    assert summaries.json()["data"] == []
+    result = await record(http, auth, started_call(campaign_id, PHONES[0], f"{campaign_id}-after"))
+    assert [(r["status"], r["error"]) for r in result["results"]] == [("rejected", "NOT_FOUND")]
+
+
+async def test_another_account_cannot_delete_it(
+    client: httpx.AsyncClient, auth: dict[str, str], make_key: Callable[..., str], app: CallstatsApp
+) -> None:
+    """Another account's write key gets 404 and deletes nothing."""
+    campaign_id = await new_campaign(client, auth)
+    await client.post(f"/addContacts/{campaign_id}", json={"contacts": [{"phone": PHONES[0]}]}, headers=auth)
+    before = campaign_rows(app, campaign_id)
+    other = {"x-api-key": make_key("globex")}
+    response = await client.post(f"/deleteCampaign/{campaign_id}", headers=other)
+    assert response.status_code == 404 and response.json()["error"] == "NOT_FOUND"
+    assert campaign_rows(app, campaign_id) == before
+    assert (await client.get(f"/getCampaign/{campaign_id}", headers=auth)).status_code == 200
+
+
+async def test_live_streams_of_a_deleted_campaign_end(
+    client: httpx.AsyncClient, auth: dict[str, str], app: CallstatsApp
+) -> None:
+    """A stream open on the campaign gets its snapshot, then ends once the campaign is deleted (the
+    watcher reads it gone on the change feed's signal) and nothing of it is remembered."""
+    campaign_id = await new_campaign(client, auth)
+    hub = app.api.state.streams
+    account_id = _account_of(app, campaign_id)
+    async with hub.listening(account_id, campaign_id) as mailbox:
+        first = await mailbox.next(5)
+        assert first is not None and campaign_id.encode() in first.body
+        assert (await client.post(f"/deleteCampaign/{campaign_id}", headers=auth)).status_code == 200
+        ended = await asyncio.wait_for(_closed(mailbox), 5)
+        assert ended
+    assert hub.remembered((account_id, campaign_id)) is None
+
+
+async def _closed(mailbox: Mailbox) -> bool:
+    """True once the mailbox is closed (its stream ends)."""
+    while not mailbox.closed:
+        await mailbox.next(1)
+    return True
+
+
+def _account_of(app: CallstatsApp, campaign_id: str) -> str:
+    with app.db.read() as conn:
+        account_id: str = conn.execute(
+            select(campaigns.c.account_id).where(campaigns.c.id == campaign_id)
+        ).scalar_one()
+    return account_id
