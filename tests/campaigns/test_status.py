@@ -197,11 +197,11 @@ async def pages(timed: Timed, limit: int, status: str | None) -> list[list[dict[
     found: list[list[dict[str, Any]]] = []
     cursor: str | None = None
     while len(found) < 50:
-        params = {
-            "limit": limit,
-            **({"status": status} if status else {}),
-            **({"cursor": cursor} if cursor else {}),
-        }
+        params: dict[str, str | int] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
         response = await timed.http.get("/getCampaigns", params=params, headers=timed.auth)
         assert response.status_code == 200, response.text
         found.append(response.json()["data"])
