@@ -4,6 +4,7 @@ repeat 404, other campaigns untouched, live streams of it ended."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 
 import httpx
@@ -13,11 +14,23 @@ from callstats.accounts.service import create_key
 from callstats.app import CallstatsApp
 from callstats.config import Settings
 from callstats.db.schema import campaigns
+from callstats.stats.reconcile import differences
 from callstats.stream.hub import Mailbox
+from tests.apps import http_client
 from tests.campaigns.stored import campaign_rows, cells_holding
 from tests.carriers.webhook_kit import T0, assert_acknowledged, deliver, hooked, phone, twilio_call
 from tests.conftest import new_campaign
-from tests.factories import answered_call, ended_call, record, started_call
+from tests.factories import answered_call, ended_call, record, setup_campaign, started_call
+from tests.oracle import (
+    BASE_MS,
+    RETRYABLE,
+    Rules,
+    SeededChoices,
+    batches,
+    interleave,
+    phone_of,
+    simulate_contact,
+)
 
 PHONES = [phone(n) for n in range(1, 5)]
 FILLED = {
@@ -150,3 +163,60 @@ def _account_of(app: CallstatsApp, campaign_id: str) -> str:
             select(campaigns.c.account_id).where(campaigns.c.id == campaign_id)
         ).scalar_one()
     return account_id
+
+
+async def test_deleting_while_events_and_contacts_arrive_leaves_nothing(
+    client: httpx.AsyncClient, auth: dict[str, str], app: CallstatsApp
+) -> None:
+    """Clients keep posting events and contacts while the campaign is deleted: each request is answered
+    (events before the delete applied, after it rejected NOT_FOUND; contacts added or 404), and once
+    all are done no row of the campaign is left in any table; a campaign written beside it agrees with
+    reconcile."""
+    choices = SeededChoices(12)
+    rules = Rules(3, frozenset(RETRYABLE))
+    doomed, phones, _ = await setup_campaign(client, auth, rules, 48)
+    kept, kept_phones, _ = await setup_campaign(client, auth, rules, 8)
+    prefix = f"{uuid.uuid4().hex[:8]}:"
+
+    async def post_events(campaign_id: str, numbers: list[str], tag: str) -> list[str]:
+        streams = [simulate_contact(choices, f"{tag}{n}", p, rules, BASE_MS) for n, p in enumerate(numbers)]
+        seen: list[str] = []
+        async with http_client(app) as http:
+            for request in batches(choices, interleave(choices, streams), 8):
+                body = {"events": [e.body(campaign_id, prefix) for e in request]}
+                response = await http.post("/recordCallEvents", json=body, headers=auth)
+                assert response.status_code == 200, response.text
+                seen += [r["error"] or r["status"] for r in response.json()["data"]["results"]]
+        return seen
+
+    async def post_contacts() -> list[int]:
+        codes = []
+        async with http_client(app) as http:
+            for n in range(12):
+                body = {"contacts": [{"phone": phone_of(500 + n)}]}
+                codes.append((await http.post(f"/addContacts/{doomed}", json=body, headers=auth)).status_code)
+        return codes
+
+    async def delete_soon() -> int:
+        await asyncio.sleep(0.05)
+        async with http_client(app) as http:
+            return (await http.post(f"/deleteCampaign/{doomed}", headers=auth)).status_code
+
+    writers = [asyncio.create_task(post_events(doomed, phones[i::4], f"d{i}-")) for i in range(4)]
+    beside = asyncio.create_task(post_events(kept, kept_phones, "k-"))
+    adding = asyncio.create_task(post_contacts())
+    deleted = await delete_soon()
+    doomed_results, kept_results, contact_codes = await asyncio.gather(*writers), await beside, await adding
+    assert deleted == 200
+    assert set(contact_codes) <= {200, 404} and set(r for rs in doomed_results for r in rs) <= {
+        "applied",
+        "duplicate",
+        "CONFLICT",
+        "NOT_FOUND",
+    }
+    assert any("NOT_FOUND" in rs for rs in doomed_results), "the delete came after the last event"
+    assert any("applied" in rs for rs in doomed_results), "the delete came before the first event"
+    assert campaign_rows(app, doomed) == dict.fromkeys(campaign_rows(app, kept), 0)
+    assert "NOT_FOUND" not in kept_results
+    with app.db.read() as conn:
+        assert differences(conn, kept) == []
