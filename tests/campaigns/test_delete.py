@@ -67,6 +67,8 @@ async def test_nothing_of_a_deleted_campaign_is_left(settings: Settings) -> None
             await fill(http, auth, campaign_id)
         for callback in twilio_call("CA-doomed-4", PHONES[3], "no_answer", 0, T0).callbacks:
             assert_acknowledged(hook, await deliver(hook, callback))
+        cached = await http.get(f"/getCampaignStats/{doomed}", headers=auth)  # the readers now hold it
+        assert cached.status_code == 200 and cached.json()["data"]["total_contacts"] == len(PHONES)
         before = campaign_rows(hook.app, doomed)
         assert {name for name, n in before.items() if n} == FILLED  # every kind of row is there to delete
         kept_rows = campaign_rows(hook.app, kept)
