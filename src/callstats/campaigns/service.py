@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, RowMapping
 
@@ -37,28 +37,39 @@ _NO_COUNTERS = Progress(0, 0, 0, None, None, None)
 SCAN_BATCH = 200  # campaigns read at a time while a status filter looks for a page's worth
 
 
-def _campaign(row: RowMapping, progress: Progress, now: int) -> Campaign:
-    return Campaign(
-        campaign_id=row["id"],
-        name=row["name"],
-        max_attempts=row["max_attempts"],
-        retry_on=[o for o in row["retry_on"].split(",") if o],
-        default_region=row["default_region"],
-        total_contacts=progress.total,
-        created_at=iso_utc(row["created_at"]) or "",
-        stall_after_minutes=row["stall_after_minutes"],
-        status=campaign_status(progress, now, row["stall_after_minutes"]),
-        last_event_at=iso_utc(progress.last_event_at),
-    )
+class Listed(NamedTuple):
+    """A campaign row with its counters' figures and its status now."""
+
+    row: RowMapping
+    progress: Progress
+    status: CampaignStatus
+
+    def shown(self) -> Campaign:
+        """The campaign as the API shows it."""
+        row, progress = self.row, self.progress
+        return Campaign(
+            campaign_id=row["id"],
+            name=row["name"],
+            max_attempts=row["max_attempts"],
+            retry_on=[o for o in row["retry_on"].split(",") if o],
+            default_region=row["default_region"],
+            total_contacts=progress.total,
+            created_at=iso_utc(row["created_at"]) or "",
+            stall_after_minutes=row["stall_after_minutes"],
+            status=self.status,
+            last_event_at=iso_utc(progress.last_event_at),
+        )
 
 
-def _campaigns(conn: Connection, account_id: str, rows: Sequence[RowMapping], now: int) -> list[Campaign]:
-    """The campaigns of `rows` with their counters' figures (one query for all), in the same order."""
+def _listed(conn: Connection, account_id: str, rows: Sequence[RowMapping], now: int) -> list[Listed]:
+    """The campaigns of `rows` with their counters' figures (one query for all) and statuses at `now`,
+    in the same order."""
     found = counters.summaries(conn, account_id, [row["id"] for row in rows])
-    return [
-        _campaign(row, counters.progress(found[row["id"]]) if row["id"] in found else _NO_COUNTERS, now)
-        for row in rows
-    ]
+    listed = []
+    for row in rows:
+        progress = counters.progress(found[row["id"]]) if row["id"] in found else _NO_COUNTERS
+        listed.append(Listed(row, progress, campaign_status(progress, now, row["stall_after_minutes"])))
+    return listed
 
 
 def create_campaign(
@@ -92,7 +103,7 @@ def get_campaign(db: Database, account_id: str, campaign_id: str, now: int) -> C
         row = queries.campaign_row(conn, account_id, campaign_id)
         if row is None:
             raise CampaignNotFound()
-        return _campaigns(conn, account_id, [row], now)[0]
+        return _listed(conn, account_id, [row], now)[0].shown()
 
 
 def list_campaigns(
@@ -112,17 +123,16 @@ def list_campaigns(
     """
     after = decode_cursor(cursor) if cursor else None
     batch = max(limit + 1, SCAN_BATCH) if status is not None else limit + 1
-    matching: list[tuple[RowMapping, Campaign]] = []
+    matching: list[Listed] = []
     with db.read() as conn:
         while len(matching) <= limit:
             rows = queries.campaign_page(conn, account_id, after, batch)
-            shown = zip(rows, _campaigns(conn, account_id, rows, now), strict=True)
-            matching += [(row, c) for row, c in shown if status is None or c.status == status]
+            matching += [c for c in _listed(conn, account_id, rows, now) if status in (None, c.status)]
             if len(rows) < batch:
                 break
             after = (rows[-1]["created_at"], rows[-1]["id"])
-    last = matching[limit - 1][0] if len(matching) > limit else None
-    page = [campaign for _, campaign in matching[:limit]]
+    last = matching[limit - 1].row if len(matching) > limit else None
+    page = [listed.shown() for listed in matching[:limit]]
     return page, encode_cursor(last["created_at"], last["id"]) if last is not None else None
 
 
