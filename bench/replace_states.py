@@ -212,7 +212,7 @@ def replay(module: ModuleType, events: list[tuple[int, Any]], with_moved: bool) 
                 contacts[contact_id] = transition.contact
                 calls[event.call_id] = transition.call
                 if with_moved:
-                    counters.moved(counters.EventApplied(contact, call, transition), delta)
+                    counters.moved(counters.EventApplied(contact, call, transition, 0), delta)
         return delta
 
     return run

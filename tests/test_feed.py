@@ -28,7 +28,7 @@ async def _relayed(origin: str, until: float) -> list[tuple[float, str]]:
             if message is not None and message["data"].decode().startswith(origin + ":"):
                 seen.append((time.monotonic(), message["data"].decode().partition(":")[2]))
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         await client.aclose()
     return seen
 

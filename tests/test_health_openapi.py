@@ -28,6 +28,8 @@ ROUTES = {
     "/addContacts/{campaignId}": "post",
     "/recordCallEvents": "post",
     "/getCampaignStats/{campaignId}": "get",
+    "/deleteCampaign/{campaignId}": "post",
+    "/forgetContact/{campaignId}/{contactId}": "post",
 }
 
 

@@ -24,6 +24,7 @@ from callstats.carriers.endpoint import ROUTE as WEBHOOKS_ROUTE
 from callstats.carriers.endpoint import WebhookEndpoint
 from callstats.carriers.routes import router as carriers_router
 from callstats.carriers.service import LiveConnections
+from callstats.clock import Clock, now_ms
 from callstats.config import Settings
 from callstats.dashboard.routes import install_dashboard
 from callstats.db.deps import Db
@@ -106,7 +107,7 @@ class CallstatsApp(Dispatcher):
         background: Sequence[BackgroundTask] = (),
     ) -> None:
         # One group commit for every event writer: recordCallEvents and the carriers' webhooks.
-        groups = api.state.groups = GroupCommit(db, EventRules.from_settings(settings))
+        groups = api.state.groups = GroupCommit(db, EventRules.from_settings(settings, api.state.clock))
         events = RecordEventsEndpoint(groups, api.state.feed)
         connections = api.state.connections = LiveConnections(db, api.state.secret_box)
         webhooks = WebhookEndpoint(db, groups, api.state.feed, connections, settings)
@@ -149,9 +150,13 @@ class CallstatsApp(Dispatcher):
 
 
 def create_app(
-    settings: Settings, db: Database | None = None, background: Sequence[BackgroundTask] = ()
+    settings: Settings,
+    db: Database | None = None,
+    background: Sequence[BackgroundTask] = (),
+    clock: Clock = now_ms,
 ) -> CallstatsApp:
-    """The callstats ASGI app for these settings; `background` tasks run while it serves."""
+    """The callstats ASGI app for these settings; `background` tasks run while it serves; `clock` is the
+    server's time in epoch ms for events received and campaign statuses (a test's own, or the wall clock)."""
     database = db or Database(
         settings.database_url, settings.db_pool_size, settings.counter_slots, settings.db_timeout_seconds
     )
@@ -168,6 +173,7 @@ def create_app(
     )
     api.state.db = database
     api.state.settings = settings
+    api.state.clock = clock
     api.state.secret_box = secret_box(settings)  # reads no file: the SQLite key file on first need
     install_error_handlers(api)
     for router in (health_router, campaigns_router, timeseries_router, carriers_router):

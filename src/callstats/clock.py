@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)  # built once: a timedelta per event cost 1 us
+
+
+Clock = Callable[[], int]
+"""A source of the time in epoch ms: `now_ms`, or a test's own (create_app's `clock`)."""
 
 
 def now_ms() -> int:

@@ -64,6 +64,12 @@ class CampaignNotFound(NotFound):
     default_message = "Campaign not found"
 
 
+class ContactNotFound(NotFound):
+    """No contact with this id in this campaign of the account (or no such campaign)."""
+
+    default_message = "Contact not found"
+
+
 class MethodNotAllowed(ApiError):
     """The route exists but not for this method; `allowed` names the methods it has.
 

@@ -295,7 +295,7 @@ class RedisRelay:
                 if message is not None and message["type"] == "message":
                     yield message["data"].decode()
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             await client.aclose()
 
     def close(self) -> None:

@@ -34,3 +34,16 @@ def _campaign_id_param(
 
 
 CampaignId = Annotated[str, Depends(_campaign_id_param)]
+
+
+def _contact_id_param(
+    contact_id: Annotated[str, Path(alias="contactId", description="A contact's id (a positive integer)")],
+) -> int:
+    digits = contact_id.isascii() and contact_id.isdigit() and len(contact_id) <= 19
+    if not digits or not 0 < int(contact_id) <= MAX_CONTACT_ID:
+        raise ValidationFailed(f"contactId must be a positive whole number, got {contact_id[:64]!r}")
+    return int(contact_id)
+
+
+MAX_CONTACT_ID = 2**63 - 1  # contacts.id is a BIGINT
+ContactId = Annotated[int, Depends(_contact_id_param)]

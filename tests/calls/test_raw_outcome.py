@@ -6,7 +6,6 @@ migration 0006 on a database holding calls from before it.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.pool import NullPool
 
 from callstats.app import CallstatsApp
@@ -25,6 +24,7 @@ from callstats.db import migrate
 from callstats.db.schema import calls
 from tests.conftest import new_campaign
 from tests.factories import PHONE, call_event, campaign_with_contact, ended_call, record, started_call
+from tests.migrated import database_at
 
 T0 = 1_700_000_000_000
 ONE_TRY = RetryRules(max_attempts=1, retry_on=frozenset())
@@ -55,18 +55,18 @@ def test_moved_counts_a_raw_outcome_once_per_ended_call() -> None:
     without one."""
     contact = ContactState(1)
     opened = apply(contact, None, CallEvent("call.started", "c1", T0), ONE_TRY)
-    delta = moved(EventApplied(contact, None, opened))
+    delta = moved(EventApplied(contact, None, opened, T0))
     assert not delta.raw_outcomes
     end = CallEvent("call.ended", "c1", T0 + 5_000, "voicemail", 0, "twilio:machine_end_beep")
     ended = apply(opened.contact, opened.call, end, ONE_TRY)
-    moved(EventApplied(opened.contact, opened.call, ended), delta)
+    moved(EventApplied(opened.contact, opened.call, ended, T0), delta)
     assert delta.raw_outcomes == {"twilio:machine_end_beep": 1}
     restarted = apply(ended.contact, ended.call, CallEvent("call.started", "c1", T0 - 1), ONE_TRY)
-    moved(EventApplied(ended.contact, ended.call, restarted), delta)
+    moved(EventApplied(ended.contact, ended.call, restarted, T0), delta)
     assert delta.raw_outcomes == {"twilio:machine_end_beep": 1}
     other = ContactState(2)
     plain = apply(other, None, CallEvent("call.ended", "c2", T0, "busy"), ONE_TRY)
-    moved(EventApplied(other, None, plain), delta)
+    moved(EventApplied(other, None, plain, T0), delta)
     assert delta.raw_outcomes == {"twilio:machine_end_beep": 1}
     assert delta.columns["att_busy"] == 1 and delta.columns["att_voicemail"] == 1
 
@@ -178,23 +178,8 @@ async def test_a_null_raw_outcome_is_no_raw_outcome(
 @pytest.fixture
 def database_at_0005(database_url: str, tmp_path: Path) -> Iterator[str]:
     """An empty database migrated to revision 0005 only (a private one on PostgreSQL)."""
-    if database_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'at_0005.db'}"
-        command.upgrade(migrate.alembic_config(url), "0005")
+    with database_at("0005", database_url, tmp_path) as url:
         yield url
-        return
-    name = f"callstats_0005_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(sqlalchemy_url(database_url), poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(sqlalchemy_url(database_url)).set(database=name).render_as_string(hide_password=False)
-    try:
-        command.upgrade(migrate.alembic_config(url), "0005")
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_migration_0006_keeps_old_calls_without_a_raw_outcome(database_at_0005: str) -> None:

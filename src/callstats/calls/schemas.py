@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from callstats.bodies import MAX_BIGINT, StoredText, StrictInt, parse_json, storable_text, validation_message
-from callstats.clock import epoch_ms, now_ms
+from callstats.clock import Clock, epoch_ms, now_ms
 from callstats.config import Settings
 from callstats.core.lifecycle import CallEvent
 from callstats.errors import ValidationFailed
@@ -38,21 +38,24 @@ class EventRules:
 
     `default_region`: ISO 3166 alpha-2 region of phones written without +country. `earliest_ms` and
     `max_ahead_ms`: an event's occurred_at must lie in [earliest_ms, server clock + max_ahead_ms],
-    epoch milliseconds.
+    epoch milliseconds. `clock`: the server's clock (the window's, and the time events are received).
     """
 
     default_region: str = "US"
     earliest_ms: int = 946_684_800_000  # 2000-01-01T00:00:00Z
     max_ahead_ms: int = 86_400_000  # one day
+    clock: Clock = now_ms
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EventRules:
-        """The rules CALLSTATS_DEFAULT_REGION, CALLSTATS_EVENTS_EARLIEST and ..._MAX_AHEAD_SECONDS set."""
+    def from_settings(cls, settings: Settings, clock: Clock = now_ms) -> EventRules:
+        """The rules CALLSTATS_DEFAULT_REGION, CALLSTATS_EVENTS_EARLIEST and ..._MAX_AHEAD_SECONDS set,
+        on the server's `clock`."""
         earliest = settings.events_earliest
         return cls(
             default_region=settings.default_region,
             earliest_ms=epoch_ms(earliest),
             max_ahead_ms=settings.events_max_ahead_seconds * 1000,
+            clock=clock,
         )
 
     def window(self, now_ms: int) -> tuple[int, int]:
@@ -230,7 +233,7 @@ def parse_event(
     is refused; its neighbours are not.
     """
     rules = rules or _DEFAULT_RULES
-    window = window or rules.window(now_ms())
+    window = window or rules.window(rules.clock())
     try:
         event = CallEventIn.model_validate(item)
     except ValidationError as exc:

@@ -34,7 +34,6 @@ from callstats.calls.schemas import (
     parse_event,
     raw_event_id,
 )
-from callstats.clock import now_ms
 from callstats.core import lifecycle
 from callstats.core.counters import CounterDelta, EventApplied, moved
 from callstats.core.lifecycle import CallState, ContactState, RetryRules
@@ -89,6 +88,7 @@ class Batch:
     """What one account's events read in the transaction, and what they will write."""
 
     account_id: str
+    received_at: int  # epoch ms, the server's clock
     rules: dict[str, RetryRules]
     contacts: dict[int, tuple[str, ContactState]]
     calls: dict[str, CallState]
@@ -121,6 +121,7 @@ class Parsed:
     phones: Phones  # numbers written with +country, normalized already
     national: set[tuple[str, str]]  # (campaign id, phone) written without +country: need the region
     default_region: str  # for a campaign without a region of its own
+    received_at: int  # the server's clock when the group was parsed (epoch ms): its events' received_at
 
 
 @dataclass
@@ -165,7 +166,8 @@ def record_group(db: Database, requests: list[WriteRequest], rules: EventRules) 
 
 def parse(requests: list[WriteRequest], rules: EventRules) -> Parsed:
     """Parse, no I/O: every event validated on its own; +country phones normalized."""
-    window = rules.window(now_ms())  # one clock reading for every event of the group
+    received_at = rules.clock()  # one clock reading for every event of the group
+    window = rules.window(received_at)
     events = [[parse_event(item, rules, window) for item in r.items] for r in requests]
     named = {
         (ev.campaign_id, ev.phone) for es in events for ev in es if isinstance(ev, CallEventIn) and ev.phone
@@ -173,7 +175,7 @@ def parse(requests: list[WriteRequest], rules: EventRules) -> Parsed:
     # '+country' numbers read the same in every region: normalized before the transaction
     phones = {pair: _e164(pair[1], rules.default_region) for pair in named if pair[1][0] == "+"}
     national = {pair for pair in named if pair[1][0] != "+"}
-    return Parsed(requests, events, phones, national, rules.default_region)
+    return Parsed(requests, events, phones, national, rules.default_region, received_at)
 
 
 def _transaction(conn: Connection, slot: int, parsed: Parsed) -> list[Written]:
@@ -238,7 +240,7 @@ def _load_accounts(
     for account_id in sorted({w for w in writers if isinstance(w, str)}):
         mine = [n for n, w in enumerate(writers) if w == account_id]
         events = [ev for n in mine for ev in parsed.events[n]]
-        batches[account_id], resolved = _load(conn, account_id, events, book)
+        batches[account_id], resolved = _load(conn, account_id, events, book, parsed.received_at)
         start = 0
         for n in mine:
             entries[n], start = resolved[start : start + len(parsed.events[n])], start + len(parsed.events[n])
@@ -282,6 +284,7 @@ def _load(
     account_id: str,
     parsed: list[CallEventIn | str],
     book: PhoneBook,
+    received_at: int,
 ) -> tuple[Batch, list[Resolved | str]]:
     """Read (and lock) everything the account's events touch, in an order that cannot deadlock."""
     valid = [ev for ev in parsed if isinstance(ev, CallEventIn)]
@@ -293,7 +296,12 @@ def _load(
         hashes = queries.stored_event_hashes(conn, account_id, {ev.event_id for ev in valid})
         calls = queries.locked_calls(conn, account_id, {ev.call_id for ev in valid})
         batch = Batch(
-            account_id=account_id, rules=rules(), contacts=contacts(), calls=calls(), stored_hashes=hashes()
+            account_id=account_id,
+            received_at=received_at,
+            rules=rules(),
+            contacts=contacts(),
+            calls=calls(),
+            stored_hashes=hashes(),
         )
     return batch, resolved
 
@@ -330,7 +338,7 @@ def _one(batch: Batch, index: int, item: Any, entry: Resolved | str) -> EventRes
         return _result(index, event.event_id, "rejected", "CONFLICT", transition.reason)
     _keep(batch, event, happened.occurred_at, transition, is_new_call=call is None)
     if transition.effect == "applied":
-        moved(EventApplied(owner[1], call, transition), _delta(batch, event.campaign_id))
+        moved(EventApplied(owner[1], call, transition, batch.received_at), _delta(batch, event.campaign_id))
     return _result(index, event.event_id, "applied", reason=transition.reason)
 
 
@@ -349,7 +357,7 @@ def _keep(
             "call_id": event.call_id,
             "type": event.type,
             "occurred_at": occurred_at,
-            "received_at": now_ms(),
+            "received_at": batch.received_at,
             "effect": transition.effect,
         }
     )

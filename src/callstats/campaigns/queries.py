@@ -6,10 +6,21 @@ from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, insert, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Table,
+    and_,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
-from callstats.db import counters
-from callstats.db.schema import campaigns, contacts
+from callstats.db.schema import calls, campaigns, carrier_callbacks, contacts, metadata
 
 
 def insert_campaign(conn: Connection, values: dict[str, Any]) -> None:
@@ -17,14 +28,9 @@ def insert_campaign(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(insert(campaigns).values(**values))
 
 
-def _with_totals() -> Any:
-    """The campaigns, each with its contact count (total_contacts)."""
-    return select(campaigns, counters.contacts_total().label("total_contacts"))
-
-
 def campaign_row(conn: Connection, account_id: str, campaign_id: str) -> RowMapping | None:
-    """One campaign of the account with its contact count, or None."""
-    query = _with_totals().where(campaigns.c.id == campaign_id, campaigns.c.account_id == account_id)
+    """One campaign of the account, or None."""
+    query = select(campaigns).where(campaigns.c.id == campaign_id, campaigns.c.account_id == account_id)
     return conn.execute(query).mappings().first()
 
 
@@ -32,7 +38,7 @@ def campaign_page(
     conn: Connection, account_id: str, after: tuple[int, str] | None, limit: int
 ) -> Sequence[RowMapping]:
     """Up to `limit` campaigns of the account, newest first, after a (created_at, id) cursor."""
-    query = _with_totals().where(campaigns.c.account_id == account_id)
+    query = select(campaigns).where(campaigns.c.account_id == account_id)
     if after is not None:
         created, last_id = after
         query = query.where(
@@ -115,3 +121,93 @@ def campaign_region(conn: Connection, account_id: str, campaign_id: str) -> str 
     )
     region: str | None = conn.execute(query).scalar_one_or_none()
     return region
+
+
+def locked_campaign_region(conn: Connection, account_id: str, campaign_id: str) -> str | None:
+    """campaign_region inside a write: the row held (PostgreSQL FOR KEY SHARE) until the commit, so a
+    concurrent deleteCampaign waits for the contacts added, or they wait and find no campaign."""
+    query = (
+        select(campaigns.c.default_region)
+        .where(campaigns.c.id == campaign_id, campaigns.c.account_id == account_id)
+        .with_for_update(read=True, key_share=True)
+    )
+    region: str | None = conn.execute(query).scalar_one_or_none()
+    return region
+
+
+def campaign_tables() -> list[Table]:
+    """Every table holding rows of one campaign (a `campaign_id` column), contacts first, campaigns aside."""
+    held = [t for t in metadata.sorted_tables if "campaign_id" in t.c and t is not contacts]
+    return [contacts, *held]
+
+
+def delete_campaign_rows(conn: Connection, account_id: str, campaign_id: str) -> bool:
+    """Delete the account's campaign and every row stored for it, in every table; False when the account
+    has no such campaign (nothing deleted).
+
+    The campaign row is locked first (PostgreSQL), then its contacts deleted: the write path locks the
+    contacts its events touch, so an event transaction in flight commits before the rest is deleted,
+    and a later one finds no contact. Each delete filters by account too where the table has the
+    column (its primary key or index starts with it).
+    """
+    found = conn.execute(
+        select(campaigns.c.id)
+        .where(campaigns.c.id == campaign_id, campaigns.c.account_id == account_id)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if found is None:
+        return False
+    for table in campaign_tables():
+        where = [table.c.campaign_id == campaign_id]
+        if "account_id" in table.c:
+            where.append(table.c.account_id == account_id)
+        conn.execute(delete(table).where(*where))
+    conn.execute(delete(campaigns).where(campaigns.c.id == campaign_id))
+    return True
+
+
+def locked_contact(conn: Connection, account_id: str, campaign_id: str, contact_id: int) -> RowMapping | None:
+    """One contact of the account's campaign, locked until the commit (PostgreSQL), or None."""
+    query = (
+        select(contacts.c.id, contacts.c.phone, contacts.c.erased_at)
+        .where(
+            contacts.c.id == contact_id,
+            contacts.c.campaign_id == campaign_id,
+            contacts.c.account_id == account_id,
+        )
+        .with_for_update()
+    )
+    return conn.execute(query).mappings().first()
+
+
+def erase_contact(conn: Connection, contact_id: int, at_ms: int) -> None:
+    """Blank a contact's phone, name and metadata and mark it erased at `at_ms` (epoch ms)."""
+    conn.execute(
+        update(contacts)
+        .where(contacts.c.id == contact_id)
+        .values(phone=None, name=None, metadata=None, erased_at=at_ms)
+    )
+
+
+def delete_contact_callbacks(
+    conn: Connection, account_id: str, campaign_id: str, contact_id: int, digits: str | None
+) -> int:
+    """Delete the stored carrier callbacks of one contact: those of its calls, and (given the digits of
+    its number) those whose raw query or body holds them, among the campaign's callbacks and those that
+    named no campaign. The number of callbacks deleted."""
+    cb = carrier_callbacks.c
+    its_calls = select(calls.c.call_id).where(
+        calls.c.account_id == account_id, calls.c.campaign_id == campaign_id, calls.c.contact_id == contact_id
+    )
+    matches: list[ColumnElement[bool]] = [
+        cb.call_id.in_(its_calls)
+    ]  # a call id names one call of the account
+    if digits:
+        pattern = f"%{digits}%"
+        matches.append(or_(cb.query.like(pattern), cb.body.like(pattern)))
+    query = delete(carrier_callbacks).where(
+        cb.account_id == account_id,
+        or_(cb.campaign_id == campaign_id, cb.campaign_id.is_(None)),
+        or_(*matches),
+    )
+    return int(conn.execute(query).rowcount)

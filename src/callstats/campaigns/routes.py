@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 
 from callstats.accounts.deps import ReadKey, WriteKey
 from callstats.bodies import WholeNumber
@@ -17,13 +17,16 @@ from callstats.campaigns.schemas import (
     CampaignPage,
     CampaignSummaries,
     CreateCampaign,
+    DeletedCampaignEnvelope,
+    ForgottenContactEnvelope,
     create_campaign_body,
+    status_filter,
     summary_ids,
 )
 from callstats.core.phones import UnknownRegion, region_code
 from callstats.db.deps import Db
 from callstats.errors import ValidationFailed
-from callstats.ids import CampaignId
+from callstats.ids import CampaignId, ContactId
 from callstats.pages import PageSize, Pagination
 from callstats.web import RawBody
 
@@ -45,30 +48,67 @@ _CREATE_BODY = {
 }
 
 
+def server_now(request: Request) -> int:
+    """The server's clock in epoch ms (the app's `clock`: the wall clock, or a test's)."""
+    now: int = request.app.state.clock()
+    return now
+
+
+Now = Annotated[int, Depends(server_now)]
+_STATUS = "Only campaigns in this status now: not_started, running, stalled or completed"
+
+
 @router.post("/createCampaign", status_code=201, openapi_extra=_CREATE_BODY)
-def create_campaign(key: WriteKey, db: Db, request: Request, body: RawBody) -> CampaignEnvelope:
-    """Create a campaign; answers 201 with its campaign_id."""
+def create_campaign(key: WriteKey, db: Db, request: Request, body: RawBody, now: Now) -> CampaignEnvelope:
+    """Create a campaign; answers 201 with the campaign (its campaign_id, status `not_started`)."""
     fields = create_campaign_body(body)
     server_region = request.app.state.settings.default_region
-    return CampaignEnvelope(data=service.create_campaign(db, key.account_id, fields, server_region))
+    return CampaignEnvelope(data=service.create_campaign(db, key.account_id, fields, server_region, now))
 
 
 @router.get("/getCampaigns")
 def get_campaigns(
     key: ReadKey,
     db: Db,
+    now: Now,
     limit: Annotated[PageSize, WholeNumber, Query()] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
+    status: Annotated[str | None, Query(max_length=64, description=_STATUS)] = None,
 ) -> CampaignPage:
-    """The account's campaigns, newest first, one page at a time (pass back `next_cursor`)."""
-    page, next_cursor = service.list_campaigns(db, key.account_id, cursor, limit)
+    """The account's campaigns (those in `status` when given), newest first, one page at a time (pass
+    back `next_cursor`). 400 VALIDATION_ERROR for an unknown status or a cursor this API did not give."""
+    wanted = status_filter(status)
+    page, next_cursor = service.list_campaigns(db, key.account_id, cursor, limit, now, wanted)
     return CampaignPage(data=page, pagination=Pagination(next_cursor=next_cursor, limit=limit))
 
 
 @router.get("/getCampaign/{campaignId}")
-def get_campaign(campaign_id: CampaignId, key: ReadKey, db: Db) -> CampaignEnvelope:
-    """One campaign of the account."""
-    return CampaignEnvelope(data=service.get_campaign(db, key.account_id, campaign_id))
+def get_campaign(campaign_id: CampaignId, key: ReadKey, db: Db, now: Now) -> CampaignEnvelope:
+    """One campaign of the account, with its status and last_event_at now; 404 when the account has none."""
+    return CampaignEnvelope(data=service.get_campaign(db, key.account_id, campaign_id, now))
+
+
+@router.post("/deleteCampaign/{campaignId}")
+def delete_campaign(
+    campaign_id: CampaignId, key: WriteKey, db: Db, request: Request
+) -> DeletedCampaignEnvelope:
+    """Delete a campaign and everything stored for it, in one transaction: `{"campaign_id", "deleted":
+    true}`. The id then answers 404 everywhere, a second deleteCampaign included; live streams of it end.
+    """
+    deleted = service.delete_campaign(db, key.account_id, campaign_id)
+    request.app.state.feed.publish(campaign_id)  # streams of it, in every process, read it gone and end
+    return DeletedCampaignEnvelope(data=deleted)
+
+
+@router.post("/forgetContact/{campaignId}/{contactId}")
+def forget_contact(
+    campaign_id: CampaignId, contact_id: ContactId, key: WriteKey, db: Db, now: Now
+) -> ForgottenContactEnvelope:
+    """Erase a contact's phone, name and metadata and delete its stored carrier callbacks; its state,
+    attempts and calls stay, so every statistic is unchanged (docs/privacy.md). Safe to repeat (the
+    first erasure's `erased_at` is kept). 404 when the campaign has no such contact."""
+    forgotten = service.forget_contact(db, key.account_id, campaign_id, contact_id, now)
+    return ForgottenContactEnvelope(data=forgotten)
 
 
 _REGION = (

@@ -11,6 +11,12 @@ from callstats.bodies import StoredText, StrictInt, parse_json, validation_messa
 from callstats.core.lifecycle import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_ON
 from callstats.core.outcomes import OUTCOMES
 from callstats.core.phones import region_code
+from callstats.core.status import (
+    DEFAULT_STALL_AFTER_MINUTES,
+    MAX_STALL_AFTER_MINUTES,
+    STATUSES,
+    CampaignStatus,
+)
 from callstats.errors import ValidationFailed
 from callstats.ids import campaign_uuid
 from callstats.pages import Pagination
@@ -39,6 +45,12 @@ class CreateCampaign(BaseModel):
         description="ISO 3166-1 alpha-2 region of numbers written without +country (default: the "
         "server's CALLSTATS_DEFAULT_REGION)",
         examples=["US", "GB"],
+    )
+    stall_after_minutes: StrictInt = Field(
+        default=DEFAULT_STALL_AFTER_MINUTES,
+        ge=1,
+        le=MAX_STALL_AFTER_MINUTES,
+        description="Minutes without an event after which a campaign with contacts left is `stalled`",
     )
 
     @field_validator("name")
@@ -87,6 +99,15 @@ class Campaign(BaseModel):
     default_region: str
     total_contacts: int
     created_at: str
+    stall_after_minutes: int
+    status: CampaignStatus = Field(
+        description="not_started (no call yet), running, stalled (contacts left and no event for "
+        "stall_after_minutes), completed (completed_at set); docs/semantics.md"
+    )
+    last_event_at: str | None = Field(
+        description="When callstats last received an event that changed a call or contact of the campaign "
+        "(ISO 8601 UTC, the server's clock); null before the first"
+    )
 
 
 class CampaignEnvelope(BaseModel):
@@ -168,6 +189,47 @@ class AddContactsEnvelope(BaseModel):
 
     success: bool = True
     data: AddContactsResult
+
+
+def status_filter(value: str | None) -> CampaignStatus | None:
+    """getCampaigns' `status` query parameter; ValidationFailed (400) for a value that is not a status."""
+    if value is None:
+        return None
+    if value not in STATUSES:
+        raise ValidationFailed(f"status: {value[:40]!r} is not one of {', '.join(STATUSES)}")
+    found: CampaignStatus = value  # type: ignore[assignment]
+    return found
+
+
+class DeletedCampaign(BaseModel):
+    """deleteCampaign's answer: the campaign deleted, with everything stored for it."""
+
+    campaign_id: str
+    deleted: bool = True
+
+
+class DeletedCampaignEnvelope(BaseModel):
+    """deleteCampaign's answer in the seed's envelope."""
+
+    success: bool = True
+    data: DeletedCampaign
+
+
+class ForgottenContact(BaseModel):
+    """forgetContact's answer: the contact erased, when (ISO 8601 UTC; the first erasure's time when it
+    was erased before), and how many stored carrier callbacks of it were deleted by this request."""
+
+    campaign_id: str
+    contact_id: int
+    erased_at: str
+    callbacks_deleted: int
+
+
+class ForgottenContactEnvelope(BaseModel):
+    """forgetContact's answer in the seed's envelope."""
+
+    success: bool = True
+    data: ForgottenContact
 
 
 MAX_SUMMARY_IDS = 200  # the largest page getCampaigns returns

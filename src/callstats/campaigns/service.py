@@ -1,10 +1,11 @@
-"""Campaign use cases: create, read, list, add contacts."""
+"""Campaign use cases: create, read, list, add contacts, delete a campaign, forget a contact."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, RowMapping
 
@@ -16,34 +17,66 @@ from callstats.campaigns.schemas import (
     CampaignSummary,
     ContactRow,
     CreateCampaign,
+    DeletedCampaign,
     DuplicateRow,
+    ForgottenContact,
     InvalidRow,
 )
 from callstats.clock import now_ms
 from callstats.core.counters import CampaignCreated, ContactsAdded, moved
 from callstats.core.lifecycle import PENDING
 from callstats.core.phones import InvalidPhone, normalize
+from callstats.core.status import CampaignStatus, Progress, campaign_status
 from callstats.db import counters
 from callstats.db.engine import Database
-from callstats.errors import CampaignNotFound
+from callstats.errors import CampaignNotFound, ContactNotFound
 from callstats.pages import decode_cursor, encode_cursor
 from callstats.stats.response import iso_utc, success_rate
 
-
-def _campaign(row: RowMapping) -> Campaign:
-    return Campaign(
-        campaign_id=row["id"],
-        name=row["name"],
-        max_attempts=row["max_attempts"],
-        retry_on=[o for o in row["retry_on"].split(",") if o],
-        default_region=row["default_region"],
-        total_contacts=int(row["total_contacts"]),
-        created_at=iso_utc(row["created_at"]) or "",
-    )
+_NO_COUNTERS = Progress(0, 0, 0, None, None, None)
+SCAN_BATCH = 200  # campaigns read at a time while a status filter looks for a page's worth
 
 
-def create_campaign(db: Database, account_id: str, body: CreateCampaign, server_region: str) -> Campaign:
-    """Store a new campaign for the account; its region is the body's, or else `server_region`."""
+class Listed(NamedTuple):
+    """A campaign row with its counters' figures and its status now."""
+
+    row: RowMapping
+    progress: Progress
+    status: CampaignStatus
+
+    def shown(self) -> Campaign:
+        """The campaign as the API shows it."""
+        row, progress = self.row, self.progress
+        return Campaign(
+            campaign_id=row["id"],
+            name=row["name"],
+            max_attempts=row["max_attempts"],
+            retry_on=[o for o in row["retry_on"].split(",") if o],
+            default_region=row["default_region"],
+            total_contacts=progress.total,
+            created_at=iso_utc(row["created_at"]) or "",
+            stall_after_minutes=row["stall_after_minutes"],
+            status=self.status,
+            last_event_at=iso_utc(progress.last_event_at),
+        )
+
+
+def _listed(conn: Connection, account_id: str, rows: Sequence[RowMapping], now: int) -> list[Listed]:
+    """The campaigns of `rows` with their counters' figures (one query for all) and statuses at `now`,
+    in the same order."""
+    found = counters.summaries(conn, account_id, [row["id"] for row in rows])
+    listed = []
+    for row in rows:
+        progress = counters.progress(found[row["id"]]) if row["id"] in found else _NO_COUNTERS
+        listed.append(Listed(row, progress, campaign_status(progress, now, row["stall_after_minutes"])))
+    return listed
+
+
+def create_campaign(
+    db: Database, account_id: str, body: CreateCampaign, server_region: str, now: int
+) -> Campaign:
+    """Store a new campaign for the account; its region is the body's, or else `server_region`. `now`
+    is the server's clock (epoch ms)."""
     campaign_id = str(uuid.uuid4())
     values = {
         "id": campaign_id,
@@ -52,7 +85,8 @@ def create_campaign(db: Database, account_id: str, body: CreateCampaign, server_
         "max_attempts": body.max_attempts,
         "retry_on": ",".join(body.retry_on),
         "default_region": body.default_region or server_region,
-        "created_at": now_ms(),
+        "stall_after_minutes": body.stall_after_minutes,
+        "created_at": now,
     }
 
     def work(conn: Connection) -> None:
@@ -60,27 +94,45 @@ def create_campaign(db: Database, account_id: str, body: CreateCampaign, server_
         counters.write(conn, account_id, campaign_id, 0, moved(CampaignCreated()))
 
     db.write(work)
-    return get_campaign(db, account_id, campaign_id)
+    return get_campaign(db, account_id, campaign_id, now)
 
 
-def get_campaign(db: Database, account_id: str, campaign_id: str) -> Campaign:
-    """One campaign of the account, or 404."""
+def get_campaign(db: Database, account_id: str, campaign_id: str, now: int) -> Campaign:
+    """One campaign of the account with its status at `now` (epoch ms), or CampaignNotFound (404)."""
     with db.read() as conn:
         row = queries.campaign_row(conn, account_id, campaign_id)
-    if row is None:
-        raise CampaignNotFound()
-    return _campaign(row)
+        if row is None:
+            raise CampaignNotFound()
+        return _listed(conn, account_id, [row], now)[0].shown()
 
 
 def list_campaigns(
-    db: Database, account_id: str, cursor: str | None, limit: int
+    db: Database,
+    account_id: str,
+    cursor: str | None,
+    limit: int,
+    now: int,
+    status: CampaignStatus | None = None,
 ) -> tuple[list[Campaign], str | None]:
-    """A page of the account's campaigns, newest first, and the cursor of the next page."""
+    """A page of the account's campaigns (those in `status` at `now` when given), newest first, and the
+    cursor of the next page (None on the last).
+
+    With a status, campaigns are read SCAN_BATCH at a time, newest first, until the page is full or the
+    account has no more: the cursor names the last campaign shown, so the next page starts after it
+    whatever the statuses of the campaigns skipped. Raises ValidationFailed (400) for a bad cursor.
+    """
     after = decode_cursor(cursor) if cursor else None
+    batch = max(limit + 1, SCAN_BATCH) if status is not None else limit + 1
+    matching: list[Listed] = []
     with db.read() as conn:
-        rows = queries.campaign_page(conn, account_id, after, limit + 1)
-    page = [_campaign(row) for row in rows[:limit]]
-    last = rows[limit - 1] if len(rows) > limit else None
+        while len(matching) <= limit:
+            rows = queries.campaign_page(conn, account_id, after, batch)
+            matching += [c for c in _listed(conn, account_id, rows, now) if status in (None, c.status)]
+            if len(rows) < batch:
+                break
+            after = (rows[-1]["created_at"], rows[-1]["id"])
+    last = matching[limit - 1].row if len(matching) > limit else None
+    page = [listed.shown() for listed in matching[:limit]]
     return page, encode_cursor(last["created_at"], last["id"]) if last is not None else None
 
 
@@ -164,7 +216,7 @@ def add_contacts(
     values = [_contact_values(row, phone, campaign_id, account_id, created) for phone, row in first.items()]
 
     def work(conn: Connection) -> set[str]:
-        if queries.campaign_region(conn, account_id, campaign_id) is None:
+        if queries.locked_campaign_region(conn, account_id, campaign_id) is None:
             raise CampaignNotFound()
         held = queries.insert_contacts(conn, values)
         inserted = len(values) - len(held)
@@ -214,3 +266,44 @@ def summaries(db: Database, account_id: str, campaign_ids: list[str]) -> list[Ca
             )
         )
     return found
+
+
+def delete_campaign(db: Database, account_id: str, campaign_id: str) -> DeletedCampaign:
+    """deleteCampaign: the campaign and every row stored for it (contacts, calls, events, counters,
+    histograms, minutes, raw outcomes, carrier callbacks) deleted in one transaction.
+
+    Raises CampaignNotFound (404) when the account has no such campaign, a deleted one included.
+    """
+    if not db.write(lambda conn: queries.delete_campaign_rows(conn, account_id, campaign_id)):
+        raise CampaignNotFound()
+    return DeletedCampaign(campaign_id=campaign_id)
+
+
+def forget_contact(
+    db: Database, account_id: str, campaign_id: str, contact_id: int, now: int
+) -> ForgottenContact:
+    """forgetContact: the contact's phone, name and metadata erased (its state, attempts and calls kept,
+    so every statistic stays as it was) and its stored carrier callbacks deleted, in one transaction.
+
+    Safe to repeat: an erased contact keeps its first `erased_at`; a repeat deletes any callback of its
+    calls stored since. `now` is the server's clock (epoch ms). Raises ContactNotFound (404).
+    """
+
+    def work(conn: Connection) -> ForgottenContact:
+        contact = queries.locked_contact(conn, account_id, campaign_id, contact_id)
+        if contact is None:
+            raise ContactNotFound()
+        erased_at = contact["erased_at"]
+        if erased_at is None:
+            erased_at = now
+            queries.erase_contact(conn, contact_id, now)
+        digits = contact["phone"].split(";")[0].lstrip("+") if contact["phone"] else None
+        deleted = queries.delete_contact_callbacks(conn, account_id, campaign_id, contact_id, digits)
+        return ForgottenContact(
+            campaign_id=campaign_id,
+            contact_id=contact_id,
+            erased_at=iso_utc(erased_at) or "",
+            callbacks_deleted=deleted,
+        )
+
+    return db.write(work)

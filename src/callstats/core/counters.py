@@ -52,7 +52,8 @@ class CounterDelta:
     `histogram` is keyed by (kind, bucket): kind "a" counts contacts by attempts made, "t"
     answered calls by talk-time bucket; `series` by (UTC epoch minute, series column);
     `raw_outcomes` counts the calls ended with a raw carrier outcome, by that outcome.
-    `first_call_at` and `last_final_at` are epoch ms (the slot keeps the MIN and the MAX).
+    `first_call_at`, `last_final_at` and `last_event_at` are epoch ms (the slot keeps the MIN of the
+    first and the MAX of the others).
     `ensure_row` writes the counters row even when every delta is zero (a new campaign).
     """
 
@@ -62,19 +63,27 @@ class CounterDelta:
     raw_outcomes: Counter[str] = field(default_factory=Counter)
     first_call_at: int | None = None
     last_final_at: int | None = None
+    last_event_at: int | None = None
     ensure_row: bool = False
 
     def __bool__(self) -> bool:
         """Whether the counters row changes (histograms, minutes and raw outcomes are written apart)."""
-        return any(self.columns.values()) or self.first_call_at is not None or self.last_final_at is not None
+        return (
+            any(self.columns.values())
+            or self.first_call_at is not None
+            or self.last_final_at is not None
+            or self.last_event_at is not None
+        )
 
 
 class EventApplied(NamedTuple):
-    """An event the lifecycle applied: the states before it and its transition."""
+    """An event the lifecycle applied: the states before it, its transition, and when the server
+    received it (epoch ms, the server's clock: the campaign's `last_event_at` when it changed anything)."""
 
     contact_before: ContactState
     call_before: CallState | None
     transition: Transition
+    received_at: int
 
 
 class ContactsAdded(NamedTuple):
@@ -98,7 +107,7 @@ def moved(change: Change, into: CounterDelta | None = None) -> CounterDelta:
     """
     delta = CounterDelta() if into is None else into
     if isinstance(change, EventApplied):
-        _event(delta, change.contact_before, change.call_before, change.transition)
+        _event(delta, change)
     elif isinstance(change, ContactsAdded):
         delta.columns["total"] += change.contacts
         delta.columns[PENDING] += change.contacts
@@ -108,14 +117,15 @@ def moved(change: Change, into: CounterDelta | None = None) -> CounterDelta:
     return delta
 
 
-def _event(
-    delta: CounterDelta, before: ContactState, call_before: CallState | None, transition: Transition
-) -> None:
+def _event(delta: CounterDelta, applied: EventApplied) -> None:
     """An applied transition: the lifecycle's seed deltas, then attempts, histograms, minutes and raw
-    outcomes (a call ends once, so its raw outcome counts once)."""
+    outcomes (a call ends once, so its raw outcome counts once), and the time it was received."""
+    before, call_before, transition = applied.contact_before, applied.call_before, applied.transition
     call = transition.call
     if transition.effect != "applied" or call is None:
         return
+    if delta.last_event_at is None or applied.received_at > delta.last_event_at:
+        delta.last_event_at = applied.received_at
     for name, amount in transition.deltas.items():
         delta.columns[name] += amount
     started_at, finalized_at = transition.started_at, transition.finalized_at

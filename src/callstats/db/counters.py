@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from callstats.core.counters import CounterDelta, Counters
 from callstats.core.outcomes import OUTCOMES
+from callstats.core.status import Progress
 from callstats.db.driver import Statement
 from callstats.db.engine import Database
 from callstats.db.schema import (
@@ -120,6 +121,7 @@ def _upserts(dialect_name: str) -> tuple[Statement, Statement, Statement, Statem
     counters_set = {name: cc[name] + counters_stmt.excluded[name] for name in COUNTER_COLUMNS}
     counters_set["first_call_at"] = _earliest(cc.first_call_at, counters_stmt.excluded.first_call_at)
     counters_set["last_final_at"] = _latest(cc.last_final_at, counters_stmt.excluded.last_final_at)
+    counters_set["last_event_at"] = _latest(cc.last_event_at, counters_stmt.excluded.last_event_at)
     histogram_stmt = dialect.insert(campaign_histograms)
     series_stmt = dialect.insert(campaign_timeseries)
     raw_stmt = dialect.insert(campaign_raw_outcomes)
@@ -179,6 +181,7 @@ def write(conn: Connection, account_id: str, campaign_id: str, slot: int, delta:
         account_id=account_id,
         first_call_at=delta.first_call_at,
         last_final_at=delta.last_final_at,
+        last_event_at=delta.last_event_at,
     )
     counters_upsert.execute(conn, values)
 
@@ -362,18 +365,6 @@ def redo_first_call(conn: Connection, campaign_id: str, slot: int) -> None:
     _FIRST_CALL_REDONE.execute(conn, {"b_campaign": campaign_id, "b_slot": slot})
 
 
-def contacts_total() -> Any:
-    """A campaign's contact count, as a scalar subquery correlated with the campaigns table: summed
-    from its own counters rows (by primary key, and by account, so a sharded engine keeps the read on
-    one node) rather than from a grouping of every campaign's rows."""
-    cc = campaign_counters.c
-    return (
-        select(_sum(cc.total))
-        .where(cc.campaign_id == campaigns.c.id, cc.account_id == campaigns.c.account_id)
-        .scalar_subquery()
-    )
-
-
 def _sum(column: Any) -> Any:
     """SUM(column), 0 when no row."""
     return func.coalesce(func.sum(column), literal_column("0"))
@@ -383,7 +374,8 @@ SUMMARY_FIELDS = ("total", "pending", "in_progress", "completed", "failed")
 
 
 def summaries(conn: Connection, account_id: str, campaign_ids: list[str]) -> dict[str, RowMapping]:
-    """Campaign id -> its summed counters (`SUMMARY_FIELDS`, by name) for the account's campaigns among
+    """Campaign id -> its summed counters (`SUMMARY_FIELDS`, by name) and times (`first_call_at`, the
+    MIN over slots; `last_final_at`, `last_event_at`, the MAX) for the account's campaigns among
     `campaign_ids`, in one query by primary key.
 
     Every campaign has its counters rows from creation on, so a campaign of the account is never
@@ -391,11 +383,29 @@ def summaries(conn: Connection, account_id: str, campaign_ids: list[str]) -> dic
     """
     cc = campaign_counters.c
     query = (
-        select(cc.campaign_id, *(_sum(cc[name]).label(name) for name in SUMMARY_FIELDS))
+        select(
+            cc.campaign_id,
+            *(_sum(cc[name]).label(name) for name in SUMMARY_FIELDS),
+            func.min(cc.first_call_at).label("first_call_at"),
+            func.max(cc.last_final_at).label("last_final_at"),
+            func.max(cc.last_event_at).label("last_event_at"),
+        )
         .where(cc.campaign_id.in_(campaign_ids), cc.account_id == account_id)
         .group_by(cc.campaign_id)
     )
     return {row["campaign_id"]: row for row in conn.execute(query).mappings()}
+
+
+def progress(row: RowMapping) -> Progress:
+    """A `summaries` row as what a campaign's status is computed from (core.status)."""
+    return Progress(
+        total=int(row["total"]),
+        pending=int(row["pending"]),
+        in_progress=int(row["in_progress"]),
+        first_call_at=row["first_call_at"],
+        last_final_at=row["last_final_at"],
+        last_event_at=row["last_event_at"],
+    )
 
 
 def minute_span(conn: Connection, campaign_id: str) -> tuple[int | None, int | None]:

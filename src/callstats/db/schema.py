@@ -63,6 +63,8 @@ campaigns = Table(
     Column("created_at", BigInteger, nullable=False),
     # ISO 3166-1 alpha-2: the region of the campaign's numbers written without +country
     Column("default_region", String(2), nullable=False),
+    # Minutes without an applied event after which a campaign with work left is `stalled` (core/status.py)
+    Column("stall_after_minutes", Integer, nullable=False, server_default="30"),
     Index("ix_campaigns_account_created", "account_id", "created_at", "id"),
 )
 
@@ -72,8 +74,9 @@ contacts = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("campaign_id", String(36), ForeignKey("campaigns.id"), nullable=False),
     Column("account_id", String(36), nullable=False),
-    # The contact's identity: E.164 plus any extension in RFC 3966 form, "+16085550147;ext=12"
-    Column("phone", String(64), nullable=False),
+    # The contact's identity: E.164 plus any extension in RFC 3966 form, "+16085550147;ext=12";
+    # NULL once erased (forgetContact), with the name and metadata
+    Column("phone", String(64), nullable=True),
     Column("name", String(200), nullable=True),
     Column("metadata", Text, nullable=True),
     Column("state", String(12), nullable=False),
@@ -82,6 +85,7 @@ contacts = Table(
     Column("last_outcome", String(12), nullable=True),
     Column("finalized_at", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("erased_at", BigInteger, nullable=True),
     UniqueConstraint("campaign_id", "phone"),
 )
 
@@ -188,6 +192,8 @@ campaign_counters = Table(
     Column("att_no_answer", BigInteger, nullable=False, default=0, server_default="0"),
     Column("att_failed", BigInteger, nullable=False, default=0, server_default="0"),
     Column("att_voicemail", BigInteger, nullable=False, default=0, server_default="0"),
+    # The server's clock when an event last changed a call or contact of the campaign (the slot keeps the MAX)
+    Column("last_event_at", BigInteger, nullable=True),
 )
 
 # Fixed-bucket histograms per campaign: kind "a" = contacts by attempts made, "t" = answered calls by

@@ -263,7 +263,11 @@ def create_demo_campaign(db: Database, contacts: int, events: EventRules) -> tup
     region = events.default_region
     key = create_key(db, "demo", "write")
     campaign = create_campaign(
-        db, key.account_id, CreateCampaign(name=f"Demo campaign ({contacts} contacts)"), region
+        db,
+        key.account_id,
+        CreateCampaign(name=f"Demo campaign ({contacts} contacts)"),
+        region,
+        events.clock(),
     )
     phones = demo_phones(contacts)
     for start in range(0, len(phones), MAX_CONTACTS_PER_REQUEST):

@@ -13,6 +13,7 @@ from typing import Any, get_args
 from callstats.core.counters import Counters
 from callstats.core.histogram import EDGES, ERROR_BOUND, percentile
 from callstats.core.outcomes import OUTCOMES
+from callstats.core.status import finished_at
 from callstats.stats.schemas import (
     AttemptsSection,
     CampaignStats,
@@ -62,9 +63,7 @@ def iso_utc(epoch_ms: int | None) -> str | None:
 
 def completed_at(counters: Counters) -> int | None:
     """When the last contact became final, once nothing is pending or in progress."""
-    if counters.total > 0 and counters.pending == 0 and counters.in_progress == 0:
-        return counters.last_final_at
-    return None
+    return finished_at(counters.total, counters.pending, counters.in_progress, counters.last_final_at)
 
 
 def stats_response(counters: Counters) -> CampaignStats:

@@ -128,6 +128,10 @@ class StreamHub:
             self._remembered.clear()
         self._remembered[key] = snapshot
 
+    def forget(self, key: WatchKey) -> None:
+        """Drop the last snapshot kept of a deleted campaign."""
+        self._remembered.pop(key, None)
+
     def remembered(self, key: WatchKey) -> Snapshot | None:
         """The last snapshot of a campaign no watcher had, if any."""
         return self._remembered.pop(key, None)
@@ -224,7 +228,11 @@ class CampaignWatch:
         if self.hub.probe is not None:
             self._seen_version = self.hub.probe.version()
         found = await run_sync(self.hub.read, self.account_id, self.campaign_id)
-        if found is None:
+        if found is None:  # deleted (deleteCampaign): its streams end, and nothing of it is remembered
+            self.hub.forget((self.account_id, self.campaign_id))
+            self.current = self._earlier = None
+            for mailbox in self.mailboxes:
+                mailbox.close()
             return
         body = stats_body(found)
         if self.current is not None and self.current.body == body:
