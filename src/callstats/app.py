@@ -23,6 +23,7 @@ from callstats.carriers.endpoint import PREFIX as WEBHOOKS_PREFIX
 from callstats.carriers.endpoint import ROUTE as WEBHOOKS_ROUTE
 from callstats.carriers.endpoint import WebhookEndpoint
 from callstats.carriers.routes import router as carriers_router
+from callstats.carriers.schemas import PROVIDERS
 from callstats.carriers.service import LiveConnections
 from callstats.config import Settings
 from callstats.dashboard.routes import install_dashboard
@@ -30,6 +31,9 @@ from callstats.db.deps import Db
 from callstats.db.engine import Database
 from callstats.errors import ServiceUnavailable
 from callstats.feed import cancelled
+from callstats.metrics.exposition import process_ended
+from callstats.metrics.instruments import Metrics
+from callstats.metrics.routes import install_metrics
 from callstats.openapi import describe, install_docs, operation_id
 from callstats.ratelimit import StatsRateLimiter
 from callstats.sealing import secret_box
@@ -105,13 +109,15 @@ class CallstatsApp(Dispatcher):
         db: Database,
         background: Sequence[BackgroundTask] = (),
     ) -> None:
+        metrics: Metrics = api.state.metrics
         # One group commit for every event writer: recordCallEvents and the carriers' webhooks.
-        groups = api.state.groups = GroupCommit(db, EventRules.from_settings(settings))
+        groups = api.state.groups = GroupCommit(db, EventRules.from_settings(settings), metrics=metrics)
         events = RecordEventsEndpoint(groups, api.state.feed)
         connections = api.state.connections = LiveConnections(db, api.state.secret_box)
-        webhooks = WebhookEndpoint(db, groups, api.state.feed, connections, settings)
+        webhooks = WebhookEndpoint(db, groups, api.state.feed, connections, settings, metrics)
         prefixed: dict[str, tuple[AsgiApp, str]] = {WEBHOOKS_PREFIX: (webhooks, WEBHOOKS_ROUTE)}
-        super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, {EVENTS_PATH: events}, prefixed)
+        hot: dict[str, AsgiApp] = {EVENTS_PATH: events}
+        super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, hot, prefixed, metrics)
         self.settings = settings
         self.db = db
         self.stats_service = stats.service
@@ -144,6 +150,7 @@ class CallstatsApp(Dispatcher):
         await self.api.state.feed.stop()
         await self.stats_service.aclose()
         self.db.dispose()
+        process_ended(self.api.state.metrics)
         undo_deadline, self._undo_deadline = self._undo_deadline, lambda: None
         undo_deadline()
 
@@ -151,11 +158,16 @@ class CallstatsApp(Dispatcher):
 def create_app(
     settings: Settings, db: Database | None = None, background: Sequence[BackgroundTask] = ()
 ) -> CallstatsApp:
-    """The callstats ASGI app for these settings; `background` tasks run while it serves."""
+    """The callstats ASGI app for these settings; `background` tasks run while it serves.
+
+    Raises MetricsSetupError when PROMETHEUS_MULTIPROC_DIR is set but unusable (metrics/instruments.py).
+    """
+    metrics = Metrics(settings.prometheus_multiproc_dir, PROVIDERS)
     database = db or Database(
         settings.database_url, settings.db_pool_size, settings.counter_slots, settings.db_timeout_seconds
     )
-    limiter = StatsRateLimiter(settings.stats_rate_limit, settings.redis_url)
+    database.report_pool(metrics)
+    limiter = StatsRateLimiter(settings.stats_rate_limit, settings.redis_url, metrics)
     stats = StatsEndpoint(StatsService(database, limiter))
     api = FastAPI(
         title="callstats",
@@ -172,7 +184,8 @@ def create_app(
     install_error_handlers(api)
     for router in (health_router, campaigns_router, timeseries_router, carriers_router):
         api.include_router(router)
-    install_streaming(api, settings, database)
+    install_metrics(api, metrics)
+    install_streaming(api, settings, database, metrics)
     install_dashboard(api)
     install_docs(api)
     describe(api)
