@@ -131,3 +131,19 @@ def test_metrics_sum_every_worker(database_url: str, tmp_path: Path) -> None:
     finally:
         server.stop()
     assert list(tmp.glob("callstats-metrics-*")) == []  # serve removed its directory
+
+
+def test_one_worker_keeps_its_metrics_in_memory(database_url: str, tmp_path: Path) -> None:
+    """`serve` with one worker drops an inherited PROMETHEUS_MULTIPROC_DIR: nothing is written there,
+    nothing stale is summed, and /metrics counts this process's requests."""
+    inherited = tmp_path / "inherited"
+    inherited.mkdir()
+    env = {**server_env(database_url), "PROMETHEUS_MULTIPROC_DIR": str(inherited)}
+    server = start_server(env, tmp_path, workers=1)
+    try:
+        for _ in range(5):
+            assert httpx.get(server.base_url + "/health", timeout=30).status_code == 200
+        assert value(scrape(server.base_url), "callstats_http_requests_total", **HEALTH) == 5
+    finally:
+        server.stop()
+    assert list(inherited.iterdir()) == []
