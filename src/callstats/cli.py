@@ -41,9 +41,7 @@ EXIT_USAGE = 2  # as click's usage errors: a setting, a URL, a file, an id or an
 EXIT_FAILED = 1  # anything else that stopped the command (reconcile: the counters differ)
 PORT_RANGE = {"min": 0, "max": 65535}  # 0: any free port
 PORT_HELP = "TCP port (0: any free port)."
-MULTIPROC_ENV = (
-    "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable (Settings.prometheus_multiproc_dir)
-)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's variable (Settings.prometheus_multiproc_dir)
 
 
 @dataclass
