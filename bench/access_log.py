@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,13 +46,13 @@ def start(fleet: Fleet, mode: str, data: DataSet, work: Path) -> Server:
     return fleet.start(f"access-{mode}", argv, env, port, "/health")
 
 
-def build(path: Path, rounds: int, pool: int) -> DataSet:
-    """A fresh SQLite file: the read campaign, and a pending campaign per ingestion run."""
+def build(path: Path, rounds: int, pool: int, modes: tuple[str, ...] = MODES) -> DataSet:
+    """A fresh SQLite file: the read campaign, and a pending campaign per mode and ingestion run."""
     for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         stale.unlink(missing_ok=True)
     engine, data = dataset.open_dataset(dataset.sqlite_url(path))
     dataset.add_history_campaign(engine, data, "read", 10_000)
-    for label in (_label(mode, c, r) for mode in MODES for c in WRITERS for r in range(rounds)):
+    for label in (_label(mode, c, r) for mode in modes for c in WRITERS for r in range(rounds)):
         dataset.add_pending_campaign(engine, data, label, pool)
     dataset.finish(engine)
     dataset.check_consistent(engine, data, max_size=10_000)
@@ -63,8 +64,21 @@ def _label(mode: str, writers: int, round_number: int) -> str:
     return f"{mode}-c{writers}-r{round_number}"
 
 
-def reads(servers: dict[str, Server], data: DataSet, rounds: int, seconds: float) -> list[Row]:
-    """Stats reads, -c32 then -c1, every mode once per round."""
+def access_mode(mode: str) -> str:
+    """How a row names a mode of this bench."""
+    return f"access log {mode}"
+
+
+def reads(
+    servers: dict[str, Server],
+    data: DataSet,
+    rounds: int,
+    seconds: float,
+    shown: Callable[[str], str] = access_mode,
+) -> list[Row]:
+    """Stats reads, -c32 then -c1, every mode once per round; ratios to the first server's mode
+    (bench/metrics_cost.py compares other modes the same way)."""
+    baseline = next(iter(servers))
     path = f"/getCampaignStats/{data.campaigns['read']}"
     targets = [Target(mode, server, path, {"x-api-key": data.api_key}) for mode, server in servers.items()]
     rows = []
@@ -73,17 +87,17 @@ def reads(servers: dict[str, Server], data: DataSet, rounds: int, seconds: float
         for target in targets:
             wrk.run(target.url, 1, connections, headers=target.headers)  # warm-up
         results = alternating_rounds(targets, rounds, seconds, connections)
-        off = results["off"]
-        for mode in MODES:
+        first = results[baseline]
+        for mode in servers:
             runs = results[mode]
-            ratio = median([r.rps / o.rps for r, o in zip(runs, off, strict=True) if o.rps])
+            ratio = median([r.rps / o.rps for r, o in zip(runs, first, strict=True) if o.rps])
             rows.append(
                 Row(
                     "reads",
-                    f"getCampaignStats, SQLite, 10,000 contacts, c{connections}, access log {mode}",
+                    f"getCampaignStats, SQLite, 10,000 contacts, c{connections}, {shown(mode)}",
                     _figures(runs, [r.rps for r in runs], "req/s"),
-                    "off" if mode == "off" else "",
-                    "" if mode == "off" else f"{ratio:.0%} of off",
+                    baseline if mode == baseline else "",
+                    "" if mode == baseline else f"{ratio:.0%} of {baseline}",
                 )
             )
     return rows
@@ -113,30 +127,39 @@ def _events_run(server: Server, data: DataSet, label: str, writers: int, seconds
     return result
 
 
-def writes(servers: dict[str, Server], data: DataSet, rounds: int, seconds: float) -> list[Row]:
-    """recordCallEvents, one event per request, one client then 32; every mode once per round."""
+def writes(
+    servers: dict[str, Server],
+    data: DataSet,
+    rounds: int,
+    seconds: float,
+    shown: Callable[[str], str] = access_mode,
+) -> list[Row]:
+    """recordCallEvents, one event per request, one client then 32; every mode once per round, in
+    alternating order; ratios to the first server's mode."""
+    modes = tuple(servers)
+    baseline = modes[0]
     rows = []
     for writers in WRITERS:
         print(f"recordCallEvents, one event per request, c{writers}", file=sys.stderr, flush=True)
-        results: dict[str, list[wrk.WrkResult]] = {mode: [] for mode in MODES}
+        results: dict[str, list[wrk.WrkResult]] = {mode: [] for mode in modes}
         for number in range(rounds):
-            order = MODES if number % 2 == 0 else MODES[::-1]
+            order = modes if number % 2 == 0 else modes[::-1]
             for mode in order:
                 label = _label(mode, writers, number)
                 results[mode].append(_events_run(servers[mode], data, label, writers, seconds))
-        for mode in MODES:
+        for mode in modes:
             runs = results[mode]
             ok_rps = [r.extra["ok"] / r.seconds for r in runs]
-            off_rps = [r.extra["ok"] / r.seconds for r in results["off"]]
+            first_rps = [r.extra["ok"] / r.seconds for r in results[baseline]]
             bad = sum(r.extra["bad"] + r.errors for r in runs)
-            ratio = median([ours / off for ours, off in zip(ok_rps, off_rps, strict=True) if off])
+            ratio = median([ours / first for ours, first in zip(ok_rps, first_rps, strict=True) if first])
             rows.append(
                 Row(
                     "writes",
-                    f"recordCallEvents, SQLite, one event per request, c{writers}, access log {mode}",
+                    f"recordCallEvents, SQLite, one event per request, c{writers}, {shown(mode)}",
                     _figures(runs, ok_rps, "events/s") + (f", {bad} bad answers" if bad else ""),
-                    "off" if mode == "off" else "",
-                    "" if mode == "off" else f"{ratio:.0%} of off",
+                    baseline if mode == baseline else "",
+                    "" if mode == baseline else f"{ratio:.0%} of {baseline}",
                 )
             )
     return rows

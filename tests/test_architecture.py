@@ -30,7 +30,7 @@ DATABASE_LAYER = ("sqlalchemy", "psycopg", "callstats.db")
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"core", "clock", "turns"}),  # pure: the rules and small values
     # what every request needs
-    frozenset({"config", "errors", "ids", "bodies", "logs", "urls", "sealing", "pages"}),
+    frozenset({"config", "errors", "ids", "bodies", "logs", "urls", "sealing", "pages", "metrics"}),
     frozenset({"db", "feed", "ratelimit"}),  # storage, the change feed, the rate limit
     frozenset({"accounts"}),  # keys: every domain checks them
     frozenset({"web"}),  # the ASGI plumbing: dispatcher, hot endpoint base (reads the key), errors

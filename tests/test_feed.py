@@ -25,7 +25,7 @@ async def _relayed(origin: str, until: float) -> list[tuple[float, str]]:
         await pubsub.subscribe(CHANNEL)
         while time.monotonic() < until:
             message = await pubsub.get_message(timeout=0.05)
-            if message is not None and message["data"].decode().startswith(origin + ":"):
+            if message is not None and message["data"].decode().startswith(origin + "@"):
                 seen.append((time.monotonic(), message["data"].decode().partition(":")[2]))
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]

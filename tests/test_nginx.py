@@ -147,7 +147,18 @@ def test_nginx_alternates_and_serves_reads_and_writes(database_url: str, tmp_pat
         assert (reads[0]["total_contacts"], reads[0]["calls_completed"]) == (10_000, 4)
         assert set(upstreams_of(tmp_path / "access.log", f"/getCampaignStats/{campaign_id}", 4)) == addresses
 
+        metrics_stay_behind(http, tmp_path / "access.log")
         keep_serving_after_a_crash(http, servers, campaign_id)
+
+
+def metrics_stay_behind(http: httpx.Client, access_log: Path) -> None:
+    """/metrics is not forwarded: nginx connects from loopback, which a server without a metrics token
+    would take for a local client. nginx answers 404 in the envelope itself, and no upstream sees it."""
+    for path in ("/metrics", "/metrics?format=text"):
+        response = http.get(path)
+        assert response.status_code == 404, response.text
+        assert response.json() == {"success": False, "message": "No such route", "error": "NOT_FOUND"}
+    assert upstreams_of(access_log, "/metrics", 2) == ["-", "-"]
 
 
 def keep_serving_after_a_crash(http: httpx.Client, servers: list[ServerProcess], campaign_id: str) -> None:

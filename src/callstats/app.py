@@ -23,6 +23,7 @@ from callstats.carriers.endpoint import PREFIX as WEBHOOKS_PREFIX
 from callstats.carriers.endpoint import ROUTE as WEBHOOKS_ROUTE
 from callstats.carriers.endpoint import WebhookEndpoint
 from callstats.carriers.routes import router as carriers_router
+from callstats.carriers.schemas import PROVIDERS
 from callstats.carriers.service import LiveConnections
 from callstats.clock import Clock, now_ms
 from callstats.config import Settings
@@ -31,6 +32,9 @@ from callstats.db.deps import Db
 from callstats.db.engine import Database
 from callstats.errors import ServiceUnavailable
 from callstats.feed import cancelled
+from callstats.metrics.exposition import process_ended
+from callstats.metrics.instruments import Metrics
+from callstats.metrics.routes import install_metrics
 from callstats.openapi import describe, install_docs, operation_id
 from callstats.ratelimit import StatsRateLimiter
 from callstats.sealing import secret_box
@@ -106,13 +110,17 @@ class CallstatsApp(Dispatcher):
         db: Database,
         background: Sequence[BackgroundTask] = (),
     ) -> None:
+        metrics: Metrics = api.state.metrics
         # One group commit for every event writer: recordCallEvents and the carriers' webhooks.
-        groups = api.state.groups = GroupCommit(db, EventRules.from_settings(settings, api.state.clock))
+        groups = api.state.groups = GroupCommit(
+            db, EventRules.from_settings(settings, api.state.clock), metrics=metrics
+        )
         events = RecordEventsEndpoint(groups, api.state.feed)
         connections = api.state.connections = LiveConnections(db, api.state.secret_box)
-        webhooks = WebhookEndpoint(db, groups, api.state.feed, connections, settings)
+        webhooks = WebhookEndpoint(db, groups, api.state.feed, connections, settings, metrics)
         prefixed: dict[str, tuple[AsgiApp, str]] = {WEBHOOKS_PREFIX: (webhooks, WEBHOOKS_ROUTE)}
-        super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, {EVENTS_PATH: events}, prefixed)
+        hot: dict[str, AsgiApp] = {EVENTS_PATH: events}
+        super().__init__(api, stats, PATH_PREFIX, settings.max_body_bytes, hot, prefixed, metrics)
         self.settings = settings
         self.db = db
         self.stats_service = stats.service
@@ -145,6 +153,7 @@ class CallstatsApp(Dispatcher):
         await self.api.state.feed.stop()
         await self.stats_service.aclose()
         self.db.dispose()
+        process_ended(self.api.state.metrics)
         undo_deadline, self._undo_deadline = self._undo_deadline, lambda: None
         undo_deadline()
 
@@ -156,11 +165,16 @@ def create_app(
     clock: Clock = now_ms,
 ) -> CallstatsApp:
     """The callstats ASGI app for these settings; `background` tasks run while it serves; `clock` is the
-    server's time in epoch ms for events received and campaign statuses (a test's own, or the wall clock)."""
+    server's time in epoch ms for events received and campaign statuses (a test's own, or the wall clock).
+
+    Raises MetricsSetupError when PROMETHEUS_MULTIPROC_DIR is set but unusable (metrics/instruments.py).
+    """
+    metrics = Metrics(settings.prometheus_multiproc_dir, PROVIDERS)
     database = db or Database(
         settings.database_url, settings.db_pool_size, settings.counter_slots, settings.db_timeout_seconds
     )
-    limiter = StatsRateLimiter(settings.stats_rate_limit, settings.redis_url)
+    database.report_pool(metrics)
+    limiter = StatsRateLimiter(settings.stats_rate_limit, settings.redis_url, metrics)
     stats = StatsEndpoint(StatsService(database, limiter))
     api = FastAPI(
         title="callstats",
@@ -178,7 +192,8 @@ def create_app(
     install_error_handlers(api)
     for router in (health_router, campaigns_router, timeseries_router, carriers_router):
         api.include_router(router)
-    install_streaming(api, settings, database)
+    install_metrics(api, metrics)
+    install_streaming(api, settings, database, metrics)
     install_dashboard(api)
     install_docs(api)
     describe(api)

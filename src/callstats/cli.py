@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -37,6 +41,7 @@ EXIT_USAGE = 2  # as click's usage errors: a setting, a URL, a file, an id or an
 EXIT_FAILED = 1  # anything else that stopped the command (reconcile: the counters differ)
 PORT_RANGE = {"min": 0, "max": 65535}  # 0: any free port
 PORT_HELP = "TCP port (0: any free port)."
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's variable (Settings.prometheus_multiproc_dir)
 
 
 @dataclass
@@ -288,12 +293,28 @@ def serve(
     )
     _log_listening(*listener.getsockname()[:2])
     if workers > 1:  # uvicorn's process manager, on the socket bound above
-        Multiprocess(config, sockets=[listener]).run()
+        with metrics_directory():  # every worker's metric values, summed by /metrics
+            Multiprocess(config, sockets=[listener]).run()
         return
+    os.environ.pop(MULTIPROC_ENV, None)  # one process: its metrics in memory, nothing inherited summed
     server = uvicorn.Server(config)
     server.run(sockets=[listener])
     if not server.started:
         raise typer.Exit(3)  # uvicorn's code for an app whose start-up failed (logged above)
+
+
+@contextmanager
+def metrics_directory() -> Iterator[str]:
+    """A private directory for this run's metric files (prometheus-client's multiprocess mode), named
+    in the workers' environment by PROMETHEUS_MULTIPROC_DIR before they start (the library reads it
+    at import), and removed with everything in it when the server stops: made afresh for each run,
+    so no earlier run's counts are ever summed. Under TMPDIR (a tmpfs keeps the writes off disk)."""
+    with tempfile.TemporaryDirectory(prefix="callstats-metrics-") as directory:
+        os.environ[MULTIPROC_ENV] = directory
+        try:
+            yield directory
+        finally:
+            os.environ.pop(MULTIPROC_ENV, None)
 
 
 def _log_listening(host: str, port: int) -> None:

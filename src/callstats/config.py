@@ -18,6 +18,8 @@ from callstats.urls import BadUrl, check_url
 DEFAULT_DATABASE_URL = "sqlite:///./callstats.db"
 # A Fernet key: 32 bytes in URL-safe base64, 44 characters ending in "=" (cryptography's Fernet spec).
 FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
+GENERATE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+METRICS_TOKEN_MIN_CHARS = 16
 GENERATE_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 
 
@@ -54,6 +56,11 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # Peers whose X-Forwarded-Proto and X-Forwarded-Host are believed: comma-separated IPs or CIDRs.
     trusted_proxies: str = ""
+    # GET /metrics: with a token, only `Authorization: Bearer <token>` reads it; without, loopback clients.
+    metrics_token: SecretStr | None = None
+    # Where every worker process writes its metric values (prometheus-client's multiprocess mode); the
+    # library's own variable, read by it at import: `callstats serve --workers N` sets it per run.
+    prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
 
     @field_validator("database_url")
     @classmethod
@@ -83,6 +90,26 @@ class Settings(BaseSettings):
         if problem:
             raise ValueError(problem)
         return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """None when unset or blank; else at least METRICS_TOKEN_MIN_CHARS characters (never echoed)."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        token = value.get_secret_value().strip()
+        if len(token) < METRICS_TOKEN_MIN_CHARS or not token.isprintable() or " " in token:
+            raise ValueError(
+                f"must be at least {METRICS_TOKEN_MIN_CHARS} printable characters without spaces; "
+                f"generate one with: {GENERATE_TOKEN}"
+            )
+        return SecretStr(token)
+
+    @field_validator("prometheus_multiproc_dir")
+    @classmethod
+    def _multiproc_dir(cls, value: str | None) -> str | None:
+        """None when unset or blank."""
+        return value if value and value.strip() else None
 
     @field_validator("public_url")
     @classmethod

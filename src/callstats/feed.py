@@ -18,12 +18,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import suppress
+from time import perf_counter
 from typing import Any, Protocol
 
 from sqlalchemy import make_url, text
 
 from callstats.config import sqlalchemy_url
 from callstats.db.engine import Database
+from callstats.metrics.instruments import Metrics
 
 log = logging.getLogger("callstats.feed")
 CHANNEL = "callstats_changes"
@@ -86,14 +88,22 @@ class Subscription:
 
 
 class ChangeFeed:
-    """Publish campaign changes from any thread; subscribe to them on the event loop."""
+    """Publish campaign changes from any thread; subscribe to them on the event loop.
 
-    def __init__(self, relay: Relay | None = None) -> None:
+    With `metrics`, each signal delivered records its lag (callstats_feed_lag_seconds): `local`, from
+    `publish` to this process's subscribers (the stream hub's watchers; monotonic clock, only when
+    someone subscribes to the campaign), and `remote`, from another process's `publish` to its
+    arrival here through the relay (the publisher's wall clock travels in the message, so across
+    hosts the figure includes their clocks' offset).
+    """
+
+    def __init__(self, relay: Relay | None = None, metrics: Metrics | None = None) -> None:
         self.relay = relay
+        self.metrics = metrics
         self.origin = uuid.uuid4().hex[:12]
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._outbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[tuple[str, float] | None] = queue.SimpleQueue()  # (campaign, wall s)
         self._publisher: threading.Thread | None = None
         self._listener: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
@@ -104,9 +114,10 @@ class ChangeFeed:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with suppress(RuntimeError):  # the loop closed in between: nobody left to tell here
-                loop.call_soon_threadsafe(self._deliver, campaign_id)
+                loop.call_soon_threadsafe(self._deliver, campaign_id, perf_counter())
         if self.relay is not None:
-            self._outbox.put(campaign_id)  # before _ensure_publisher: an idle publisher never strands it
+            # before _ensure_publisher: an idle publisher never strands it
+            self._outbox.put((campaign_id, time.time()))
             self._ensure_publisher()
 
     def publish_many(self, campaign_ids: Iterable[str]) -> None:
@@ -158,9 +169,15 @@ class ChangeFeed:
         if self.relay is not None and self._listener is None:
             self._listener = self._loop.create_task(self._listen(self.relay))
 
-    def _deliver(self, campaign_id: str) -> None:
-        for subscription in tuple(self._subscriptions.get(campaign_id, ())):
+    def _deliver(self, campaign_id: str, published: float | None = None) -> None:
+        """Wake the campaign's subscribers; `published` is the perf_counter time of a local publish."""
+        subscribers = self._subscriptions.get(campaign_id)
+        if not subscribers:
+            return
+        for subscription in tuple(subscribers):
             subscription.notify()
+        if published is not None and self.metrics is not None:
+            self.metrics.feed_delivered("local", perf_counter() - published)
 
     def _deliver_all(self) -> None:
         for campaign_id in tuple(self._subscriptions):
@@ -191,19 +208,21 @@ class ChangeFeed:
                 continue
             if first is not None:  # a stop (None) flushes at once
                 time.sleep(max(0.0, last_sent + RELAY_INTERVAL_SECONDS - time.monotonic()))
-            pending = {first}
+            pending = [first]
             while not self._outbox.empty():
-                pending.add(self._outbox.get_nowait())
-            self._send_all({c for c in pending if c is not None})
+                pending.append(self._outbox.get_nowait())
+            self._send_all(_earliest(p for p in pending if p is not None))
             last_sent = time.monotonic()
             if None in pending:
                 return
 
-    def _send_all(self, campaign_ids: set[str]) -> None:
+    def _send_all(self, published: dict[str, float]) -> None:
+        """Send one signal per campaign: `origin@published:campaign` (a reader that knows no `@` part
+        still finds the origin different from its own and the campaign after the first colon)."""
         assert self.relay is not None
-        for campaign_id in campaign_ids:
+        for campaign_id, at in published.items():
             try:
-                self.relay.send(f"{self.origin}:{campaign_id}")
+                self.relay.send(f"{self.origin}@{at:.6f}:{campaign_id}")
             except Exception as exc:  # a lost signal is covered by the stream's poll
                 if not self._failing:  # once per outage, not once per write
                     log.warning(
@@ -222,9 +241,7 @@ class ChangeFeed:
             try:
                 async for message in relay.receive():
                     failures = 0
-                    origin, _, campaign_id = message.partition(":")
-                    if origin != self.origin:
-                        self._deliver(campaign_id)
+                    self._received(message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -236,6 +253,25 @@ class ChangeFeed:
                 )
                 await asyncio.sleep(delay)
                 self._deliver_all()  # changes may have been missed while disconnected
+
+    def _received(self, message: str) -> None:
+        """Deliver another process's signal (`origin[@published]:campaign`) and record its lag."""
+        sender, _, campaign_id = message.partition(":")
+        origin, _, published = sender.partition("@")
+        if origin == self.origin:
+            return
+        self._deliver(campaign_id)
+        if published and self.metrics is not None:
+            with suppress(ValueError):
+                self.metrics.feed_delivered("remote", time.time() - float(published))
+
+
+def _earliest(published: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Each campaign once, with its earliest publish time (a burst coalesced into one signal)."""
+    earliest: dict[str, float] = {}
+    for campaign_id, at in published:
+        earliest[campaign_id] = min(at, earliest.get(campaign_id, at))
+    return earliest
 
 
 async def cancelled(task: asyncio.Task[Any], within: float = STOP_SECONDS) -> None:
@@ -295,7 +331,7 @@ class RedisRelay:
                 if message is not None and message["type"] == "message":
                     yield message["data"].decode()
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed in newer redis-py
             await client.aclose()
 
     def close(self) -> None:

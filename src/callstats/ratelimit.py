@@ -15,6 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeout
 
+from callstats.metrics.instruments import Metrics
 from callstats.turns import TurnBatches
 
 log = logging.getLogger("callstats.ratelimit")
@@ -150,7 +151,8 @@ class RedisWindows:
 class StatsRateLimiter:
     """Counts stats reads per campaign; shared across processes when Redis is configured."""
 
-    def __init__(self, limit: str, redis_url: str | None) -> None:
+    def __init__(self, limit: str, redis_url: str | None, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics  # counts the reads refused (callstats_rate_limited_requests_total)
         self.item: RateLimitItem = parse(limit)
         self.window_seconds = int(self.item.get_expiry())
         self.local = LocalWindows(self.item.amount, self.item.get_expiry())
@@ -172,6 +174,8 @@ class StatsRateLimiter:
                 return None
         # Clamped: a clock read between the count and now can put the reset a hair past the window.
         reset_seconds = min(math.ceil(reset_in), self.window_seconds)
+        if not allowed and self.metrics is not None:
+            self.metrics.rate_limited.inc()
         return Decision(allowed, self.item.amount, self.window_seconds, max(remaining, 0), reset_seconds)
 
     async def reset(self) -> None:

@@ -31,6 +31,7 @@ from callstats.errors import (
     ValidationFailed,
     rendered,
 )
+from callstats.metrics.instruments import Metrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -261,7 +262,8 @@ RawBody = Annotated[bytes, Depends(_raw_body)]
 class Dispatcher:
     """The ASGI entry point: the hot paths (stats, events) first, then the framework; a body-size limit;
     one access line per HTTP request (docs/deployment.md, Logs) unless the app's settings
-    (`api.state.settings.access_log`, CALLSTATS_ACCESS_LOG) turn it off."""
+    (`api.state.settings.access_log`, CALLSTATS_ACCESS_LOG) turn it off; each request counted and timed
+    in `metrics` (by route template, method and status) when given."""
 
     def __init__(
         self,
@@ -271,6 +273,7 @@ class Dispatcher:
         max_body_bytes: int,
         hot: dict[str, AsgiApp],
         prefixed: dict[str, tuple[AsgiApp, str]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.api = api
         self.stats = stats
@@ -282,13 +285,14 @@ class Dispatcher:
         self.prefixed = prefixed or {}
         self.access_log: bool = getattr(getattr(api.state, "settings", None), "access_log", True)
         self.access = logs.AccessLog()  # lines waiting for their flush (logs.AccessLog)
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route one ASGI connection; keep an HTTP request's access line for the next flush."""
+        """Route one ASGI connection; count an HTTP request and keep its access line for the next flush."""
         if scope["type"] != "http":
             await self.api(scope, receive, self._flushing(send) if scope["type"] == "lifespan" else send)
-        elif self.access_log:
-            await self._logged(scope, receive, send)
+        elif self.access_log or self.metrics is not None:
+            await self._observed(scope, receive, send)
         else:
             await self._http(scope, receive, send)
 
@@ -303,11 +307,12 @@ class Dispatcher:
 
         return flushing
 
-    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one HTTP request, then keep its access line for the next flush, whatever happened.
+    async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request, then count it and keep its access line, whatever happened.
 
-        The request path only appends a tuple (logs.AccessLog renders and writes later, in batches);
-        `sent` is a plain function handing back send's awaitable, so no coroutine is added per message.
+        The request path only appends a tuple (logs.AccessLog renders and writes later, in batches) and
+        moves two cached metric series (Metrics.request_done); `sent` is a plain function handing back
+        send's awaitable, so no coroutine is added per message.
         """
         started = perf_counter()
         status: int | None = None
@@ -323,8 +328,13 @@ class Dispatcher:
             route = await self._http(scope, receive, sent)
         finally:
             ended = perf_counter()
-            campaign_id = self._campaign_id(scope, route) if route is not None else None
-            self.access.add((scope["method"], route, status, started, ended, request_id(scope), campaign_id))
+            if self.metrics is not None:
+                self.metrics.request_done(route, scope["method"], status, ended - started)
+            if self.access_log:
+                campaign_id = self._campaign_id(scope, route) if route is not None else None
+                self.access.add(
+                    (scope["method"], route, status, started, ended, request_id(scope), campaign_id)
+                )
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> str | None:
         """Serve one HTTP request; the template of the route that answered it (None: no route matched)."""

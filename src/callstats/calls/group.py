@@ -28,6 +28,7 @@ from callstats.calls.service import WriteRequest, Written
 from callstats.db.engine import Database, is_unreachable
 from callstats.errors import InternalError
 from callstats.logs import event_not_stored
+from callstats.metrics.instruments import Metrics
 
 MAX_EVENTS = 4_000  # per group; one request may hold up to 1,000 (schemas.MAX_EVENTS_PER_REQUEST)
 WRITERS = 2  # groups written at a time: more threads only contend for the GIL and the database's locks
@@ -47,12 +48,16 @@ class Waiting:
 
 
 class GroupCommit:
-    """Takes waiting requests together: at most `writers` groups are being written at a time."""
+    """Takes waiting requests together: at most `writers` groups are being written at a time; each
+    request's committed events counted by result in `metrics` (once per request) when given."""
 
-    def __init__(self, db: Database, rules: EventRules, writers: int = WRITERS) -> None:
+    def __init__(
+        self, db: Database, rules: EventRules, writers: int = WRITERS, metrics: Metrics | None = None
+    ) -> None:
         self.db = db
         self.rules = rules
         self.writers = writers
+        self.metrics = metrics
         self.busy = 0
         self.waiting: deque[Waiting] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,6 +81,7 @@ class GroupCommit:
                 outcomes = [Written(error=RuntimeError("write abandoned"))] * len(group)
                 try:
                     outcomes = await run_sync(self.write, [w.request for w in group])
+                    self._count(outcomes)
                     self._fail_waiting_if_unreachable(outcomes[0])
                 finally:  # only a cancelled run leaves the placeholders: never leave a request hanging
                     for waiting, outcome in zip(group, outcomes, strict=True):
@@ -92,6 +98,15 @@ class GroupCommit:
             budget -= self.waiting[0].size()
             group.append(self.waiting.popleft())
         return group
+
+    def _count(self, outcomes: list[Written]) -> None:
+        """Count each request's committed events by result: three additions a request, not one an event."""
+        if self.metrics is None:
+            return
+        for outcome in outcomes:
+            result = outcome.result
+            if result is not None:
+                self.metrics.events_written(result.applied, result.duplicate, result.rejected)
 
     def _fail_waiting_if_unreachable(self, outcome: Written) -> None:
         """The database did not answer: the requests queued meanwhile get the same 503 now, not after

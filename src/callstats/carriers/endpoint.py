@@ -23,6 +23,7 @@ from callstats.config import Settings
 from callstats.db.engine import Database
 from callstats.feed import ChangeFeed
 from callstats.ids import canonical_uuid
+from callstats.metrics.instruments import Metrics
 from callstats.web import Answer, HotEndpoint, Receive, Scope
 
 PREFIX = "/webhooks/"
@@ -41,7 +42,9 @@ class WebhookEndpoint(HotEndpoint):
         feed: ChangeFeed,
         connections: LiveConnections,
         settings: Settings,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics  # callstats_carrier_callbacks_total, by provider and verdict
         self.db = db
         self.groups = groups
         self.feed = feed
@@ -68,12 +71,21 @@ class WebhookEndpoint(HotEndpoint):
             public_base(scope, self.settings),
             _path_as_sent(scope),
         )
-        verdict = await callbacks.receive(self.db, self.groups, self.connections, inbound)
+        try:
+            verdict = await callbacks.receive(self.db, self.groups, self.connections, inbound)
+        except callbacks.SignatureInvalid:
+            self._count(provider, "refused")
+            raise
+        self._count(provider, verdict.verdict)
         self.feed.publish_many(verdict.campaigns)
         if provider == "twilio":
             return 204, (), b""
         shown = {"callback_id": verdict.callback_id, "verdict": verdict.verdict, "reason": verdict.reason}
         return 200, (), orjson.dumps({"success": True, "data": shown})
+
+    def _count(self, provider: str, verdict: str) -> None:
+        if self.metrics is not None:
+            self.metrics.callback_received(provider, verdict)
 
 
 def _target(path: str) -> tuple[str, str]:

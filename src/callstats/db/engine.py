@@ -20,7 +20,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
@@ -29,6 +29,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
 from callstats.config import is_sqlite, sqlalchemy_url
+
+if TYPE_CHECKING:  # the CLI's commands load this module without prometheus-client
+    from callstats.metrics.instruments import Metrics
 
 T = TypeVar("T")
 log = logging.getLogger("callstats.db")
@@ -65,6 +68,7 @@ class Database:
         timeout_seconds: float | None = None,
     ) -> None:
         self.url = database_url
+        self.pool_size = pool_size
         self.is_sqlite = is_sqlite(database_url)
         self.timeout_seconds = timeout_seconds
         self.watchdog = Watchdog(timeout_seconds) if timeout_seconds and not self.is_sqlite else None
@@ -76,6 +80,17 @@ class Database:
         # SQLite writers of this process queue here instead of in SQLite's busy handler, whose sleeps
         # (up to 100 ms each) collapse throughput under many concurrent writers.
         self._sqlite_writer = threading.Lock() if self.is_sqlite else None
+
+    def report_pool(self, metrics: Metrics) -> None:
+        """Keep the pool's figures in `metrics`: its size and most connections (set now), and the
+        connections checked out (moved by the pool's own checkout, checkin and detach events)."""
+        metrics.pool_configured(
+            self.pool_size, 2 * self.pool_size
+        )  # max_overflow is pool_size (_make_engine)
+        checked_out = metrics.pool_checked_out
+        event.listen(self.engine, "checkout", lambda *_: checked_out.inc())
+        event.listen(self.engine, "checkin", lambda *_: checked_out.dec())
+        event.listen(self.engine, "detach", lambda *_: checked_out.dec())  # a detached one never checks in
 
     def pick_slot(self) -> int:
         """The counter slot a write transaction adds its deltas to."""

@@ -24,6 +24,7 @@ from callstats.core.counters import Counters
 from callstats.db.engine import Database, SqliteChangeProbe
 from callstats.errors import CampaignNotFound
 from callstats.feed import ChangeFeed
+from callstats.metrics.instruments import Metrics
 from callstats.stats.service import campaign_counters, stats_body
 from callstats.stream.signals import on_exit_signal
 
@@ -73,9 +74,15 @@ class StreamHub:
     """Campaign watchers, started with their first stream and stopped with their last."""
 
     def __init__(
-        self, db: Database, feed: ChangeFeed, poll_seconds: float | None = None, min_interval: float = 0.15
+        self,
+        db: Database,
+        feed: ChangeFeed,
+        poll_seconds: float | None = None,
+        min_interval: float = 0.15,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics  # callstats_open_streams: the mailboxes open now
         self.feed = feed
         self.poll_seconds = poll_seconds or (0.2 if db.is_sqlite else 1.0)
         self.min_interval = min_interval
@@ -113,9 +120,13 @@ class StreamHub:
         watch.join(mailbox)
         if self._closing:
             mailbox.close()
+        if self.metrics is not None:
+            self.metrics.open_streams.inc()
         try:
             yield mailbox
         finally:
+            if self.metrics is not None:
+                self.metrics.open_streams.dec()
             if watch.leave(mailbox):
                 self._watches.pop(key, None)
                 self.remember(key, watch.current)

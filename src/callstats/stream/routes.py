@@ -12,6 +12,7 @@ from callstats.config import Settings
 from callstats.db.engine import Database
 from callstats.feed import ChangeFeed, relay_for
 from callstats.ids import CampaignId
+from callstats.metrics.instruments import Metrics
 from callstats.stats.schemas import StatsEnvelope
 from callstats.stream.hub import StreamHub
 from callstats.stream.sse import PING, RETRY_MS, stats_events
@@ -102,11 +103,12 @@ async def stream_campaign_stats(
     return StreamingResponse(events, media_type="text/event-stream", headers=STREAM_HEADERS)
 
 
-def install_streaming(api: FastAPI, settings: Settings, db: Database) -> None:
-    """Give the app its change feed (`api.state.feed`), its stream hub and the stream route."""
-    feed = ChangeFeed(relay_for(db, settings.redis_url))
+def install_streaming(api: FastAPI, settings: Settings, db: Database, metrics: Metrics | None = None) -> None:
+    """Give the app its change feed (`api.state.feed`), its stream hub and the stream route; both
+    record in `metrics` (feed lag, open streams) when given."""
+    feed = ChangeFeed(relay_for(db, settings.redis_url), metrics)
     api.state.feed = feed
     api.state.streams = StreamHub(
-        db, feed, settings.stream_poll_seconds, settings.stream_min_interval_seconds
+        db, feed, settings.stream_poll_seconds, settings.stream_min_interval_seconds, metrics
     )
     api.include_router(router)
