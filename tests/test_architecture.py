@@ -38,7 +38,9 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
         {"campaigns", "calls", "timeseries", "reports"}
     ),  # the domains that write or read through stats
-    frozenset({"stream", "dashboard", "openapi", "importer", "watch", "serving", "carriers"}),  # surfaces
+    frozenset(
+        {"stream", "dashboard", "openapi", "importer", "exporter", "watch", "serving", "carriers"}
+    ),  # surfaces
     frozenset({"app", "demo", "cli"}),  # entry points
 )
 CORE_MAY_IMPORT = ("phonenumbers",)
