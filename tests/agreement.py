@@ -1,7 +1,8 @@
 """The check every numbers test ends with: the API, reconcile's recomputation and the oracle agree.
 
 The oracle (tests/oracle.py) never imports the code under test; this module is
-where its replay meets the API's answer and the raw rows.
+where its replay meets the API's answer and the raw rows, and where the property tests deliver
+contacts and events to both.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import httpx
 from callstats.app import CallstatsApp
 from callstats.stats.reconcile import differences, recompute
 from callstats.stats.response import stats_response
-from tests.oracle import OUTCOMES, CampaignOracle, comparable, epoch_ms, half_up
+from tests.oracle import OUTCOMES, CampaignOracle, Event, comparable, epoch_ms, half_up
 
 
 def assert_invariants(data: Mapping[str, Any], oracle: CampaignOracle) -> None:
@@ -58,3 +59,27 @@ async def assert_stats(
     assert comparable(data) == oracle.stats()
     assert_invariants(data, oracle)
     return data
+
+
+async def post_events(
+    client: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, prefix: str, events: list[Event]
+) -> list[tuple[str, str | None]]:
+    """Deliver one request of events; each event's (status, error)."""
+    body = {"events": [e.body(campaign_id, prefix) for e in events]}
+    response = await client.post("/recordCallEvents", json=body, headers=auth)
+    assert response.status_code == 200, response.text
+    results = response.json()["data"]["results"]
+    assert [r["event_id"] for r in results] == [b["event_id"] for b in body["events"]]
+    return [(r["status"], r["error"]) for r in results]
+
+
+async def add_contacts(
+    client: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, rows: list[str], oracle: CampaignOracle
+) -> None:
+    """addContacts with phones written any way; its counts equal the oracle's."""
+    body = {"contacts": [{"phone": p} for p in rows]}
+    response = await client.post(f"/addContacts/{campaign_id}", json=body, headers=auth)
+    assert response.status_code == 200, response.text
+    added = response.json()["data"]
+    accepted, duplicate = oracle.add_contacts(f"+1{''.join(c for c in p if c.isdigit())[-10:]}" for p in rows)
+    assert (added["accepted"], added["duplicate"], added["invalid"]) == (accepted, duplicate, 0)

@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any, Protocol
 
+from hypothesis import strategies as st
+
 OUTCOMES = ("answered", "busy", "no_answer", "failed", "voicemail")
 RETRYABLE = ("busy", "no_answer", "failed", "voicemail")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -219,6 +221,17 @@ class Chooser(Protocol):
     def integer(self, low: int, high: int) -> int:
         """An integer in [low, high]."""
         ...
+
+
+class DrawChooser:
+    """The simulation's choices, drawn from Hypothesis (so failures shrink)."""
+
+    def __init__(self, data: st.DataObject) -> None:
+        self.data = data
+
+    def integer(self, low: int, high: int) -> int:
+        """An integer in [low, high]."""
+        return self.data.draw(st.integers(low, high))
 
 
 def pick(chooser: Chooser, options: Sequence[Any]) -> Any:

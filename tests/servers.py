@@ -162,8 +162,9 @@ def wait_for_banner(out: Path, proc: subprocess.Popen[bytes], timeout: float = 3
     raise AssertionError(f"no banner within {timeout} s: {out.read_text()!r}")
 
 
-def run_cli(base_url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`callstats import ...` against a server, with --url and --key given through the environment."""
+def run_cli(base_url: str, key: str, *args: str, command: str = "import") -> subprocess.CompletedProcess[str]:
+    """`callstats import ...` (or another `command`) against a server, with --url and --key given through
+    the environment."""
     env = {**server_env("sqlite:///unused.db"), "CALLSTATS_URL": base_url, "CALLSTATS_API_KEY": key}
-    argv = callstats_argv("import", *args)
+    argv = callstats_argv(command, *args)
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)

@@ -35,8 +35,12 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"accounts"}),  # keys: every domain checks them
     frozenset({"web"}),  # the ASGI plumbing: dispatcher, hot endpoint base (reads the key), errors
     frozenset({"stats"}),  # the counters read
-    frozenset({"campaigns", "calls", "timeseries"}),  # the domains that write or read through stats
-    frozenset({"stream", "dashboard", "openapi", "importer", "watch", "serving", "carriers"}),  # surfaces
+    frozenset(
+        {"campaigns", "calls", "timeseries", "reports"}
+    ),  # the domains that write or read through stats
+    frozenset(
+        {"stream", "dashboard", "openapi", "importer", "exporter", "watch", "serving", "carriers"}
+    ),  # surfaces
     frozenset({"app", "demo", "cli"}),  # entry points
 )
 CORE_MAY_IMPORT = ("phonenumbers",)

@@ -37,6 +37,7 @@ from callstats.metrics.instruments import Metrics
 from callstats.metrics.routes import install_metrics
 from callstats.openapi import describe, install_docs, operation_id
 from callstats.ratelimit import StatsRateLimiter
+from callstats.reports.routes import router as reports_router
 from callstats.sealing import secret_box
 from callstats.serving import exit_deadline_on_signal, tune_collector
 from callstats.stats.routes import PATH_PREFIX, StatsEndpoint
@@ -190,7 +191,7 @@ def create_app(
     api.state.clock = clock
     api.state.secret_box = secret_box(settings)  # reads no file: the SQLite key file on first need
     install_error_handlers(api)
-    for router in (health_router, campaigns_router, timeseries_router, carriers_router):
+    for router in (health_router, campaigns_router, timeseries_router, reports_router, carriers_router):
         api.include_router(router)
     install_metrics(api, metrics)
     install_streaming(api, settings, database, metrics)

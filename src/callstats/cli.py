@@ -1,4 +1,4 @@
-"""The `callstats` command: serve, migrate, demo, import, keys, reconcile, watch.
+"""The `callstats` command: serve, migrate, demo, import, export, keys, reconcile, watch.
 
 An error a person can act on (a bad setting, an unreachable or malformed database URL, a taken
 port, a file the demo must not replace, a server URL that cannot work) ends the command with one
@@ -464,6 +464,71 @@ def import_contacts(
         run_command(campaign_id, csv_file, base_url, key, as_json, options)
     except ImportFailed as failure:
         _fail(failure.describe())
+
+
+class ExportKind(StrEnum):
+    """What `callstats export` writes: the campaign's contacts or its calls."""
+
+    CONTACTS = "contacts"
+    CALLS = "calls"
+
+
+class FileFormat(StrEnum):
+    """The export file's format."""
+
+    CSV = "csv"
+    NDJSON = "ndjson"
+
+
+@app.command("export", cls=PlainHelpCommand)
+def export(
+    campaign_id: Annotated[
+        str,
+        typer.Argument(metavar="CAMPAIGN_ID", callback=_campaign_id, help="The campaign (a UUID) to export."),
+    ],
+    kind: Annotated[ExportKind, typer.Argument(metavar="contacts|calls", help="What to export.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", metavar="FILE", dir_okay=False, help="The file to write.")
+    ],
+    key: Annotated[str, typer.Option(metavar="KEY", envvar="CALLSTATS_API_KEY", help="A read or write key.")],
+    url: Annotated[
+        str, typer.Option(metavar="URL", envvar="CALLSTATS_URL", help="The server.")
+    ] = "http://127.0.0.1:8000",
+    file_format: Annotated[
+        FileFormat, typer.Option("--format", metavar="csv|ndjson", help="CSV or NDJSON.")
+    ] = (FileFormat.CSV),
+    state: Annotated[str | None, typer.Option(metavar="STATE", help="contacts: only this state.")] = None,
+    last_outcome: Annotated[
+        str | None, typer.Option(metavar="OUTCOME", help="contacts: only this last outcome.")
+    ] = None,
+    outcome: Annotated[str | None, typer.Option(metavar="OUTCOME", help="calls: only this outcome.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", metavar="TIME", help="calls: started at or after (ISO 8601).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", metavar="TIME", help="calls: started before (ISO 8601).")
+    ] = None,
+) -> None:
+    """Write a campaign's contacts or calls to FILE through the HTTP API (exportContacts, exportCalls),
+    with a progress bar whose total comes from the campaign's counters.
+
+    A URL that cannot work, or a filter of the other kind (--state for calls), is refused at once with
+    exit code 2; a request the server refuses or a stream that breaks off stops the export with one
+    line and exit code 1, and FILE is left as it was.
+    """
+    from callstats.exporter import ExportFailed, ExportRequest, run_export
+
+    base_url = _server_url(url)
+    contacts = {"state": state, "last_outcome": last_outcome}
+    calls = {"outcome": outcome, "from": start, "to": end}
+    filters, foreign = (contacts, calls) if kind is ExportKind.CONTACTS else (calls, contacts)
+    if any(value is not None for value in foreign.values()):
+        _fail(f"that filter does not apply to {kind.value}: see callstats export --help", code=EXIT_USAGE)
+    request = ExportRequest(campaign_id, kind.value, file_format.value, filters)
+    try:
+        run_export(request, output, base_url, key)
+    except ExportFailed as failure:
+        _fail(f"stopped: {failure}")
 
 
 @app.command(cls=PlainHelpCommand)

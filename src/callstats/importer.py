@@ -290,9 +290,7 @@ def _post(client: httpx.Client, campaign_id: str, chunk: Chunk, params: dict[str
             headers={"content-type": "text/csv; charset=utf-8"},
         )
     except httpx.HTTPError as exc:
-        detail = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
-        why = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        raise ImportFailed(f"cannot reach {client.base_url}: {why}") from None
+        raise ImportFailed(unreachable(client, exc)) from None
     try:
         envelope: Any = response.json()
     except ValueError:
@@ -300,9 +298,22 @@ def _post(client: httpx.Client, campaign_id: str, chunk: Chunk, params: dict[str
     if response.status_code == 200 and isinstance(envelope, dict) and envelope.get("success"):
         data: dict[str, Any] = envelope["data"]
         return data
+    raise ImportFailed(refusal(response.status_code, envelope, response.text))
+
+
+def unreachable(client: httpx.Client, exc: httpx.HTTPError) -> str:
+    """Why a request to the server got no answer, in one line (`callstats import` and `export`)."""
+    detail = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+    why = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return f"cannot reach {client.base_url}: {why}"
+
+
+def refusal(status: int, envelope: Any, text: str) -> str:
+    """A refused request in one line: `HTTP 404 NOT_FOUND: Campaign not found` from the error envelope,
+    else the status and the start of the body."""
     if isinstance(envelope, dict) and "message" in envelope:
-        raise ImportFailed(f"HTTP {response.status_code} {envelope.get('error')}: {envelope['message']}")
-    raise ImportFailed(f"HTTP {response.status_code}: {response.text[:300].strip()}")
+        return f"HTTP {status} {envelope.get('error')}: {envelope['message']}"
+    return f"HTTP {status}: {text[:300].strip()}"
 
 
 ProgressCallback = Callable[[ImportTotals], None]

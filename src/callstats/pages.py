@@ -2,7 +2,8 @@
 sort position (an epoch-ms time) and its id, and the `pagination` object of a page's answer.
 
 A cursor is urlsafe base64 (no padding) of the JSON `[position, id]`; a route sorts newest first on
-(position, id) and asks for the rows after it. Cursors given out by earlier releases stay valid.
+(position, id) and asks for the rows after it (getContacts sorts oldest first by the contact id alone,
+its position, with an empty id). Cursors given out by earlier releases stay valid.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from callstats.errors import ValidationFailed
 
 PageSize = Annotated[int, Ge(1), Le(200)]
 """A page's `limit`: 1 to 200 rows."""
+
+RowPageSize = Annotated[int, Ge(1), Le(1000)]
+"""A drill-down page's `limit` (getContacts, getCalls): 1 to 1,000 rows of one campaign."""
 
 
 class Pagination(BaseModel):

@@ -17,12 +17,13 @@ from sqlalchemy import select
 
 from callstats.app import CallstatsApp
 from callstats.db.schema import contacts
-from tests.agreement import assert_stats
+from tests.agreement import add_contacts, assert_stats, post_events
 from tests.conftest import new_campaign
 from tests.oracle import (
     BASE_MS,
     RETRYABLE,
     CampaignOracle,
+    DrawChooser,
     Event,
     Rules,
     batches,
@@ -43,41 +44,6 @@ PER_BACKEND = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-class DrawChooser:
-    """The simulation's choices, drawn from Hypothesis (so failures shrink)."""
-
-    def __init__(self, data: st.DataObject) -> None:
-        self.data = data
-
-    def integer(self, low: int, high: int) -> int:
-        """An integer in [low, high]."""
-        return self.data.draw(st.integers(low, high))
-
-
-async def post_events(
-    client: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, prefix: str, events: list[Event]
-) -> list[tuple[str, str | None]]:
-    """Deliver one request of events; each event's (status, error)."""
-    body = {"events": [e.body(campaign_id, prefix) for e in events]}
-    response = await client.post("/recordCallEvents", json=body, headers=auth)
-    assert response.status_code == 200, response.text
-    results = response.json()["data"]["results"]
-    assert [r["event_id"] for r in results] == [b["event_id"] for b in body["events"]]
-    return [(r["status"], r["error"]) for r in results]
-
-
-async def add_contacts(
-    client: httpx.AsyncClient, auth: dict[str, str], campaign_id: str, rows: list[str], oracle: CampaignOracle
-) -> None:
-    """addContacts with phones written any way; its counts equal the oracle's."""
-    body = {"contacts": [{"phone": p} for p in rows]}
-    response = await client.post(f"/addContacts/{campaign_id}", json=body, headers=auth)
-    assert response.status_code == 200, response.text
-    added = response.json()["data"]
-    accepted, duplicate = oracle.add_contacts(f"+1{''.join(c for c in p if c.isdigit())[-10:]}" for p in rows)
-    assert (added["accepted"], added["duplicate"], added["invalid"]) == (accepted, duplicate, 0)
 
 
 def contact_rows(chooser: DrawChooser, numbers: list[int]) -> list[str]:

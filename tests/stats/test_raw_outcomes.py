@@ -26,6 +26,7 @@ from tests.oracle import (
     BASE_MS,
     RETRYABLE,
     CampaignOracle,
+    DrawChooser,
     Event,
     Rules,
     batches,
@@ -203,17 +204,6 @@ async def test_reconcile_names_a_corrupted_raw_outcome_count(
 
 
 # -- random streams ------------------------------------------------------------------------------------
-
-
-class DrawChooser:
-    """The simulation's choices, drawn from Hypothesis (so failures shrink)."""
-
-    def __init__(self, data: st.DataObject) -> None:
-        self.data = data
-
-    def integer(self, low: int, high: int) -> int:
-        """An integer in [low, high]."""
-        return self.data.draw(st.integers(low, high))
 
 
 def raw_of(call_id: str, outcome: str) -> str | None:

@@ -87,6 +87,11 @@ contacts = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("erased_at", BigInteger, nullable=True),
     UniqueConstraint("campaign_id", "phone"),
+    # keyset pages of one campaign's contacts in id order, whole or filtered (reports/queries.py)
+    Index("ix_contacts_campaign_order", "campaign_id", "id"),
+    Index("ix_contacts_campaign_state", "campaign_id", "state", "id"),
+    Index("ix_contacts_campaign_outcome", "campaign_id", "last_outcome", "id"),
+    Index("ix_contacts_campaign_state_outcome", "campaign_id", "state", "last_outcome", "id"),
 )
 
 calls = Table(
@@ -108,6 +113,9 @@ calls = Table(
     # The carrier's own outcome, "<provider>:<raw value>" (twilio:no-answer), when the call.ended had one
     Column("raw_outcome", String(160), nullable=True),
     Index("ix_calls_campaign_contact", "campaign_id", "contact_id", "attempt"),
+    # keyset pages of one campaign's calls, newest first, whole or by outcome (reports/queries.py)
+    Index("ix_calls_campaign_started", "campaign_id", "started_at", "call_id"),
+    Index("ix_calls_campaign_outcome_started", "campaign_id", "outcome", "started_at", "call_id"),
 )
 
 call_events = Table(

@@ -1,0 +1,1 @@
+"""Drill-down (every contact and call of a campaign) and exports."""

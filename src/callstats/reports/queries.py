@@ -1,0 +1,119 @@
+"""SQL of the drill-down and export routes: keyset pages of one campaign's contacts and calls.
+
+Every page reads one index range from its cursor on (db/schema.py: `ix_contacts_campaign_*`,
+`ix_calls_campaign_*started`), so a page deep in a 10,000,000-contact campaign costs what the first
+one does: no OFFSET, no count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Row, Select, select, tuple_
+
+from callstats.db.schema import calls, contacts
+
+AnyRow = Row[*tuple[Any, ...]]
+Rows = Sequence[AnyRow]
+"""Rows of CONTACT_COLUMNS or CALL_COLUMNS, read by name (`row.contact_id`)."""
+
+# The start of the contact's latest attempt (one probe of ix_calls_campaign_contact per contact).
+_LAST_CALL_AT = (
+    select(calls.c.started_at)
+    .where(calls.c.campaign_id == contacts.c.campaign_id, calls.c.contact_id == contacts.c.id)
+    .order_by(calls.c.attempt.desc())
+    .limit(1)
+    .correlate(contacts)
+    .scalar_subquery()
+    .label("last_call_at")
+)
+CONTACT_COLUMNS = (
+    contacts.c.id.label("contact_id"),
+    contacts.c.phone,
+    contacts.c.name,
+    contacts.c.metadata,
+    contacts.c.state,
+    contacts.c.attempts,
+    contacts.c.last_outcome,
+    _LAST_CALL_AT,
+    contacts.c.created_at,
+    contacts.c.erased_at,
+)
+CALL_COLUMNS = (
+    calls.c.call_id,
+    calls.c.contact_id,
+    contacts.c.phone,
+    calls.c.attempt,
+    calls.c.started_at,
+    calls.c.answered_at,
+    calls.c.ended_at,
+    calls.c.outcome,
+    calls.c.raw_outcome,
+    calls.c.duration_seconds,
+)
+
+
+@dataclass(frozen=True)
+class ContactFilter:
+    """Which contacts a list holds: each given field must match (`phone` is a normalized identity)."""
+
+    state: str | None = None
+    last_outcome: str | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """Which calls a list holds: the outcome, and a start in [`from_ms`, `to_ms`) (epoch ms)."""
+
+    outcome: str | None = None
+    from_ms: int | None = None
+    to_ms: int | None = None
+
+
+def contact_page(conn: Connection, campaign_id: str, where: ContactFilter, after_id: int, limit: int) -> Rows:
+    """Up to `limit` of the campaign's contacts matching `where`, in id order, with ids above `after_id`."""
+    query = select(*CONTACT_COLUMNS).where(contacts.c.campaign_id == campaign_id, contacts.c.id > after_id)
+    if where.state is not None:
+        query = query.where(contacts.c.state == where.state)
+    if where.last_outcome is not None:
+        query = query.where(contacts.c.last_outcome == where.last_outcome)
+    if where.phone is not None:
+        query = query.where(contacts.c.phone == where.phone)
+    return conn.execute(query.order_by(contacts.c.id).limit(limit)).all()
+
+
+def one_contact(conn: Connection, campaign_id: str, contact_id: int) -> AnyRow | None:
+    """One contact of the campaign, or None."""
+    query = select(*CONTACT_COLUMNS).where(contacts.c.campaign_id == campaign_id, contacts.c.id == contact_id)
+    return conn.execute(query).first()
+
+
+def _calls() -> Select[Any]:
+    return select(*CALL_COLUMNS).join_from(calls, contacts, contacts.c.id == calls.c.contact_id)
+
+
+def contact_calls(conn: Connection, campaign_id: str, contact_id: int) -> Rows:
+    """Every call of one contact of the campaign, in attempt order."""
+    query = _calls().where(calls.c.campaign_id == campaign_id, calls.c.contact_id == contact_id)
+    return conn.execute(query.order_by(calls.c.attempt)).all()
+
+
+def call_page(
+    conn: Connection, campaign_id: str, where: CallFilter, before: tuple[int, str] | None, limit: int
+) -> Rows:
+    """Up to `limit` of the campaign's calls matching `where`, newest first by (started_at, call_id),
+    after the (started_at, call_id) `before` (None: from the newest)."""
+    query = _calls().where(calls.c.campaign_id == campaign_id)
+    if where.outcome is not None:
+        query = query.where(calls.c.outcome == where.outcome)
+    if where.from_ms is not None:
+        query = query.where(calls.c.started_at >= where.from_ms)
+    if where.to_ms is not None:
+        query = query.where(calls.c.started_at < where.to_ms)
+    if before is not None:
+        query = query.where(tuple_(calls.c.started_at, calls.c.call_id) < tuple_(*before))
+    query = query.order_by(calls.c.started_at.desc(), calls.c.call_id.desc()).limit(limit)
+    return conn.execute(query).all()

@@ -1,0 +1,131 @@
+"""Shapes of the drill-down and export routes, and the one function per row kind that builds them.
+
+`contact_record` and `call_record` turn a row of reports/queries.py into the dict every surface
+shows: the JSON pages, getContact, the NDJSON lines and (cell by cell, in the same order) the CSV
+rows. A field added there appears everywhere at once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from callstats.pages import Pagination
+from callstats.stats.response import iso_utc
+
+ContactState = Literal["pending", "in_progress", "completed", "failed"]
+Outcome = Literal["answered", "busy", "no_answer", "failed", "voicemail"]
+ExportFormat = Literal["csv", "ndjson"]
+_JSON_VALUE = ["string", "number", "integer", "boolean", "array", "object", "null"]
+Metadata = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "additionalProperties": {"type": _JSON_VALUE}}),
+]
+"""A contact's metadata: the JSON object addContacts stored."""
+
+
+class Contact(BaseModel):
+    """One contact as the drill-down shows it; times are ISO 8601 UTC."""
+
+    contact_id: int
+    phone: str | None = Field(
+        description="E.164 plus any extension (`;ext=12`), the contact's identity; null once erased"
+    )
+    name: str | None
+    metadata: Metadata | None
+    state: ContactState
+    attempts: int = Field(description="calls started for this contact")
+    last_outcome: Outcome | None = Field(
+        description="the outcome of its most recent finished call (kept while a retry is pending or live), "
+        "as call_status_breakdown counts it; null before any call finished"
+    )
+    last_call_at: str | None = Field(description="when its latest attempt started; null if never called")
+    created_at: str
+    erased_at: str | None = Field(
+        default=None, description="when forgetContact erased its phone, name and metadata (docs/privacy.md)"
+    )
+
+
+class Call(BaseModel):
+    """One call (attempt) as the drill-down shows it; times are ISO 8601 UTC, durations whole seconds."""
+
+    call_id: str
+    contact_id: int
+    phone: str
+    attempt: int = Field(description="1 for the contact's first call, 2 for its first retry, ...")
+    started_at: str
+    answered_at: str | None
+    ended_at: str | None = Field(description="null while the call is live")
+    outcome: Outcome | None = Field(description="null while the call is live")
+    raw_outcome: str | None = Field(description="the carrier's own outcome (`twilio:no-answer`) when known")
+    duration_seconds: int | None = Field(description="talk time of an ended call; null while live")
+
+
+class ContactDetail(Contact):
+    """One contact with every call made to it, in attempt order."""
+
+    calls: list[Call]
+
+
+class ContactPage(BaseModel):
+    """A page of a campaign's contacts in the seed's envelope."""
+
+    success: bool = True
+    data: list[Contact]
+    pagination: Pagination
+
+
+class ContactEnvelope(BaseModel):
+    """One contact in the seed's envelope."""
+
+    success: bool = True
+    data: ContactDetail
+
+
+class CallPage(BaseModel):
+    """A page of a campaign's calls in the seed's envelope."""
+
+    success: bool = True
+    data: list[Call]
+    pagination: Pagination
+
+
+def contact_record(row: Any) -> dict[str, Any]:
+    """A contact row of reports/queries.py (CONTACT_COLUMNS) as the API shows it, fields in order."""
+    return {
+        "contact_id": row.contact_id,
+        "phone": row.phone,
+        "name": row.name,
+        "metadata": ({} if row.erased_at is not None else None)
+        if row.metadata is None
+        else orjson.loads(row.metadata),
+        "state": row.state,
+        "attempts": row.attempts,
+        "last_outcome": row.last_outcome,
+        "last_call_at": iso_utc(row.last_call_at),
+        "created_at": iso_utc(row.created_at),
+        "erased_at": iso_utc(row.erased_at),
+    }
+
+
+def call_record(row: Any) -> dict[str, Any]:
+    """A call row of reports/queries.py (CALL_COLUMNS) as the API shows it, fields in order."""
+    ended = row.ended_at is not None
+    return {
+        "call_id": row.call_id,
+        "contact_id": row.contact_id,
+        "phone": row.phone,
+        "attempt": row.attempt,
+        "started_at": iso_utc(row.started_at),
+        "answered_at": iso_utc(row.answered_at),
+        "ended_at": iso_utc(row.ended_at),
+        "outcome": row.outcome,
+        "raw_outcome": row.raw_outcome,
+        "duration_seconds": row.duration_seconds if ended else None,
+    }
+
+
+CONTACT_FIELDS = tuple(Contact.model_fields)
+CALL_FIELDS = tuple(Call.model_fields)
