@@ -87,7 +87,7 @@ async def test_csv_opens_safely_in_a_spreadsheet(client: httpx.AsyncClient, auth
     assert response.status_code == 200
     raw = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"), newline="")))
     assert raw[0] == ["contact_id", "phone", "name", "metadata", "state", "attempts", "last_outcome",
-                      "last_call_at", "created_at"]  # fmt: skip
+                      "last_call_at", "created_at", "erased_at"]  # fmt: skip
     cells = [cell for row in raw[1:] for cell in row]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@")], "no cell a spreadsheet evaluates"
     assert [row[1] for row in raw[1:]] == [f"'+1415555040{i}" for i in range(len(hostile))]
