@@ -15,12 +15,12 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
 
-from callstats.reports.schemas import ExportFormat
+from callstats.reports.schemas import SPREADSHEET_PLAIN, ExportFormat
 
 BOM = codecs.BOM_UTF8
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -53,11 +53,19 @@ def csv_lines(rows: Iterable[Sequence[object]]) -> bytes:
     return text.getvalue().encode()
 
 
-def csv_encoder(fields: Sequence[str]) -> Encoder:
-    """Records as CSV rows, their values in `fields` order, each made a spreadsheet-safe cell."""
+def csv_encoder(fields: Sequence[str], plain: Collection[str]) -> Encoder:
+    """Records as CSV rows, their values in `fields` order: those of `plain` fields (numbers, the API's
+    own words, ISO times: nothing a spreadsheet evaluates) as they are, every other one through
+    spreadsheet_cell. The csv module writes None as an empty cell."""
+    cells = [(name, name in plain) for name in fields]
 
     def encode(records: Records) -> bytes:
-        return csv_lines([[spreadsheet_cell(record[name]) for name in fields] for record in records])
+        return csv_lines(
+            [
+                [record[name] if is_plain else spreadsheet_cell(record[name]) for name, is_plain in cells]
+                for record in records
+            ]
+        )
 
     return encode
 
@@ -74,7 +82,7 @@ def file_start(fmt: ExportFormat, fields: Sequence[str]) -> bytes:
 
 def encoder(fmt: ExportFormat, fields: Sequence[str]) -> Encoder:
     """The writer of one chunk of records in `fmt`."""
-    return csv_encoder(fields) if fmt == "csv" else ndjson_lines
+    return csv_encoder(fields, SPREADSHEET_PLAIN) if fmt == "csv" else ndjson_lines
 
 
 def file_name(campaign_id: str, kind: str, fmt: ExportFormat) -> str:

@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import Connection, Row, Select, select, tuple_
 
 from callstats.db.schema import calls, contacts
+from callstats.reports.schemas import CALL_FIELDS, CONTACT_FIELDS
 
 AnyRow = Row[*tuple[Any, ...]]
 Rows = Sequence[AnyRow]
-"""Rows of CONTACT_COLUMNS or CALL_COLUMNS, read by name (`row.contact_id`)."""
+"""Rows of CONTACT_COLUMNS or CALL_COLUMNS (also readable by name: `row.contact_id`)."""
 
 # The start of the contact's latest attempt (one probe of ix_calls_campaign_contact per contact).
 _LAST_CALL_AT = (
@@ -29,30 +30,34 @@ _LAST_CALL_AT = (
     .scalar_subquery()
     .label("last_call_at")
 )
-CONTACT_COLUMNS = (
-    contacts.c.id.label("contact_id"),
-    contacts.c.phone,
-    contacts.c.name,
-    contacts.c.metadata,
-    contacts.c.state,
-    contacts.c.attempts,
-    contacts.c.last_outcome,
-    _LAST_CALL_AT,
-    contacts.c.created_at,
-    contacts.c.erased_at,
-)
-CALL_COLUMNS = (
-    calls.c.call_id,
-    calls.c.contact_id,
-    contacts.c.phone,
-    calls.c.attempt,
-    calls.c.started_at,
-    calls.c.answered_at,
-    calls.c.ended_at,
-    calls.c.outcome,
-    calls.c.raw_outcome,
-    calls.c.duration_seconds,
-)
+_CONTACT_SOURCES = {
+    "contact_id": contacts.c.id.label("contact_id"),
+    "phone": contacts.c.phone,
+    "name": contacts.c.name,
+    "metadata": contacts.c.metadata,
+    "state": contacts.c.state,
+    "attempts": contacts.c.attempts,
+    "last_outcome": contacts.c.last_outcome,
+    "last_call_at": _LAST_CALL_AT,
+    "created_at": contacts.c.created_at,
+    "erased_at": contacts.c.erased_at,
+}
+_CALL_SOURCES = {
+    "call_id": calls.c.call_id,
+    "contact_id": calls.c.contact_id,
+    "phone": contacts.c.phone,
+    "attempt": calls.c.attempt,
+    "started_at": calls.c.started_at,
+    "answered_at": calls.c.answered_at,
+    "ended_at": calls.c.ended_at,
+    "outcome": calls.c.outcome,
+    "raw_outcome": calls.c.raw_outcome,
+    "duration_seconds": calls.c.duration_seconds,
+}
+# Selected in the order of the API's fields, which is the order schemas.contact_record and
+# schemas.call_record read a row in (a field missing here is a KeyError at import).
+CONTACT_COLUMNS = tuple(_CONTACT_SOURCES[name] for name in CONTACT_FIELDS)
+CALL_COLUMNS = tuple(_CALL_SOURCES[name] for name in CALL_FIELDS)
 
 
 @dataclass(frozen=True)

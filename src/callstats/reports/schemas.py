@@ -92,40 +92,59 @@ class CallPage(BaseModel):
     pagination: Pagination
 
 
+def _metadata(stored: str | None, erased: bool) -> dict[str, Any] | None:
+    """The stored JSON object; `{}` once erased (forgetContact clears it), else null when none was given."""
+    if stored is not None:
+        loaded: dict[str, Any] = orjson.loads(stored)
+        return loaded
+    return {} if erased else None
+
+
 def contact_record(row: Any) -> dict[str, Any]:
-    """A contact row of reports/queries.py (CONTACT_COLUMNS) as the API shows it, fields in order."""
+    """A contact row of reports/queries.py (its columns are CONTACT_FIELDS, in that order) as the API
+    shows it. Read by position: a row's attribute lookups cost more than the rest of an export."""
+    contact_id, phone, name, metadata, state, attempts, last_outcome, last_call_at, created_at, erased_at = (
+        row
+    )
     return {
-        "contact_id": row.contact_id,
-        "phone": row.phone,
-        "name": row.name,
-        "metadata": ({} if row.erased_at is not None else None)
-        if row.metadata is None
-        else orjson.loads(row.metadata),
-        "state": row.state,
-        "attempts": row.attempts,
-        "last_outcome": row.last_outcome,
-        "last_call_at": iso_utc(row.last_call_at),
-        "created_at": iso_utc(row.created_at),
-        "erased_at": iso_utc(row.erased_at),
+        "contact_id": contact_id,
+        "phone": phone,
+        "name": name,
+        "metadata": _metadata(metadata, erased=erased_at is not None),
+        "state": state,
+        "attempts": attempts,
+        "last_outcome": last_outcome,
+        "last_call_at": iso_utc(last_call_at),
+        "created_at": iso_utc(created_at),
+        "erased_at": iso_utc(erased_at),
     }
 
 
 def call_record(row: Any) -> dict[str, Any]:
-    """A call row of reports/queries.py (CALL_COLUMNS) as the API shows it, fields in order."""
-    ended = row.ended_at is not None
+    """A call row of reports/queries.py (its columns are CALL_FIELDS, in that order) as the API shows it."""
+    call_id, contact_id, phone, attempt, started_at, answered_at, ended_at, outcome, raw_outcome, duration = (
+        row
+    )
     return {
-        "call_id": row.call_id,
-        "contact_id": row.contact_id,
-        "phone": row.phone,
-        "attempt": row.attempt,
-        "started_at": iso_utc(row.started_at),
-        "answered_at": iso_utc(row.answered_at),
-        "ended_at": iso_utc(row.ended_at),
-        "outcome": row.outcome,
-        "raw_outcome": row.raw_outcome,
-        "duration_seconds": row.duration_seconds if ended else None,
+        "call_id": call_id,
+        "contact_id": contact_id,
+        "phone": phone,
+        "attempt": attempt,
+        "started_at": iso_utc(started_at),
+        "answered_at": iso_utc(answered_at),
+        "ended_at": iso_utc(ended_at),
+        "outcome": outcome,
+        "raw_outcome": raw_outcome,
+        "duration_seconds": duration if ended_at is not None else None,
     }
 
 
 CONTACT_FIELDS = tuple(Contact.model_fields)
 CALL_FIELDS = tuple(Call.model_fields)
+SPREADSHEET_PLAIN = frozenset(
+    {"contact_id", "state", "attempts", "last_outcome", "last_call_at", "created_at", "erased_at"}
+    | {"attempt", "started_at", "answered_at", "ended_at", "outcome", "duration_seconds"}
+)
+"""Fields holding only integers, this API's own words (Literal) or ISO times: written to CSV as they
+are. Every other field (phone, name, metadata, call_id, raw_outcome) can hold text that starts a
+formula, so its cells go through reports/exports.spreadsheet_cell."""
