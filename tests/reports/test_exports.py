@@ -7,6 +7,7 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Callable
+from typing import Literal, get_args, get_origin
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from callstats.app import CallstatsApp
 from callstats.db.schema import campaigns
 from callstats.reports import service
 from callstats.reports.queries import CallFilter, ContactFilter
+from callstats.reports.schemas import SPREADSHEET_PLAIN, Call, Contact
 from tests.conftest import new_campaign
 from tests.envelope import assert_error
 from tests.factories import add
@@ -71,6 +73,17 @@ async def test_exports_equal_the_concatenated_pages(
             else:
                 assert response.headers["content-type"] == "text/csv; charset=utf-8"
                 assert csv_records(response.content) == [as_csv_text(row) for row in pages]
+
+
+@pytest.mark.parametrize("model", [Contact, Call])
+def test_fields_written_unguarded_hold_only_integers_words_or_times(model: type[Contact | Call]) -> None:
+    """A CSV cell skips the formula guard only for a field typed int or Literal (with null), or a time
+    (`*_at`, ISO 8601, starting with a digit); phone, name, metadata, call_id, raw_outcome are guarded."""
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        kinds = (annotation,) if get_origin(annotation) is Literal else get_args(annotation) or (annotation,)
+        plain = all(kind in (int, type(None)) or get_origin(kind) is Literal for kind in kinds)
+        assert (name in SPREADSHEET_PLAIN) == (plain or name.endswith("_at")), name
 
 
 async def test_csv_opens_safely_in_a_spreadsheet(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
