@@ -180,15 +180,24 @@ async def test_deleting_while_events_and_contacts_arrive_leaves_nothing(
     kept, kept_phones, _ = await setup_campaign(client, auth, rules, 8)
     prefix = f"{uuid.uuid4().hex[:8]}:"
 
+    # The delete is sent once a first batch of events was answered, and each writer of the doomed
+    # campaign holds its last batch until the delete was answered: events land on both sides of it
+    # however the machine schedules the tasks.
+    first_answered, delete_answered = asyncio.Event(), asyncio.Event()
+
     async def post_events(campaign_id: str, numbers: list[str], tag: str) -> list[str]:
         streams = [simulate_contact(choices, f"{tag}{n}", p, rules, BASE_MS) for n, p in enumerate(numbers)]
         seen: list[str] = []
+        requests = list(batches(choices, interleave(choices, streams), 8))
         async with http_client(app) as http:
-            for request in batches(choices, interleave(choices, streams), 8):
+            for number, request in enumerate(requests):
+                if campaign_id == doomed and number == len(requests) - 1:
+                    await delete_answered.wait()
                 body = {"events": [e.body(campaign_id, prefix) for e in request]}
                 response = await http.post("/recordCallEvents", json=body, headers=auth)
                 assert response.status_code == 200, response.text
                 seen += [r["error"] or r["status"] for r in response.json()["data"]["results"]]
+                first_answered.set()
         return seen
 
     async def post_contacts() -> list[int]:
@@ -200,9 +209,11 @@ async def test_deleting_while_events_and_contacts_arrive_leaves_nothing(
         return codes
 
     async def delete_soon() -> int:
-        await asyncio.sleep(0.05)
+        await first_answered.wait()
         async with http_client(app) as http:
-            return (await http.post(f"/deleteCampaign/{doomed}", headers=auth)).status_code
+            status = (await http.post(f"/deleteCampaign/{doomed}", headers=auth)).status_code
+        delete_answered.set()
+        return status
 
     writers = [asyncio.create_task(post_events(doomed, phones[i::4], f"d{i}-")) for i in range(4)]
     beside = asyncio.create_task(post_events(kept, kept_phones, "k-"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -112,7 +113,8 @@ async def test_unmatched_are_listed_per_connection_page_by_page(settings: Settin
 
         (listed,) = await every_page(hook.http, hook.auth, limit=50)
         assert len(listed) == 12
-        received = [item["received_at"] for item in listed]
+        # as instants: ISO strings with and without milliseconds ("…:30Z", "…:30.002Z") do not sort as text
+        received = [datetime.fromisoformat(item["received_at"]) for item in listed]
         assert received == sorted(received, reverse=True)
         assert {item["call_id"] for item in listed} == {f"CA-odd-{n}" for n in range(7)} | {
             f"CA-who-{n}" for n in range(5)
