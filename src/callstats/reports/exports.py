@@ -1,4 +1,4 @@
-"""The export files: records (reports/schemas.py) written as CSV for spreadsheets, or as NDJSON.
+"""The export files: rows of values (reports/schemas.py) written as CSV for spreadsheets, or as NDJSON.
 
 CSV: UTF-8 with a byte order mark (Excel reads a CSV without one in the machine's legacy code page),
 a header row of the field names, RFC 4180 quoting by the standard library's csv module (CRLF line
@@ -20,25 +20,27 @@ from typing import Any
 
 import orjson
 
-from callstats.reports.schemas import SPREADSHEET_PLAIN, ExportFormat
+from callstats.reports.schemas import SPREADSHEET_JSON, SPREADSHEET_PLAIN, ExportFormat
 
 BOM = codecs.BOM_UTF8
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_STARTS = "=+-@\t\r"
 MEDIA_TYPES: dict[ExportFormat, str] = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 
-Records = Iterable[dict[str, Any]]
-Encoder = Callable[[Records], bytes]
+Values = Iterable[Sequence[Any]]
+"""Rows of values in their fields' order (reports/schemas.py's contact_values, call_values)."""
+Encoder = Callable[[Values], bytes]
 
 
-def spreadsheet_cell(value: object) -> object:
-    """One CSV cell: None empty, objects as JSON, text that could start a formula behind a `'`."""
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        value = orjson.dumps(value).decode()
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+def text_cell(value: str | None) -> str | None:
+    """A text cell: behind a `'` when it starts as a formula would (None stays None: an empty cell)."""
+    if value and value[0] in _FORMULA_STARTS:
         return "'" + value
     return value
+
+
+def json_cell(value: object) -> str | None:
+    """A JSON object's cell: its compact JSON text (starts with `{`, never a formula), None when null."""
+    return None if value is None else orjson.dumps(value).decode()
 
 
 def csv_header(fields: Sequence[str]) -> bytes:
@@ -47,32 +49,44 @@ def csv_header(fields: Sequence[str]) -> bytes:
 
 
 def csv_lines(rows: Iterable[Sequence[object]]) -> bytes:
-    """Rows as CSV (RFC 4180 quoting, CRLF), UTF-8."""
+    """Rows as CSV (RFC 4180 quoting, CRLF), UTF-8; the csv module writes None as an empty cell."""
     text = io.StringIO()
     csv.writer(text).writerows(rows)
     return text.getvalue().encode()
 
 
-def csv_encoder(fields: Sequence[str], plain: Collection[str]) -> Encoder:
-    """Records as CSV rows, their values in `fields` order: those of `plain` fields (numbers, the API's
-    own words, ISO times: nothing a spreadsheet evaluates) as they are, every other one through
-    spreadsheet_cell. The csv module writes None as an empty cell."""
-    cells = [(name, name in plain) for name in fields]
+def csv_encoder(fields: Sequence[str], plain: Collection[str], json_fields: Collection[str]) -> Encoder:
+    """Rows of values as CSV rows: those of `plain` fields (numbers, the API's own words, ISO times:
+    nothing a spreadsheet evaluates) as they are, `json_fields` through json_cell, every other one
+    (text) through text_cell."""
+    guarded = [
+        (index, json_cell if name in json_fields else text_cell)
+        for index, name in enumerate(fields)
+        if name not in plain
+    ]
 
-    def encode(records: Records) -> bytes:
-        return csv_lines(
-            [
-                [record[name] if is_plain else spreadsheet_cell(record[name]) for name, is_plain in cells]
-                for record in records
-            ]
-        )
+    def encode(rows: Values) -> bytes:
+        cells = []
+        for values in rows:
+            row = list(values)
+            for index, cell in guarded:
+                row[index] = cell(row[index])
+            cells.append(row)
+        return csv_lines(cells)
 
     return encode
 
 
-def ndjson_lines(records: Records) -> bytes:
-    """Records as NDJSON: one compact JSON object per line."""
-    return b"".join(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE) for record in records)
+def ndjson_encoder(fields: Sequence[str]) -> Encoder:
+    """Rows of values as NDJSON: one compact JSON object per line, keyed by `fields`."""
+
+    def encode(rows: Values) -> bytes:
+        return b"".join(
+            orjson.dumps(dict(zip(fields, values, strict=True)), option=orjson.OPT_APPEND_NEWLINE)
+            for values in rows
+        )
+
+    return encode
 
 
 def file_start(fmt: ExportFormat, fields: Sequence[str]) -> bytes:
@@ -81,8 +95,10 @@ def file_start(fmt: ExportFormat, fields: Sequence[str]) -> bytes:
 
 
 def encoder(fmt: ExportFormat, fields: Sequence[str]) -> Encoder:
-    """The writer of one chunk of records in `fmt`."""
-    return csv_encoder(fields, SPREADSHEET_PLAIN) if fmt == "csv" else ndjson_lines
+    """The writer of one chunk of rows of values in `fmt`."""
+    return (
+        csv_encoder(fields, SPREADSHEET_PLAIN, SPREADSHEET_JSON) if fmt == "csv" else ndjson_encoder(fields)
+    )
 
 
 def file_name(campaign_id: str, kind: str, fmt: ExportFormat) -> str:

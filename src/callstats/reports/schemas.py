@@ -1,8 +1,8 @@
 """Shapes of the drill-down and export routes, and the one function per row kind that builds them.
 
-`contact_record` and `call_record` turn a row of reports/queries.py into the dict every surface
-shows: the JSON pages, getContact, the NDJSON lines and (cell by cell, in the same order) the CSV
-rows. A field added there appears everywhere at once.
+`contact_values` and `call_values` turn a row of reports/queries.py into the values every surface
+shows, in the fields' order: as a dict (`contact_record`, `call_record`) in the JSON pages, getContact
+and the NDJSON lines, cell by cell in the CSV rows. A field added there appears everywhere at once.
 """
 
 from __future__ import annotations
@@ -100,43 +100,55 @@ def _metadata(stored: str | None, erased: bool) -> dict[str, Any] | None:
     return {} if erased else None
 
 
-def contact_record(row: Any) -> dict[str, Any]:
+def contact_values(row: Any) -> tuple[Any, ...]:
     """A contact row of reports/queries.py (its columns are CONTACT_FIELDS, in that order) as the API
-    shows it. Read by position: a row's attribute lookups cost more than the rest of an export."""
+    shows it, the values in CONTACT_FIELDS order (a CSV row's cells before the formula guard). Read
+    by position: a row's attribute lookups cost more than the rest of an export."""
     contact_id, phone, name, metadata, state, attempts, last_outcome, last_call_at, created_at, erased_at = (
         row
     )
-    return {
-        "contact_id": contact_id,
-        "phone": phone,
-        "name": name,
-        "metadata": _metadata(metadata, erased=erased_at is not None),
-        "state": state,
-        "attempts": attempts,
-        "last_outcome": last_outcome,
-        "last_call_at": iso_utc(last_call_at),
-        "created_at": iso_utc(created_at),
-        "erased_at": iso_utc(erased_at),
-    }
+    return (
+        contact_id,
+        phone,
+        name,
+        _metadata(metadata, erased=erased_at is not None),
+        state,
+        attempts,
+        last_outcome,
+        iso_utc(last_call_at),
+        iso_utc(created_at),
+        iso_utc(erased_at),
+    )
 
 
-def call_record(row: Any) -> dict[str, Any]:
-    """A call row of reports/queries.py (its columns are CALL_FIELDS, in that order) as the API shows it."""
+def call_values(row: Any) -> tuple[Any, ...]:
+    """A call row of reports/queries.py (its columns are CALL_FIELDS, in that order) as the API shows it,
+    the values in CALL_FIELDS order; `duration_seconds` is null until the call ended."""
     call_id, contact_id, phone, attempt, started_at, answered_at, ended_at, outcome, raw_outcome, duration = (
         row
     )
-    return {
-        "call_id": call_id,
-        "contact_id": contact_id,
-        "phone": phone,
-        "attempt": attempt,
-        "started_at": iso_utc(started_at),
-        "answered_at": iso_utc(answered_at),
-        "ended_at": iso_utc(ended_at),
-        "outcome": outcome,
-        "raw_outcome": raw_outcome,
-        "duration_seconds": duration if ended_at is not None else None,
-    }
+    return (
+        call_id,
+        contact_id,
+        phone,
+        attempt,
+        iso_utc(started_at),
+        iso_utc(answered_at),
+        iso_utc(ended_at),
+        outcome,
+        raw_outcome,
+        duration if ended_at is not None else None,
+    )
+
+
+def contact_record(row: Any) -> dict[str, Any]:
+    """contact_values as the dict every JSON surface shows: `{"contact_id": ..., "phone": ..., ...}`."""
+    return dict(zip(CONTACT_FIELDS, contact_values(row), strict=True))
+
+
+def call_record(row: Any) -> dict[str, Any]:
+    """call_values as the dict every JSON surface shows: `{"call_id": ..., "contact_id": ..., ...}`."""
+    return dict(zip(CALL_FIELDS, call_values(row), strict=True))
 
 
 CONTACT_FIELDS = tuple(Contact.model_fields)
@@ -146,5 +158,7 @@ SPREADSHEET_PLAIN = frozenset(
     | {"attempt", "started_at", "answered_at", "ended_at", "outcome", "duration_seconds"}
 )
 """Fields holding only integers, this API's own words (Literal) or ISO times: written to CSV as they
-are. Every other field (phone, name, metadata, call_id, raw_outcome) can hold text that starts a
-formula, so its cells go through reports/exports.spreadsheet_cell."""
+are. Every other field (phone, name, call_id, raw_outcome: text; metadata: a JSON object) can hold
+text that starts a formula, so its cells go through reports/exports.text_cell or json_cell."""
+SPREADSHEET_JSON = frozenset({"metadata"})
+"""Fields holding a JSON object: one CSV cell of its JSON text."""

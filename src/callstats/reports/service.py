@@ -25,7 +25,15 @@ from callstats.errors import CampaignNotFound, NotFound, ValidationFailed
 from callstats.pages import decode_cursor, encode_cursor
 from callstats.reports import exports, queries
 from callstats.reports.queries import CallFilter, ContactFilter, Rows
-from callstats.reports.schemas import CALL_FIELDS, CONTACT_FIELDS, ExportFormat, call_record, contact_record
+from callstats.reports.schemas import (
+    CALL_FIELDS,
+    CONTACT_FIELDS,
+    ExportFormat,
+    call_record,
+    call_values,
+    contact_record,
+    contact_values,
+)
 
 EXPORT_CHUNK_ROWS = 5000  # rows per read of an export: a few MB of memory whatever the campaign's size
 
@@ -129,7 +137,7 @@ def _streamed(
     db: Database,
     opened: Callable[[Connection], Callable[[Connection, K | None, int], Rows]],
     key_of: Callable[[Any], K],
-    record: Callable[[Any], dict[str, Any]],
+    values: Callable[[Any], tuple[Any, ...]],
     fields: Sequence[str],
     fmt: ExportFormat,
     chunk_rows: int,
@@ -144,7 +152,7 @@ def _streamed(
         while True:
             rows = page(conn, after, chunk_rows)
             if rows:
-                yield encode(record(row) for row in rows)
+                yield encode(map(values, rows))
             if len(rows) < chunk_rows:
                 return
             after = key_of(rows[-1])
@@ -174,7 +182,7 @@ def export_contacts(
         return lambda c, after, limit: queries.contact_page(c, campaign_id, checked, after or 0, limit)
 
     chunks = _streamed(
-        db, opened, lambda row: int(row.contact_id), contact_record, CONTACT_FIELDS, fmt, chunk_rows
+        db, opened, lambda row: int(row.contact_id), contact_values, CONTACT_FIELDS, fmt, chunk_rows
     )
     return _ready(chunks, campaign_id, "contacts", fmt)
 
@@ -198,7 +206,7 @@ def export_calls(
         db,
         opened,
         lambda row: (int(row.started_at), str(row.call_id)),
-        call_record,
+        call_values,
         CALL_FIELDS,
         fmt,
         chunk_rows,

@@ -56,6 +56,12 @@ def _iso_minute(minute: int) -> str:
     return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:"
 
 
+# the "SS" of each second, and the ".mmmZ" of each millisecond ("Z" alone for none): two indexes instead
+# of a format of four numbers
+_SECONDS = tuple(f"{second:02d}" for second in range(60))
+_MILLIS_Z = ("Z", *(f".{ms:03d}Z" for ms in range(1, 1000)))
+
+
 def iso_utc(epoch_ms: int | None) -> str | None:
     """Epoch ms as ISO 8601 UTC, `YYYY-MM-DDTHH:MM:SS[.mmm]Z`, milliseconds only when there are some.
 
@@ -64,10 +70,9 @@ def iso_utc(epoch_ms: int | None) -> str | None:
     """
     if epoch_ms is None:
         return None
-    seconds, millis = divmod(epoch_ms, 1000)
-    minute, second = divmod(seconds, 60)
-    text = f"{_iso_minute(minute)}{second:02d}"
-    return f"{text}.{millis:03d}Z" if millis else text + "Z"
+    minute, in_minute = divmod(epoch_ms, 60_000)
+    second, millis = divmod(in_minute, 1000)
+    return _iso_minute(minute) + _SECONDS[second] + _MILLIS_Z[millis]
 
 
 def completed_at(counters: Counters) -> int | None:
