@@ -31,7 +31,7 @@ from callstats.stats.reconcile import differences
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLSTATS = ROOT / ".venv" / "bin" / "callstats"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 T0_MS = 1_705_395_600_000  # 2024-01-16T09:00:00Z, the seed's example start
 RETRY_ON = "busy,no_answer,failed,voicemail"
 
@@ -57,7 +57,8 @@ SELECT :base + i, :cid, :aid, '+1' || CAST(2122000000 + i AS TEXT), NULL, NULL,
   CASE WHEN {_M} <= 13 THEN 'answered' WHEN {_M} = 14 THEN 'busy' WHEN {_M} = 15 THEN 'voicemail'
        WHEN {_M} = 16 THEN 'failed' WHEN {_M} = 18 THEN 'voicemail' END,
   CASE WHEN {_M} <= 12 THEN {_E1} WHEN {_M} <= 16 THEN {_E2} END,
-  {T0_MS}
+  {T0_MS},
+  CASE WHEN {_M} BETWEEN 13 AND 16 THEN {_S2} WHEN {_M} <> 19 THEN {_S1} END
 FROM seq"""
 
 _FIRST_CALL_SELECT = f"""
@@ -79,12 +80,12 @@ FROM seq WHERE {_M} BETWEEN 13 AND 16"""
 
 _PENDING_SELECT = """
 SELECT :base + i, :cid, :aid, '+1' || CAST(2122000000 + i AS TEXT), NULL, NULL,
-  'pending', 0, NULL, NULL, NULL, 0
+  'pending', 0, NULL, NULL, NULL, 0, NULL
 FROM seq"""
 
 _CONTACT_COLUMNS = (
     "id, campaign_id, account_id, phone, name, metadata, state, attempts, live_call_id, "
-    "last_outcome, finalized_at, created_at"
+    "last_outcome, finalized_at, created_at, last_call_at"
 )
 _CALL_COLUMNS = (
     "account_id, call_id, campaign_id, contact_id, attempt, status, outcome, duration_seconds, "

@@ -24,9 +24,9 @@ T0 = dataset.T0_MS
 SEQ = "generate_series(0, CAST(:n AS BIGINT) - 1) AS i"
 CONTACTS = f"""
 INSERT INTO contacts (id, campaign_id, account_id, phone, name, metadata, state, attempts,
-  live_call_id, last_outcome, finalized_at, created_at)
+  live_call_id, last_outcome, finalized_at, created_at, last_call_at)
 SELECT i + 1, :cid, :aid, '+1' || CAST(2122000000 + i AS TEXT), 'Contact ' || i,
-  '{{"crm_id": "C-' || i || '"}}', 'completed', 1, NULL, 'answered', {T0} + i * 1000, {T0}
+  '{{"crm_id": "C-' || i || '"}}', 'completed', 1, NULL, 'answered', {T0} + i * 1000, {T0}, {T0} + i * 1000
 FROM {SEQ}"""
 CALLS = f"""
 INSERT INTO calls (account_id, call_id, campaign_id, contact_id, attempt, status, outcome,

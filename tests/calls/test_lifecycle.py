@@ -347,7 +347,8 @@ def test_the_first_call_started_sets_the_start_whatever_its_time(kind: str, offs
     """Issue 8: until a call.started arrives, a call starts at its opening event; the first one sets it.
 
     Earlier or later than the opening event (a skewed clock), live or ended: applied, the contact
-    unchanged, no seed counter moved, and the transition says where the start was.
+    unchanged but for its last_call_at (the start of its latest attempt), no seed counter moved, and
+    the transition says where the start was.
     """
     opened = open_by(kind, T0)
     assert opened.call is not None and opened.call.started_at == T0 and not opened.call.start_reported
@@ -356,7 +357,8 @@ def test_the_first_call_started_sets_the_start_whatever_its_time(kind: str, offs
     assert moved.call is not None and moved.call.start_reported
     assert moved.call.started_at == T0 + offset
     assert moved.call._replace(started_at=T0, start_reported=False) == opened.call
-    assert moved.contact == opened.contact and dict(moved.deltas) == {}
+    assert opened.contact.last_call_at == T0
+    assert moved.contact == opened.contact._replace(last_call_at=T0 + offset) and dict(moved.deltas) == {}
     assert moved.moved_start_from == T0 and moved.started_at == T0 + offset
     assert moved.start_raised == (offset > 0) and not moved.started_call
 
@@ -373,12 +375,26 @@ def test_a_call_starts_at_its_earliest_call_started(offset: int) -> None:
 
 
 def test_an_earlier_start_moves_even_a_final_contacts_call() -> None:
-    """The start of an ended call of a completed contact still moves; the contact does not."""
+    """The start of an ended call of a completed contact still moves; of the contact, only the start of
+    its latest attempt (last_call_at) follows."""
     contact, end = dial(ContactState(1), "answered")
-    assert end.call is not None
+    assert end.call is not None and contact.last_call_at == T0
     moved = apply(contact, end.call, started(at=T0 - 5), DEFAULT)
-    assert moved.effect == "applied" and moved.contact == contact
+    assert moved.effect == "applied" and moved.contact == contact._replace(last_call_at=T0 - 5)
     assert moved.call == end.call._replace(started_at=T0 - 5)
+
+
+def test_last_call_at_is_the_start_of_the_latest_attempt() -> None:
+    """A retry's start becomes the contact's last_call_at; a late call.started of the earlier attempt
+    moves that call's start and leaves last_call_at at the retry's."""
+    rules = RetryRules(max_attempts=2, retry_on=frozenset({"busy"}))
+    first = apply(ContactState(1), None, ended("busy", "c1", at=T0), rules)
+    assert first.call is not None and first.contact.last_call_at == T0
+    retry = apply(first.contact, None, started("c2", at=T0 + 600_000), rules)
+    assert retry.contact.last_call_at == T0 + 600_000 and retry.contact.attempts == 2
+    late = apply(retry.contact, first.call, started("c1", at=T0 - 30_000), rules)
+    assert late.effect == "applied" and late.call is not None and late.call.started_at == T0 - 30_000
+    assert late.contact == retry.contact
 
 
 def test_a_call_started_for_another_contacts_call_is_refused() -> None:

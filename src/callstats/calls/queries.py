@@ -43,6 +43,7 @@ _LOCKED_CONTACTS = Statement(
         contacts.c.live_call_id,
         contacts.c.last_outcome,
         contacts.c.finalized_at,
+        contacts.c.last_call_at,
     )
     .where(
         contacts.c.id.in_(bindparam("ids", expanding=True)), contacts.c.account_id == bindparam("account_id")
@@ -77,7 +78,7 @@ _LOCKED_CALLS = Statement(
     .with_for_update()
 )
 _INSERT_EVENTS = Statement(insert(call_events), [c.name for c in call_events.c])
-_CONTACT_FIELDS = ["state", "attempts", "live_call_id", "last_outcome", "finalized_at"]
+_CONTACT_FIELDS = ["state", "attempts", "live_call_id", "last_outcome", "finalized_at", "last_call_at"]
 _SAVE_CONTACTS = Statement(update(contacts).where(contacts.c.id == bindparam("b_id")), _CONTACT_FIELDS)
 _INSERT_CALLS = Statement(insert(calls), [c.name for c in calls.c])
 _CALL_FIELDS = [
@@ -227,6 +228,7 @@ def save_contacts(conn: Connection, states: Iterable[ContactState]) -> None:
             "live_call_id": c.live_call_id,
             "last_outcome": c.last_outcome,
             "finalized_at": c.finalized_at,
+            "last_call_at": c.last_call_at,
         }
         for c in states
     ]

@@ -50,6 +50,7 @@ class ContactState(NamedTuple):
     live_call_id: str | None = None
     last_outcome: str | None = None
     finalized_at: int | None = None
+    last_call_at: int | None = None  # the latest attempt's started_at (drill-down's last_call_at)
 
 
 class CallState(NamedTuple):
@@ -143,13 +144,15 @@ def _restarted(contact: ContactState, call: CallState, event: CallEvent) -> Tran
 
     Until a call.started arrives, the call's start is the time of the event that opened it; the
     first call.started replaces that time (earlier or later), the next ones can only lower it.
-    Changes nothing else (not the contact, even one already final). Applied when the start moves
-    or becomes reported, else no_change.
+    Changes nothing else of the contact (even one already final) than its `last_call_at` when the
+    call is its latest attempt. Applied when the start moves or becomes reported, else no_change.
     """
     start = min(call.started_at, event.occurred_at) if call.start_reported else event.occurred_at
     if call.start_reported and start == call.started_at:
         return Transition("no_change", contact, call, reason="call already started")
     moved = call._replace(started_at=start, start_reported=True)
+    if call.attempt == contact.attempts:
+        contact = contact._replace(last_call_at=start)
     return Transition("applied", contact, moved, moved_start_from=call.started_at)
 
 
@@ -165,7 +168,12 @@ def _start_unseen(contact: ContactState, event: CallEvent, rules: RetryRules) ->
         return _reject(contact, None, f"contact is already {contact.state}")
     if contact.attempts >= rules.max_attempts:
         return _reject(contact, None, "contact has used all its attempts")
-    started = contact._replace(state=IN_PROGRESS, attempts=contact.attempts + 1, live_call_id=event.call_id)
+    started = contact._replace(
+        state=IN_PROGRESS,
+        attempts=contact.attempts + 1,
+        live_call_id=event.call_id,
+        last_call_at=event.occurred_at,
+    )
     call = CallState(
         call_id=event.call_id,
         contact_id=contact.contact_id,

@@ -86,6 +86,8 @@ contacts = Table(
     Column("finalized_at", BigInteger, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("erased_at", BigInteger, nullable=True),
+    # the start of its latest attempt (that call's started_at), kept by core/lifecycle.py
+    Column("last_call_at", BigInteger, nullable=True),
     UniqueConstraint("campaign_id", "phone"),
     # keyset pages of one campaign's contacts in id order, whole or filtered (reports/queries.py)
     Index("ix_contacts_campaign_order", "campaign_id", "id"),

@@ -20,16 +20,6 @@ AnyRow = Row[*tuple[Any, ...]]
 Rows = Sequence[AnyRow]
 """Rows of CONTACT_COLUMNS or CALL_COLUMNS (also readable by name: `row.contact_id`)."""
 
-# The start of the contact's latest attempt (one probe of ix_calls_campaign_contact per contact).
-_LAST_CALL_AT = (
-    select(calls.c.started_at)
-    .where(calls.c.campaign_id == contacts.c.campaign_id, calls.c.contact_id == contacts.c.id)
-    .order_by(calls.c.attempt.desc())
-    .limit(1)
-    .correlate(contacts)
-    .scalar_subquery()
-    .label("last_call_at")
-)
 _CONTACT_SOURCES = {
     "contact_id": contacts.c.id.label("contact_id"),
     "phone": contacts.c.phone,
@@ -38,7 +28,7 @@ _CONTACT_SOURCES = {
     "state": contacts.c.state,
     "attempts": contacts.c.attempts,
     "last_outcome": contacts.c.last_outcome,
-    "last_call_at": _LAST_CALL_AT,
+    "last_call_at": contacts.c.last_call_at,
     "created_at": contacts.c.created_at,
     "erased_at": contacts.c.erased_at,
 }
@@ -78,16 +68,29 @@ class CallFilter:
     to_ms: int | None = None
 
 
+def _serial(conn: Connection) -> None:
+    """No parallel workers for this transaction's pages (PostgreSQL): a page reads at most `limit` + 1
+    index entries, and starting the workers of a parallel plan, which the planner picks for a large
+    table, cost 6 ms of a 1,000-call page that takes 3 ms without them."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+
+
 def contact_page(conn: Connection, campaign_id: str, where: ContactFilter, after_id: int, limit: int) -> Rows:
     """Up to `limit` of the campaign's contacts matching `where`, in id order, with ids above `after_id`."""
+    _serial(conn)
     query = select(*CONTACT_COLUMNS).where(contacts.c.campaign_id == campaign_id, contacts.c.id > after_id)
-    if where.state is not None:
-        query = query.where(contacts.c.state == where.state)
-    if where.last_outcome is not None:
-        query = query.where(contacts.c.last_outcome == where.last_outcome)
+    # Ordered by the whole key of the index the filters name (equal columns first, so still id order):
+    # PostgreSQL's planner otherwise walks the primary key and filters, 6,700 rows for a page of 1,000
+    # failed contacts, since one campaign's id order looks as cheap as that index's.
+    order = [contacts.c.campaign_id]
+    for column, value in ((contacts.c.state, where.state), (contacts.c.last_outcome, where.last_outcome)):
+        if value is not None:
+            query = query.where(column == value)
+            order.append(column)
     if where.phone is not None:
         query = query.where(contacts.c.phone == where.phone)
-    return conn.execute(query.order_by(contacts.c.id).limit(limit)).all()
+    return conn.execute(query.order_by(*order, contacts.c.id).limit(limit)).all()
 
 
 def one_contact(conn: Connection, campaign_id: str, contact_id: int) -> AnyRow | None:
@@ -111,6 +114,7 @@ def call_page(
 ) -> Rows:
     """Up to `limit` of the campaign's calls matching `where`, newest first by (started_at, call_id),
     after the (started_at, call_id) `before` (None: from the newest)."""
+    _serial(conn)
     query = _calls().where(calls.c.campaign_id == campaign_id)
     if where.outcome is not None:
         query = query.where(calls.c.outcome == where.outcome)
