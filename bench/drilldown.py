@@ -4,7 +4,9 @@
     .venv/bin/python -m bench.drilldown --contacts 100000 --no-postgres --exports contacts-csv
 
 The campaign is bench.dataset's history campaign (bulk-built with set-based SQL, never through HTTP;
-contact i's story is picked by i % 20, so about 11.5M calls for 10M contacts). A `callstats serve`
+contact i's story is picked by i % 20, so about 11.5M calls for 10M contacts), kept for the next run
+(the SQLite file and the PostgreSQL database `callstats_drilldown`, each described by a JSON file in
+--workdir, rebuilt when the generator or the schema changed). A `callstats serve`
 subprocess per database (127.0.0.1, one uvicorn worker) then answers:
 
 - pages: sequential GETs over one keep-alive connection (limit 100, the routes' default, and 1,000,
@@ -19,17 +21,21 @@ subprocess per database (127.0.0.1, one uvicorn worker) then answers:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 
 from bench.dataset import (
+    GENERATOR_VERSION,
     T0_MS,
     DataSet,
     add_history_campaign,
@@ -38,9 +44,11 @@ from bench.dataset import (
     finish,
     fresh_postgres,
     open_dataset,
+    schema_head,
 )
 from bench.servers import Fleet, Server, exit_on_signals
 from bench.timeseries_latency import percentile
+from callstats.config import sqlalchemy_url
 from callstats.pages import encode_cursor
 from callstats.stats.response import iso_utc
 
@@ -80,13 +88,33 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def build_postgres(admin_url: str, contacts: int) -> DataSet:
-    """A fresh PostgreSQL database holding the history campaign of `contacts` contacts."""
+def build_postgres(admin_url: str, contacts: int, meta: Path) -> DataSet:
+    """The PostgreSQL database holding the history campaign of `contacts` contacts: the one described by
+    `meta` when it was built by this generator on this schema and still holds its campaign, else a
+    fresh one (the bench only reads it)."""
+    wanted = {"version": GENERATOR_VERSION, "schema": schema_head(), "sizes": {LABEL: contacts}}
+    if meta.exists() and (saved := json.loads(meta.read_text()))["wanted"] == wanted:
+        data = DataSet(**saved["data"])
+        if _holds_campaign(data):
+            return data
     engine, data = open_dataset(fresh_postgres(admin_url, PG_DATABASE))
     add_history_campaign(engine, data, LABEL, contacts)
     finish(engine)
     close_loader(engine)
+    meta.write_text(json.dumps({"wanted": wanted, "data": asdict(data)}))
     return data
+
+
+def _holds_campaign(data: DataSet) -> bool:
+    try:
+        engine = create_engine(sqlalchemy_url(data.url))
+        with engine.connect() as conn:
+            query = text("SELECT count(*) FROM campaigns WHERE id = :id")
+            found = conn.execute(query, {"id": data.campaigns[LABEL]}).scalar_one()
+        engine.dispose()
+    except DBAPIError:
+        return False
+    return bool(found)
 
 
 def _call_id(contact: int, attempt: int) -> str:
@@ -319,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
             if name == "SQLite":
                 data = cached_sqlite(args.workdir / f"drilldown-{args.contacts}.db", {LABEL: args.contacts})
             else:
-                data = build_postgres(args.postgres, args.contacts)
+                meta = args.workdir / f"postgres-{args.contacts}.json"
+                data = build_postgres(args.postgres, args.contacts, meta)
             _log(f"  ready in {time.monotonic() - started:.0f} s")
             found_pages, found_exports = run_database(servers, name, data, args)
             pages += found_pages
