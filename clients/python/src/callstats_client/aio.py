@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -210,7 +210,7 @@ class AsyncClient:
 
     async def stream_stats(
         self, campaign_id: str, *, last_event_id: str | None = None
-    ) -> AsyncIterator[models.CampaignStats]:
+    ) -> AsyncGenerator[models.CampaignStats, None]:
         """GET /streamCampaignStats/{campaignId}, reconnecting with Last-Event-ID (`async for`); as
         Client.stream_stats."""
         policy = self.settings.retry

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -260,7 +260,7 @@ class Client:
 
     def stream_stats(
         self, campaign_id: str, *, last_event_id: str | None = None
-    ) -> Iterator[models.CampaignStats]:
+    ) -> Generator[models.CampaignStats, None, None]:
         """GET /streamCampaignStats/{campaignId}: the campaign's statistics now and at every change.
 
         Yields CampaignStats for each `stats` message, for ever: when the stream ends or breaks it
