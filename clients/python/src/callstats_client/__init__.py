@@ -42,8 +42,10 @@ from callstats_client.models import (
     Contact,
     ContactDetail,
     EventResult,
+    Export,
     Page,
     RecordEventsResult,
+    Sink,
     Timeseries,
 )
 
@@ -65,6 +67,7 @@ __all__ = [
     "Contact",
     "ContactDetail",
     "EventResult",
+    "Export",
     "Forbidden",
     "InvalidCsv",
     "MethodNotAllowed",
@@ -77,6 +80,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "ServiceUnavailable",
+    "Sink",
     "Timeseries",
     "Unauthorized",
     "ValidationError",

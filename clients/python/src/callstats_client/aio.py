@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -180,6 +180,19 @@ class AsyncClient:
                 on_progress(models.AddContactsProgress(sent, total, result))
         return result
 
+    async def add_contacts_csv(
+        self,
+        campaign_id: str,
+        csv: bytes,
+        *,
+        charset: str = "utf-8",
+        region: str | None = None,
+        phone_column: str | None = None,
+    ) -> models.AddContactsResult:
+        """POST /addContacts/{campaignId} once with `csv` as the body; as Client.add_contacts_csv."""
+        op = ops.add_contacts(campaign_id, csv, f"text/csv; charset={charset}", region, phone_column)
+        return models.AddContactsResult().plus(await self._send(op), 0)
+
     async def get_campaign_summaries(self, campaign_ids: Iterable[str]) -> list[models.CampaignSummary]:
         """GET /getCampaignSummaries, 200 ids per request; as Client.get_campaign_summaries."""
         found: list[models.CampaignSummary] = []
@@ -332,7 +345,7 @@ class AsyncClient:
         )
 
     async def _export(
-        self, op: ops.Operation[None], out: IO[bytes] | str | os.PathLike[str]
+        self, op: ops.Operation[None], out: models.Sink | str | os.PathLike[str]
     ) -> models.Export:
         response = await self._response(op, stream=True)
         written = 0
@@ -353,7 +366,7 @@ class AsyncClient:
     async def export_contacts(
         self,
         campaign_id: str,
-        out: IO[bytes] | str | os.PathLike[str],
+        out: models.Sink | str | os.PathLike[str],
         *,
         format: str = "csv",
         state: str | None = None,
@@ -366,7 +379,7 @@ class AsyncClient:
     async def export_calls(
         self,
         campaign_id: str,
-        out: IO[bytes] | str | os.PathLike[str],
+        out: models.Sink | str | os.PathLike[str],
         *,
         format: str = "csv",
         outcome: str | None = None,

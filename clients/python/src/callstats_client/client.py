@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import connect_sse
@@ -216,6 +216,25 @@ class Client:
                 on_progress(models.AddContactsProgress(sent, total, result))
         return result
 
+    def add_contacts_csv(
+        self,
+        campaign_id: str,
+        csv: bytes,
+        *,
+        charset: str = "utf-8",
+        region: str | None = None,
+        phone_column: str | None = None,
+    ) -> models.AddContactsResult:
+        """POST /addContacts/{campaignId} once, with `csv` as the body (a header row, then at most 10,000
+        rows, in `charset`), as it is: for callers that split a file themselves.
+
+        Returns its AddContactsResult (rows numbered as the body holds them, from 1). Raises
+        ValidationError (malformed CSV, no phone column, too many rows), NotFound, Forbidden,
+        Unauthorized, PayloadTooLarge.
+        """
+        op = ops.add_contacts(campaign_id, csv, f"text/csv; charset={charset}", region, phone_column)
+        return models.AddContactsResult().plus(self._send(op), 0)
+
     def get_campaign_summaries(self, campaign_ids: Iterable[str]) -> list[models.CampaignSummary]:
         """GET /getCampaignSummaries: the contact counts and success rate of campaigns, for lists.
 
@@ -412,7 +431,7 @@ class Client:
             )
         )
 
-    def _export(self, op: ops.Operation[None], out: IO[bytes] | str | os.PathLike[str]) -> models.Export:
+    def _export(self, op: ops.Operation[None], out: models.Sink | str | os.PathLike[str]) -> models.Export:
         response = self._response(op, stream=True)
         written = 0
         try:
@@ -432,7 +451,7 @@ class Client:
     def export_contacts(
         self,
         campaign_id: str,
-        out: IO[bytes] | str | os.PathLike[str],
+        out: models.Sink | str | os.PathLike[str],
         *,
         format: str = "csv",
         state: str | None = None,
@@ -441,7 +460,8 @@ class Client:
     ) -> models.Export:
         """GET /exportContacts/{campaignId}: every contact getContacts lists, as one file, into `out`.
 
-        `out` is a binary file or a path (written as the bytes arrive); `format` csv or ndjson.
+        `out` is a binary file (any object with `write(bytes)`) or a path, written as the bytes arrive;
+        `format` csv or ndjson.
         Returns Export (the server's file name, bytes written). Raises ValidationError, NotFound,
         Unauthorized (before anything is written), ConnectionFailed (the download broke).
         """
@@ -450,7 +470,7 @@ class Client:
     def export_calls(
         self,
         campaign_id: str,
-        out: IO[bytes] | str | os.PathLike[str],
+        out: models.Sink | str | os.PathLike[str],
         *,
         format: str = "csv",
         outcome: str | None = None,

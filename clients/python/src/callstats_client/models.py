@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -512,6 +512,14 @@ class Health:
 
     status: str
     version: str
+
+
+class Sink(Protocol):
+    """Where an export is written: a binary file, or anything with its `write(bytes)`."""
+
+    def write(self, data: bytes, /) -> object:
+        """Write one chunk of the file."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
