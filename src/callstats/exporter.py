@@ -81,6 +81,7 @@ class _CountingFile:
         self.lines = self.written = 0
 
     def write(self, chunk: bytes) -> int:
+        """Write one chunk of the export and report the rows so far."""
         self.out.write(chunk)
         self.lines += chunk.count(self.ending)
         self.written += len(chunk)

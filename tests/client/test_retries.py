@@ -4,14 +4,17 @@ and the live stream resuming across a restart of the server."""
 
 from __future__ import annotations
 
+import queue
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from callstats_client import Client, RateLimited, RetryNotice, RetryPolicy, ServiceUnavailable
+from callstats_client import CampaignStats, Client, RateLimited, RetryNotice, RetryPolicy, ServiceUnavailable
 from tests.client.conftest import FAST, Retries, Served, sqlite_copy
 from tests.client.proxy import dropping_proxy
 from tests.factories import ended_call, phones
@@ -138,3 +141,47 @@ def test_the_stream_resumes_after_the_server_restarts(sqlite_template: Path, tmp
         assert (resumed.calls_completed, resumed.total_call_duration) == (1, 5)
     finally:
         server.stop()
+
+
+def test_a_stream_ended_by_the_server_resumes_without_resending(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """Streams last 0.5 s here: stream_stats reconnects after each end with Last-Event-ID, so the
+    numbers it already yielded are not yielded again; the next item is the next change."""
+    url = sqlite_copy(sqlite_template, tmp_path)
+    key = new_key(url)
+    server = start_server(server_env(url, stream_max_seconds="0.5"), tmp_path)
+    arrivals: queue.Queue[CampaignStats | BaseException] = queue.Queue()
+    try:
+        with Client(server.base_url, key, retry=FAST) as api:
+            campaign = api.create_campaign("Quiet")
+            phone = phones(1, 313)[0]
+            api.add_contacts(campaign.campaign_id, [{"phone": phone}])
+
+            def read() -> None:
+                try:
+                    for stats in api.stream_stats(campaign.campaign_id):
+                        arrivals.put(stats)
+                        if stats.calls_completed:
+                            return
+                except BaseException as exc:  # handed to the test's thread
+                    arrivals.put(exc)
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            assert _next(arrivals).calls_completed == 0
+            time.sleep(2)  # four streams end and are reopened meanwhile, with nothing new to send
+            api.record_events(
+                [ended_call(campaign.campaign_id, phone, f"call-{uuid.uuid4().hex}", "answered", 1)]
+            )
+            assert _next(arrivals).calls_completed == 1, "the numbers held were not sent again"
+            reader.join(timeout=10)
+    finally:
+        server.stop()
+
+
+def _next(arrivals: queue.Queue[CampaignStats | BaseException]) -> CampaignStats:
+    item = arrivals.get(timeout=15)
+    if isinstance(item, BaseException):
+        raise item
+    return item

@@ -250,10 +250,15 @@ class AsyncClient:
                             RetryNotice("streamCampaignStats", failures, delay, error.status, error.message)
                         )
                         continue
+                    delivered = False
                     async for event in source.aiter_sse():
                         if event.event == "stats" and event.data:
-                            failures, last_id = 0, event.id or last_id
+                            failures, last_id, delivered = 0, event.id or last_id, True
                             yield ops.stats_message(event.data)
+                # The server ended the stream: reconnect at once, or after a pause when it brought
+                # nothing (a quiet campaign's stream timing out, or a server that closes every stream).
+                if not delivered:
+                    await asyncio.sleep(policy.backoff)
             except httpx.TransportError as exc:
                 if failures >= policy.max_stream_reconnects:
                     raise ConnectionFailed(f"streamCampaignStats: {describe(exc)}", exc) from exc
