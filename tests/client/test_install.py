@@ -23,7 +23,7 @@ def _run(*argv: str | Path) -> str:
     return done.stdout
 
 
-def test_the_client_installs_alone_into_a_fresh_venv(tmp_path: Path, served: Served) -> None:
+def test_the_client_installs_alone_into_a_fresh_venv(tmp_path: Path, sqlite_served: Served) -> None:
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)
     python = venv / "bin" / "python"
@@ -38,7 +38,7 @@ def test_the_client_installs_alone_into_a_fresh_venv(tmp_path: Path, served: Ser
     script = (
         "import sys, callstats_client as c\n"
         "assert 'callstats' not in sys.modules\n"
-        f"api = c.Client({served.base_url!r}, {served.read_key!r})\n"
+        f"api = c.Client({sqlite_served.base_url!r}, {sqlite_served.read_key!r})\n"
         "print(c.__file__, api.health().status, api.get_campaigns(limit=1).limit)\n"
     )
     where, status, limit = _run(python, "-c", script).split()
