@@ -91,6 +91,19 @@ def test_add_contacts_reads_a_csv_file_in_batches(api: Client, tmp_path: Path) -
     assert (contacts[numbers[3]].name, contacts[numbers[3]].metadata) == ("Smith, J; 3", {"crm": "C3"})
 
 
+def test_add_contacts_csv_sends_one_body_as_it_is(api: Client) -> None:
+    """One windows-1252 CSV body, its region and phone column: rows numbered as the body holds them."""
+    campaign = api.create_campaign("One body", default_region="US")
+    body = "Work Line,name\n020 7946 0958,Zoë\n12,Bad\n".encode("windows-1252")
+    added = api.add_contacts_csv(
+        campaign.campaign_id, body, charset="windows-1252", region="GB", phone_column="Work Line"
+    )
+    assert (added.received, added.accepted, added.requests) == (2, 1, 1)
+    assert [(e.row, e.phone) for e in added.errors] == [(2, "12")]
+    contact = api.get_contacts(campaign.campaign_id).items[0]
+    assert (contact.phone, contact.name) == ("+442079460958", "Zoë")
+
+
 def test_a_malformed_csv_sends_nothing(api: Client, tmp_path: Path) -> None:
     """A quote never closed is refused before any request, naming the file."""
     campaign = api.create_campaign("Broken CSV")

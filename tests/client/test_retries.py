@@ -14,12 +14,22 @@ from pathlib import Path
 
 import pytest
 
-from callstats_client import CampaignStats, Client, RateLimited, RetryNotice, RetryPolicy, ServiceUnavailable
+from callstats_client import (
+    CampaignStats,
+    Client,
+    RateLimited,
+    RetryNotice,
+    RetryPolicy,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from tests.client.conftest import FAST, Retries, Served, sqlite_copy
 from tests.client.proxy import dropping_proxy
 from tests.factories import ended_call, phones
 from tests.servers import server_env, start_server
 from tests.stream.helpers import new_key
+
+METRICS_TOKEN = "client-metrics-token-0123"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +38,7 @@ def limited(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     at most 1 s (then 503 with Retry-After)."""
     folder = tmp_path_factory.mktemp("limited")
     url = sqlite_copy(sqlite_template, folder)
-    env = server_env(url, stats_rate_limit="2/second", db_timeout_seconds="1")
+    env = server_env(url, stats_rate_limit="2/second", db_timeout_seconds="1", metrics_token=METRICS_TOKEN)
     server = start_server(env, folder)
     try:
         yield Served(server, url, env, new_key(url), new_key(url, "read"))
@@ -54,6 +64,14 @@ def test_a_real_429_is_waited_out_after_its_retry_after(limited: Served) -> None
     waits = [n for n in retries.notices if n.status == 429]
     assert waits, "4 reads at 2 per second right after the quota was spent meet a 429"
     assert all(n.operation == "getCampaignStats" and n.delay >= 1 for n in waits)
+
+
+def test_metrics_with_the_servers_token(limited: Served) -> None:
+    """With CALLSTATS_METRICS_TOKEN set, /metrics needs it as a bearer token: Unauthorized without."""
+    with Client(limited.base_url, limited.read_key) as api:
+        with pytest.raises(Unauthorized):
+            api.metrics()
+        assert "callstats_http_requests_total" in api.metrics(token=METRICS_TOKEN)
 
 
 def test_a_503_is_retried_for_events_and_raised_for_a_create(limited: Served) -> None:

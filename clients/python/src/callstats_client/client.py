@@ -283,8 +283,9 @@ class Client:
         """GET /streamCampaignStats/{campaignId}: the campaign's statistics now and at every change.
 
         Yields CampaignStats for each `stats` message, for ever: when the stream ends or breaks it
-        reconnects with Last-Event-ID (immediately after a clean end, with back-off after a failure,
-        honouring Retry-After on 429/503), and gives up with ConnectionFailed after
+        reconnects with Last-Event-ID (at once after a stream that brought news, after `retry.backoff`
+        after one that brought none, with back-off after a failure, honouring Retry-After on 429/503),
+        so numbers already yielded are not yielded again; it gives up with ConnectionFailed after
         `retry.max_stream_reconnects` failed attempts in a row. Stop by leaving the loop (or close()
         on the iterator). Raises NotFound (also once the campaign is deleted), ValidationError,
         Unauthorized, ConnectionFailed.
