@@ -10,10 +10,10 @@ PYTEST_ARGS ?=
 
 .PHONY: install system-deps demo serve test check bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -46,8 +46,8 @@ test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 check: install
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench clients/python
+	$(BIN)/ruff check src tests bench clients/python
 	$(BIN)/mypy
 
 bench: install

@@ -4,24 +4,22 @@ The bar's total comes from the campaign's counters (getCampaignStats?include=att
 of a state or last outcome, every contact, the calls of an outcome or every call; with filters no
 counter gives (a time range, a phone, two filters at once) the bar counts rows without a total. The
 file is written under a temporary name and renamed when the whole export has arrived, so a failed
-export never leaves a partial FILE.
+export never leaves a partial FILE. The requests go through callstats_client.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from callstats.importer import refusal, unreachable
+from callstats.importer import failure
+from callstats_client import CallstatsError, Client, Export
 
 REQUEST_TIMEOUT_S = 300.0
 STATE_FIGURES = {
@@ -45,16 +43,6 @@ class ExportRequest:
     fmt: str = "csv"
     filters: dict[str, str | None] = field(default_factory=dict)
 
-    def params(self) -> dict[str, str]:
-        """The export route's query parameters."""
-        given = {name: value for name, value in self.filters.items() if value is not None}
-        return {"format": self.fmt, **given}
-
-    def path(self) -> str:
-        """The export route for this campaign."""
-        route = "exportContacts" if self.kind == "contacts" else "exportCalls"
-        return f"/{route}/{self.campaign_id}"
-
 
 def expected_rows(request: ExportRequest, stats: dict[str, Any]) -> int | None:
     """The rows the export will hold by the counters in getCampaignStats?include=attempts' `data`; None
@@ -74,36 +62,56 @@ def expected_rows(request: ExportRequest, stats: dict[str, Any]) -> int | None:
     return None
 
 
-def _answer(client: httpx.Client, send: Callable[[], httpx.Response]) -> httpx.Response:
-    try:
-        return send()
-    except httpx.HTTPError as exc:
-        raise ExportFailed(unreachable(client, exc)) from None
-
-
-def _stats(client: httpx.Client, campaign_id: str) -> dict[str, Any]:
+def _stats(api: Client, campaign_id: str) -> dict[str, Any]:
     """The campaign's getCampaignStats?include=attempts data; ExportFailed with the server's reason."""
-    response = _answer(client, lambda: client.get(f"/getCampaignStats/{campaign_id}?include=attempts"))
-    envelope = _json(response.text)
-    if response.status_code != 200 or not isinstance(envelope, dict):
-        raise ExportFailed(refusal(response.status_code, envelope, response.text))
-    data: dict[str, Any] = envelope["data"]
-    return data
-
-
-def _json(text: str) -> Any:
     try:
-        return json.loads(text)
-    except ValueError:
-        return None
+        return asdict(api.get_campaign_stats(campaign_id, include=["attempts"]))
+    except CallstatsError as exc:
+        raise ExportFailed(failure(api.settings.base_url, exc)) from None
 
 
 Progress = Callable[[int], None]
 
 
-def download(
-    client: httpx.Client, request: ExportRequest, path: Path, on_rows: Progress | None = None
-) -> int:
+class _CountingFile:
+    """The temporary file, counting line ends as the export's chunks are written to it."""
+
+    def __init__(self, out: Any, ending: bytes, fmt: str, on_rows: Progress | None) -> None:
+        self.out, self.ending, self.fmt, self.on_rows = out, ending, fmt, on_rows
+        self.lines = self.written = 0
+
+    def write(self, chunk: bytes) -> int:
+        """Write one chunk of the export and report the rows so far."""
+        self.out.write(chunk)
+        self.lines += chunk.count(self.ending)
+        self.written += len(chunk)
+        if self.on_rows is not None:
+            self.on_rows(_rows(self.lines, self.fmt))
+        return len(chunk)
+
+
+def _export(api: Client, request: ExportRequest, sink: _CountingFile) -> Export:
+    filters = request.filters
+    if request.kind == "contacts":
+        return api.export_contacts(
+            request.campaign_id,
+            sink,
+            format=request.fmt,
+            state=filters.get("state"),
+            last_outcome=filters.get("last_outcome"),
+            phone=filters.get("phone"),
+        )
+    return api.export_calls(
+        request.campaign_id,
+        sink,
+        format=request.fmt,
+        outcome=filters.get("outcome"),
+        from_=filters.get("from"),
+        to=filters.get("to"),
+    )
+
+
+def download(api: Client, request: ExportRequest, path: Path, on_rows: Progress | None = None) -> int:
     """Stream the export into `path` (replaced only once the whole file has arrived); the rows written.
 
     Rows are counted by line ends (CSV: CRLF, less the header row); ExportFailed when the server
@@ -111,27 +119,19 @@ def download(
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
     ending = b"\r\n" if request.fmt == "csv" else b"\n"
-    lines = 0
     try:
-        with (
-            client.stream("GET", request.path(), params=request.params()) as response,
-            temporary.open("wb") as out,
-        ):
-            if response.status_code != 200:
-                text = response.read().decode("utf-8", "replace")
-                raise ExportFailed(refusal(response.status_code, _json(text), text))
-            for chunk in response.iter_bytes():
-                out.write(chunk)
-                lines += chunk.count(ending)
-                if on_rows is not None:
-                    on_rows(_rows(lines, request.fmt))
+        with temporary.open("wb") as out:
+            sink = _CountingFile(out, ending, request.fmt, on_rows)
+            try:
+                _export(api, request, sink)
+            except CallstatsError as exc:
+                why = failure(api.settings.base_url, exc)
+                raise ExportFailed(f"the export broke off: {why}" if sink.written else why) from None
         temporary.replace(path)
-    except httpx.HTTPError as exc:
-        raise ExportFailed(f"the export broke off: {unreachable(client, exc)}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
-    return _rows(lines, request.fmt)
+    return _rows(sink.lines, request.fmt)
 
 
 def _rows(lines: int, fmt: str) -> int:
@@ -144,12 +144,11 @@ def run_export(request: ExportRequest, path: Path, base_url: str, api_key: str) 
     from rich.console import Console
 
     console = Console(stderr=True, highlight=False)
-    headers = {"x-api-key": api_key}
     started = time.monotonic()
-    with httpx.Client(base_url=base_url, headers=headers, timeout=REQUEST_TIMEOUT_S) as client:
-        total = expected_rows(request, _stats(client, request.campaign_id))
+    with Client(base_url, api_key, timeout=REQUEST_TIMEOUT_S) as api:
+        total = expected_rows(request, _stats(api, request.campaign_id))
         with _progress_bar(console, total, console.is_terminal) as on_rows:
-            rows = download(client, request, path, on_rows)
+            rows = download(api, request, path, on_rows)
     elapsed = time.monotonic() - started
     print(
         f"campaign {request.campaign_id} {request.kind} -> {path}: {rows:,} rows in {elapsed:.1f} s "

@@ -1,4 +1,8 @@
-"""`callstats import`: stream a CSV file into a campaign through addContacts, 10,000 rows per request."""
+"""`callstats import`: stream a CSV file into a campaign through addContacts, 10,000 rows per request.
+
+The requests go through callstats_client (its add_contacts_csv, one chunk of the file as it is), so the
+import speaks the API, its errors and its retries as every other client does.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import httpx
-
 from callstats.campaigns.contact_lists import (
     BOMS,
     csv_syntax_error,
@@ -24,6 +26,7 @@ from callstats.campaigns.contact_lists import (
     sniff_delimiter,
 )
 from callstats.errors import ValidationFailed
+from callstats_client import AddContactsResult, ApiError, CallstatsError, Client, ConnectionFailed
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -96,23 +99,21 @@ class ImportTotals:
     requests: int = 0
     file_bytes: int = 0
 
-    def add(self, chunk: Chunk, answer: dict[str, Any]) -> None:
+    def add(self, chunk: Chunk, answer: AddContactsResult) -> None:
         """Fold one addContacts answer in, mapping its row numbers to file lines."""
-        self.received += int(answer["received"])
-        self.accepted += int(answer["accepted"])
-        self.duplicate += int(answer["duplicate"])
-        self.invalid += int(answer["invalid"])
-        for error in answer["errors"]:
-            self.errors.append(
-                InvalidLine(chunk.lines[int(error["row"]) - 1], error["phone"], error["reason"])
-            )
-        for duplicate in answer.get("duplicates", ()):
-            earlier = duplicate["earlier_row"]
+        self.received += answer.received
+        self.accepted += answer.accepted
+        self.duplicate += answer.duplicate
+        self.invalid += answer.invalid
+        for error in answer.errors:
+            self.errors.append(InvalidLine(chunk.lines[error.row - 1], error.phone, error.reason))
+        for duplicate in answer.duplicates:
+            earlier = duplicate.earlier_row
             self.duplicates.append(
                 DuplicateLine(
-                    chunk.lines[int(duplicate["row"]) - 1],
-                    duplicate["phone"],
-                    None if earlier is None else chunk.lines[int(earlier) - 1],
+                    chunk.lines[duplicate.row - 1],
+                    duplicate.phone,
+                    None if earlier is None else chunk.lines[earlier - 1],
                 )
             )
         self.requests += 1
@@ -274,38 +275,32 @@ class ImportOptions:
     phone_column: str | None = None
     region: str | None = None
 
-    def params(self) -> dict[str, str]:
-        """The addContacts query parameters these options send."""
-        wanted = {"phone_column": self.phone_column, "region": self.region}
-        return {name: value for name, value in wanted.items() if value is not None}
 
-
-def _post(client: httpx.Client, campaign_id: str, chunk: Chunk, params: dict[str, str]) -> dict[str, Any]:
+def _post(api: Client, campaign_id: str, chunk: Chunk, options: ImportOptions) -> AddContactsResult:
     """Send one chunk (UTF-8 CSV); its addContacts answer, or ImportFailed with the server's message."""
     try:
-        response = client.post(
-            f"/addContacts/{campaign_id}",
-            content=chunk.body,
-            params=params,
-            headers={"content-type": "text/csv; charset=utf-8"},
+        return api.add_contacts_csv(
+            campaign_id, chunk.body, region=options.region, phone_column=options.phone_column
         )
-    except httpx.HTTPError as exc:
-        raise ImportFailed(unreachable(client, exc)) from None
-    try:
-        envelope: Any = response.json()
-    except ValueError:
-        envelope = None
-    if response.status_code == 200 and isinstance(envelope, dict) and envelope.get("success"):
-        data: dict[str, Any] = envelope["data"]
-        return data
-    raise ImportFailed(refusal(response.status_code, envelope, response.text))
+    except CallstatsError as exc:
+        raise ImportFailed(failure(api.settings.base_url, exc)) from None
 
 
-def unreachable(client: httpx.Client, exc: httpx.HTTPError) -> str:
-    """Why a request to the server got no answer, in one line (`callstats import` and `export`)."""
+def failure(base_url: str, exc: CallstatsError) -> str:
+    """A request that failed, in one line (`callstats import` and `export`): `HTTP 404 NOT_FOUND:
+    Campaign not found` for a refusal, `cannot reach URL: ConnectError: ...` when no answer came."""
+    if isinstance(exc, ApiError):
+        return f"HTTP {exc.status} {exc.code}: {exc.message}"
+    if isinstance(exc, ConnectionFailed) and exc.cause is not None:
+        return unreachable(base_url, exc.cause)
+    return exc.message
+
+
+def unreachable(base_url: str, exc: Exception) -> str:
+    """Why a request to the server got no answer, in one line."""
     detail = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
     why = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-    return f"cannot reach {client.base_url}: {why}"
+    return f"cannot reach {base_url}: {why}"
 
 
 def refusal(status: int, envelope: Any, text: str) -> str:
@@ -332,13 +327,12 @@ def import_csv(
     """Stream `path` into the campaign with up to `in_flight` requests at once; the server's totals."""
     options = options or ImportOptions()
     totals = ImportTotals()
-    headers = {"x-api-key": api_key}
     with (
         path.open("rb") as stream,
-        httpx.Client(base_url=base_url, headers=headers, timeout=REQUEST_TIMEOUT_S) as client,
+        Client(base_url, api_key, timeout=REQUEST_TIMEOUT_S) as api,
         ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="callstats-import") as pool,
     ):
-        pending: dict[Future[dict[str, Any]], Chunk] = {}
+        pending: dict[Future[AddContactsResult], Chunk] = {}
         check_syntax(stream, options)
         try:
             chunks = read_chunks(
@@ -347,7 +341,7 @@ def import_csv(
             for chunk in chunks:
                 while len(pending) >= in_flight:
                     _collect(pending, totals, on_progress)
-                pending[pool.submit(_post, client, campaign_id, chunk, options.params())] = chunk
+                pending[pool.submit(_post, api, campaign_id, chunk, options)] = chunk
             while pending:
                 _collect(pending, totals, on_progress)
         except ImportFailed as failure:
@@ -365,7 +359,9 @@ def check_syntax(stream: BinaryIO, options: ImportOptions) -> None:
 
 
 def _collect(
-    pending: dict[Future[dict[str, Any]], Chunk], totals: ImportTotals, on_progress: ProgressCallback | None
+    pending: dict[Future[AddContactsResult], Chunk],
+    totals: ImportTotals,
+    on_progress: ProgressCallback | None,
 ) -> None:
     """Wait for at least one request to finish and fold its answer in."""
     done, _ = wait(pending, timeout=REQUEST_TIMEOUT_S + 10, return_when=FIRST_COMPLETED)
@@ -377,7 +373,7 @@ def _collect(
         on_progress(totals)
 
 
-def _drain(pending: dict[Future[dict[str, Any]], Chunk], totals: ImportTotals) -> None:
+def _drain(pending: dict[Future[AddContactsResult], Chunk], totals: ImportTotals) -> None:
     """After a failure, count what the requests still in flight did; their own errors are dropped."""
     for future, chunk in pending.items():
         try:

@@ -1,0 +1,1 @@
+"""Tests of callstats-client (clients/python) against real `callstats serve` processes."""
