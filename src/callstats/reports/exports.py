@@ -82,7 +82,7 @@ def ndjson_encoder(fields: Sequence[str]) -> Encoder:
 
     def encode(rows: Values) -> bytes:
         return b"".join(
-            orjson.dumps(dict(zip(fields, values, strict=True)), option=orjson.OPT_APPEND_NEWLINE)
+            orjson.dumps(dict(zip(fields, values, strict=False)), option=orjson.OPT_APPEND_NEWLINE)
             for values in rows
         )
 

@@ -141,14 +141,18 @@ def call_values(row: Any) -> tuple[Any, ...]:
     )
 
 
+# The values are built in the fields' order, one per field (tests/reports compare every field of every
+# surface): zip's length check (strict=True) would cost a third of building a page's dicts.
+
+
 def contact_record(row: Any) -> dict[str, Any]:
     """contact_values as the dict every JSON surface shows: `{"contact_id": ..., "phone": ..., ...}`."""
-    return dict(zip(CONTACT_FIELDS, contact_values(row), strict=True))
+    return dict(zip(CONTACT_FIELDS, contact_values(row), strict=False))
 
 
 def call_record(row: Any) -> dict[str, Any]:
     """call_values as the dict every JSON surface shows: `{"call_id": ..., "contact_id": ..., ...}`."""
-    return dict(zip(CALL_FIELDS, call_values(row), strict=True))
+    return dict(zip(CALL_FIELDS, call_values(row), strict=False))
 
 
 CONTACT_FIELDS = tuple(Contact.model_fields)
