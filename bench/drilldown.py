@@ -49,12 +49,17 @@ from bench.dataset import (
 from bench.servers import Fleet, Server, exit_on_signals
 from bench.timeseries_latency import percentile
 from callstats.config import sqlalchemy_url
+from callstats.db.engine import Database
 from callstats.pages import encode_cursor
+from callstats.reports import queries
+from callstats.reports.queries import CallFilter, ContactFilter
+from callstats.reports.service import EXPORT_CHUNK_ROWS
 from callstats.stats.response import iso_utc
 
 PG_DATABASE = "callstats_drilldown"
 LABEL = "drilldown"
 EXPORTS = ("contacts-csv", "contacts-ndjson", "calls-csv", "calls-ndjson")
+REFERENCE_ROWS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class Case:
     path: str
     params: dict[str, str]
     check: Callable[[Any], bool]
+    paged: bool = True  # timed at limit 100 and 1,000; else once, without a limit
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -173,7 +179,20 @@ def cases(data: DataSet) -> list[Case]:
             {"phone": f"({phone[:3]}) {phone[3:6]}-{phone[6:]}"},
             _first("contact_id", by_phone),
         ),
-        Case(f"getContact {deep}", f"/getContact/{{cid}}/{deep}", {}, lambda d: d["contact_id"] == deep),
+        Case(
+            "reference: getCampaign (one row by key)",
+            "/getCampaign/{cid}",
+            {},
+            lambda d: d["campaign_id"] == data.campaigns[LABEL],
+            paged=False,
+        ),
+        Case(
+            f"getContact {deep}",
+            f"/getContact/{{cid}}/{deep}",
+            {},
+            lambda d: d["contact_id"] == deep,
+            paged=False,
+        ),
         Case("getCalls, first page", calls_path, {}, lambda d: len(d) > 0),
         Case("getCalls, 90 % deep", calls_path, {"cursor": before}, _started_in("", cursor_at)),
         Case(
@@ -212,7 +231,7 @@ def measure_pages(server: Server, data: DataSet, args: argparse.Namespace) -> li
     with httpx.Client(base_url=server.base_url, headers={"x-api-key": data.api_key}, timeout=60) as http:
         for case in cases(data):
             url = case.path.format(cid=campaign_id)
-            limits = [None] if "{cid}/" in case.path else [100, 1000]
+            limits = [100, 1000] if case.paged else [None]
             for limit in limits:
                 params = case.params if limit is None else {**case.params, "limit": str(limit)}
                 _timed(http, url, params, args.warmup, case.check)
@@ -304,11 +323,39 @@ def export_table(results: list[dict[str, Any]]) -> str:
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in results:
+        served = not row["export"].startswith("reference")
+        mib = f"{row['mib']:,.0f}" if served else "-"
+        rss = f"{row['rss_start']:.0f} / {row['rss_peak']:.0f}" if served else "-"
         lines.append(
-            f"| {row['database']} | {row['export']} | {row['rows']:,} | {row['mib']:,.0f} "
-            f"| {row['seconds']:.1f} | {row['rate']:,.0f} | {row['rss_start']:.0f} / {row['rss_peak']:.0f} |"
+            f"| {row['database']} | {row['export']} | {row['rows']:,} | {mib} "
+            f"| {row['seconds']:.1f} | {row['rate']:,.0f} | {rss} |"
         )
     return "\n".join(lines)
+
+
+def reference_read(data: DataSet, kind: str, rows: int = REFERENCE_ROWS) -> dict[str, Any]:
+    """The export's own reads without encoding or HTTP: its first `rows` rows by keyset pages of
+    EXPORT_CHUNK_ROWS through reports/queries.py in this process, rows/s (the floor an export sits on,
+    measured in the same minutes as the export on the same machine)."""
+    db = Database(data.url, pool_size=1)
+    campaign_id, read, started = data.campaigns[LABEL], 0, time.perf_counter()
+    with db.read() as conn:
+        key: Any = None
+        while read < rows:
+            if kind == "contacts":
+                page = queries.contact_page(conn, campaign_id, ContactFilter(), key or 0, EXPORT_CHUNK_ROWS)
+                key = page[-1][0] if page else None
+            else:
+                page = queries.call_page(conn, campaign_id, CallFilter(), key, EXPORT_CHUNK_ROWS)
+                key = (page[-1][4], page[-1][0]) if page else None
+            read += len(page)
+            if len(page) < EXPORT_CHUNK_ROWS:
+                break
+    elapsed = time.perf_counter() - started
+    db.dispose()
+    _log(f"  reference read of {kind}: {read:,} rows in {elapsed:.1f} s")
+    return {"export": f"reference: {kind} rows read, not encoded", "rows": read, "seconds": elapsed,
+            "rate": read / elapsed, "mib": 0.0, "rss_start": 0.0, "rss_peak": 0.0}  # fmt: skip
 
 
 def run_database(
@@ -326,6 +373,9 @@ def run_database(
                 f"{name} {export}: {row['rows']:,} rows, not {expected_rows(data, export.split('-')[0]):,}"
             )
         exports.append(row)
+        kind = export.split("-")[0]
+        if not any(e["export"].startswith(f"reference: {kind}") for e in exports):
+            exports.append({**reference_read(data, kind), "database": name})
     server.stop()
     return pages, exports
 
