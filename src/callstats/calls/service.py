@@ -14,6 +14,8 @@ the same steps, from the HTTP request on):
 - apply: each event through `lifecycle.apply` in memory, in order; `counters.moved` gathers the
   counter deltas; a rejected event changes nothing;
 - write (one round trip): events, contacts, calls and counter deltas, then any request's receipt;
+- alert (one lookup; more only for an account with webhook endpoints): the messages the new counters
+  cause, written to the outbox in the same transaction (alerts/outbox.py);
 - answer: one `Written` per request (its result, or the error it answers with).
 """
 
@@ -25,6 +27,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 from sqlalchemy import Connection
 
 from callstats.accounts.service import writer_accounts
+from callstats.alerts.outbox import counters_changed
 from callstats.calls import queries
 from callstats.calls.schemas import (
     CallEventIn,
@@ -194,6 +197,8 @@ def _transaction(conn: Connection, slot: int, parsed: Parsed) -> list[Written]:
         for request, outcome in zip(parsed.requests, written, strict=True):
             if request.receipt is not None:
                 request.receipt.write(conn, outcome)
+    # the alerts these counters cause, queued in this transaction (one lookup when no account has alerting)
+    counters_changed(conn, {b.account_id: b.deltas.keys() for b in batches.values()}, parsed.received_at)
     return written
 
 
