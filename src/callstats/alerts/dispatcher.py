@@ -15,12 +15,11 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from anyio.to_thread import run_sync
 from sqlalchemy import Connection
 
 from callstats.alerts import outbox, queries
@@ -32,6 +31,7 @@ from callstats.db.engine import Database
 from callstats.errors import where
 from callstats.sealing import SecretBox
 
+T = TypeVar("T")
 log = logging.getLogger("callstats.alerts")
 TIMEOUT_SECONDS = 10.0
 LEASE_MS = 60_000  # longer than a send can take (10 s timeout)
@@ -60,7 +60,7 @@ class Dispatcher:
                 try:
                     if time.monotonic() >= self._next_timer:
                         self._next_timer = time.monotonic() + self.timer_seconds
-                        await run_sync(self.evaluate_timed)
+                        await _in_thread(self.evaluate_timed)
                     sent = await self.deliver_due(http)
                 except Exception as exc:
                     log.warning("webhook dispatcher turn failed (%s at %s)", type(exc).__name__, where(exc))
@@ -80,7 +80,7 @@ class Dispatcher:
     async def deliver_due(self, http: httpx.AsyncClient) -> int:
         """Claim the messages due and send them; how many were claimed."""
         now = self.clock()
-        claimed = await run_sync(
+        claimed = await _in_thread(
             self.db.write, lambda conn: queries.claim_due(conn, now, now + LEASE_MS, BATCH)
         )
         by_endpoint: dict[str, list[Mapping[Any, Any]]] = {}
@@ -99,7 +99,7 @@ class Dispatcher:
         status_code: int | None = None
         error: str | None = None
         try:
-            request = await run_sync(self._request, row)
+            request = await _in_thread(self._request, row)
             answer = await http.send(request)
             await answer.aclose()
             status_code = answer.status_code
@@ -110,7 +110,7 @@ class Dispatcher:
         except (httpx.HTTPError, RefusedHost, OSError) as exc:
             error = (str(exc) or type(exc).__name__)[:MAX_ERROR_CHARS]
         duration = int((time.monotonic() - started) * 1000)
-        await run_sync(self._record, row, status_code, error, duration)
+        await _in_thread(self._record, row, status_code, error, duration)
 
     def _request(self, row: Mapping[Any, Any]) -> httpx.Request:
         """The signed request of a message (blocking: the host's name is checked, secrets opened)."""
@@ -156,6 +156,21 @@ class Dispatcher:
             queries.record_attempt(conn, attempt, "pending" if retry_at else "failed", retry_at, None)
 
         self.db.write(work)
+
+
+async def _in_thread(work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` in a worker thread; a cancellation waits for it to end before it is raised, so the
+    app's shutdown never disposes of the pool under a transaction still running."""
+    future = asyncio.ensure_future(asyncio.to_thread(work, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            try:
+                await asyncio.wait({future})
+            except asyncio.CancelledError:
+                continue
+        raise
 
 
 def _timed(conn: Connection, account_id: str, now: int) -> int:
