@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-WAIT_SECONDS = 20.0  # the longest a test waits for deliveries before failing
+WAIT_SECONDS = 60.0  # the longest a test waits for deliveries before failing
 
 
 @dataclass(frozen=True)

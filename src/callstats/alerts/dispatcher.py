@@ -90,8 +90,13 @@ class Dispatcher:
         return len(claimed)
 
     async def _send_in_order(self, http: httpx.AsyncClient, rows: list[Mapping[Any, Any]]) -> None:
+        """One endpoint's messages, in order; one that fails unexpectedly (the database away while its
+        attempt is recorded) is logged, and stays claimed until its lease runs out (then sent again)."""
         for row in rows:
-            await self.send(http, row)
+            try:
+                await self.send(http, row)
+            except Exception as exc:
+                log.warning("webhook delivery not recorded (%s at %s)", type(exc).__name__, where(exc))
 
     async def send(self, http: httpx.AsyncClient, row: Mapping[Any, Any]) -> None:
         """One attempt at one claimed message, recorded with its outcome."""
