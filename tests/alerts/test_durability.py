@@ -14,7 +14,7 @@ from standardwebhooks import Webhook
 
 from tests.alerts.receiver import Receiver, eventually
 from tests.conftest import PG_URL
-from tests.factories import add_contacts, create_campaign, ended_call, phones, record_events
+from tests.factories import add_contacts, ended_call, phones, record_events
 from tests.servers import issue_key, running_servers, server_env, start_server
 
 
