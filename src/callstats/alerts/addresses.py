@@ -29,7 +29,7 @@ def checked_url(url: str, allow_private: bool) -> str:
     """
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL:
+    except (httpx.InvalidURL, ValueError, TypeError):
         raise RefusedUrl("url: not a URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise RefusedUrl("url: must be http:// or https:// with a host")

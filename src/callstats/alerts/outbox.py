@@ -67,10 +67,17 @@ def evaluate_campaigns(
 
 def timed(conn: Connection, account_id: str, now: int) -> int:
     """The timer's evaluation of every campaign of an account with live endpoints: what only time
-    changes (minutes_since_last_event, stalls). How many outbox rows were written."""
-    endpoints = [row for row in queries.endpoints_of(conn, [account_id])]
+    changes (minutes_since_last_event, stalls), skipped when the account watches neither. How many
+    outbox rows were written."""
+    endpoints = queries.endpoints_of(conn, [account_id])
+    timed_rules = any(
+        row["metric"] == "minutes_since_last_event" for row in queries.live_rules(conn, account_id)
+    )
+    stalls = any("campaign.stalled" in row["events"].split(",") for row in endpoints)
+    if not (timed_rules or stalls):  # nothing time alone changes is watched: the write path does the rest
+        return 0
     campaign_ids = queries.campaign_ids(conn, account_id)
-    if not endpoints or not campaign_ids:
+    if not campaign_ids:
         return 0
     return evaluate_campaigns(conn, account_id, campaign_ids, endpoints, now)
 
