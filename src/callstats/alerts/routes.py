@@ -75,12 +75,20 @@ Config = Annotated[Settings, Depends(_settings)]
 Now = Annotated[int, Depends(_now)]
 EndpointId = Annotated[str, Depends(_endpoint_id)]
 RuleId = Annotated[str, Depends(_rule_id)]
+_CAMPAIGN_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such campaign (campaign_id) for this key's account"}
+}
 _ENDPOINT_404: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such endpoint for this key's account"}
 }
 
 
-@router.post("/createWebhookEndpoint", status_code=201, openapi_extra=_body_of(CreateWebhookEndpoint))
+@router.post(
+    "/createWebhookEndpoint",
+    status_code=201,
+    openapi_extra=_body_of(CreateWebhookEndpoint),
+    responses=_CAMPAIGN_404,
+)
 def create_webhook_endpoint(
     key: WriteKey, db: Db, box: Box, settings: Config, now: Now, body: RawBody
 ) -> WebhookEndpointEnvelope:
@@ -116,7 +124,9 @@ def rotate_webhook_secret(
     return WebhookEndpointEnvelope(data=service.rotate_secret(db, box, key.account_id, endpoint_id, now))
 
 
-@router.post("/createAlertRule", status_code=201, openapi_extra=_body_of(CreateAlertRule))
+@router.post(
+    "/createAlertRule", status_code=201, openapi_extra=_body_of(CreateAlertRule), responses=_CAMPAIGN_404
+)
 def create_alert_rule(key: WriteKey, db: Db, now: Now, body: RawBody) -> AlertRuleEnvelope:
     """A rule `metric op value` (on one campaign, or every campaign of the account): `alert.triggered`
     when it becomes true for a campaign, `alert.resolved` when it stops. 404 for an unknown campaign_id."""
