@@ -1,11 +1,13 @@
 """The alerts a committed change causes, written to the outbox in the transaction of that change.
 
-The write path (calls/service.py, campaigns/service.py) calls `counters_changed` inside its
-transaction, after the counter deltas: one indexed lookup finds the accounts' live webhook endpoints
-and an account without any costs nothing more. For the others, each changed campaign's alert state
-row is locked, its counters (with this transaction's deltas) read, core.alerts.evaluate decides
-the edges, and one outbox row per message and subscribed endpoint is inserted; so a committed
-trigger is never lost, and a rolled-back one never sent. The dispatcher's timer calls `timed`.
+The write path calls it inside its transaction, after the counter deltas: recordCallEvents and the
+carriers' callbacks (calls/service.py) read each account's live webhook endpoints in their load's
+pipeline and call `queue_alerts`; addContacts (campaigns/service.py) calls `counters_changed`, one
+indexed lookup. An account without endpoints costs nothing more. For the others, each changed
+campaign's alert state row is locked, its counters (with this transaction's deltas) read,
+core.alerts.evaluate decides the edges, and one outbox row per message and subscribed endpoint is
+inserted; so a committed trigger is never lost, and a rolled-back one never sent. The dispatcher's
+timer calls `timed`.
 """
 
 from __future__ import annotations
@@ -37,8 +39,27 @@ def counters_changed(conn: Connection, changed: Mapping[str, Iterable[str]], now
     return queued
 
 
+def queue_alerts(
+    conn: Connection,
+    account_id: str,
+    campaign_ids: Iterable[str],
+    endpoints: Sequence[Mapping[Any, Any]],
+    now: int,
+) -> int:
+    """counters_changed for one account whose live endpoints were read already (the events' write path
+    reads them in its load's pipeline): nothing at all when it has none."""
+    changed = sorted(campaign_ids)
+    if not endpoints or not changed:
+        return 0
+    return evaluate_campaigns(conn, account_id, changed, endpoints, now)
+
+
 def evaluate_campaigns(
-    conn: Connection, account_id: str, campaign_ids: list[str], endpoints: Sequence[RowMapping], now: int
+    conn: Connection,
+    account_id: str,
+    campaign_ids: list[str],
+    endpoints: Sequence[Mapping[Any, Any]],
+    now: int,
 ) -> int:
     """Evaluate the account's rules on these campaigns (states locked, counters read in this transaction)
     and queue each message to the endpoints that take it; how many outbox rows were written."""

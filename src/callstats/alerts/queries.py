@@ -3,12 +3,13 @@ delivery attempts. The counters themselves are read through db/counters.py (aler
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, and_, insert, or_, select, update
+from sqlalchemy import Connection, RowMapping, and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from callstats.db.driver import Statement
 from callstats.db.schema import (
     alert_rules,
     alert_states,
@@ -94,6 +95,26 @@ def endpoints_of(conn: Connection, account_ids: Iterable[str]) -> Sequence[RowMa
         ep.account_id.in_(sorted(account_ids)), ep.deleted_at.is_(None)
     )
     return conn.execute(query).mappings().all()
+
+
+_LIVE_ENDPOINTS = Statement(
+    select(
+        webhook_endpoints.c.id,
+        webhook_endpoints.c.account_id,
+        webhook_endpoints.c.events,
+        webhook_endpoints.c.campaign_id,
+    ).where(
+        webhook_endpoints.c.account_id == bindparam("account_id"), webhook_endpoints.c.deleted_at.is_(None)
+    )
+)
+
+
+def endpoints_sent(conn: Connection, account_id: str) -> Callable[[], list[dict[str, Any]]]:
+    """endpoints_of for one account, sent now and fetched by calling the result: the write path reads it
+    inside its load's pipeline (no round trip of its own on PostgreSQL)."""
+    sent = _LIVE_ENDPOINTS.send(conn, {"account_id": account_id})
+    keys = ("id", "account_id", "events", "campaign_id")
+    return lambda: [dict(zip(keys, row, strict=True)) for row in sent()]
 
 
 def accounts_with_endpoints(conn: Connection) -> list[str]:
@@ -191,10 +212,11 @@ def claim_due(conn: Connection, now: int, lease_until: int, limit: int) -> list[
     sealed secrets, claimed: their next attempt moved to `lease_until`, so no other dispatcher takes
     them meanwhile (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite has one writer at a time), and a
     dispatcher that dies before recording the attempt leaves them due again at `lease_until`."""
-    ob = webhook_outbox.c
+    ob, ep = webhook_outbox.c, webhook_endpoints.c
+    live = select(ep.id).where(ep.id == ob.endpoint_id, ep.deleted_at.is_(None)).exists()
     due = (
         select(ob.seq)
-        .where(ob.status == "pending", ob.next_attempt_at <= now)
+        .where(ob.status == "pending", ob.next_attempt_at <= now, live)
         .order_by(ob.next_attempt_at, ob.seq)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -203,7 +225,6 @@ def claim_due(conn: Connection, now: int, lease_until: int, limit: int) -> list[
     if not seqs:
         return []
     conn.execute(update(webhook_outbox).where(ob.seq.in_(seqs)).values(next_attempt_at=lease_until))
-    ep = webhook_endpoints.c
     query = (
         select(
             ob.seq,
@@ -235,12 +256,12 @@ def record_attempt(
     delivered_at: int | None,
 ) -> None:
     """One attempt (`row`: delivery_id, account_id, attempted_at, status_code, error, duration_ms) and
-    the message's new state."""
+    the message's new state (unless it is no longer pending: its endpoint deleted meanwhile)."""
     conn.execute(insert(webhook_attempts).values(**row))
     ob = webhook_outbox.c
     conn.execute(
         update(webhook_outbox)
-        .where(ob.id == row["delivery_id"])
+        .where(ob.id == row["delivery_id"], ob.status == "pending")
         .values(
             status=status,
             attempts=ob.attempts + 1,
