@@ -193,3 +193,22 @@ async def test_deliveries_page_through_with_the_cursor(
     assert sorted(seen) == sorted(r.headers["webhook-id"] for r in receiver.received)
     failed = (await client.get("/getWebhookDeliveries?status=failed", headers=auth)).json()["data"]
     assert failed == []
+
+
+async def test_deleting_an_endpoint_fails_what_it_has_not_received(
+    started: CallstatsApp, client: httpx.AsyncClient, auth: dict[str, str], receiver: Receiver
+) -> None:
+    campaign_id, numbers = await _campaign(client, auth, 1)
+    endpoint = await _endpoint(client, auth, receiver.url)
+    receiver.stop()
+    await _end(client, auth, campaign_id, numbers[0], "answered")
+    await eventually(lambda: _attempts(started) >= 1, "a failed attempt")
+    deleted = await client.post(f"/deleteWebhookEndpoint/{endpoint['endpoint_id']}", headers=auth)
+    assert deleted.status_code == 200
+    receiver.start()
+    (delivery,) = (await client.get("/getWebhookDeliveries", headers=auth)).json()["data"]
+    assert delivery["status"] == "failed" and delivery["next_attempt_at"] is None
+    retried = await client.post(f"/retryWebhookDelivery/{delivery['delivery_id']}", headers=auth)
+    assert retried.status_code == 404  # nothing sends to a deleted endpoint
+    after = (await client.get("/getWebhookDeliveries", headers=auth)).json()["data"]
+    assert [d["status"] for d in after] == ["failed"]
