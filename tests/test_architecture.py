@@ -36,7 +36,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"web"}),  # the ASGI plumbing: dispatcher, hot endpoint base (reads the key), errors
     frozenset({"stats"}),  # the counters read
     frozenset(
-        {"campaigns", "calls", "timeseries", "reports"}
+        {"campaigns", "calls", "timeseries", "reports", "alerts"}
     ),  # the domains that write or read through stats
     frozenset(
         {"stream", "dashboard", "openapi", "importer", "exporter", "watch", "serving", "carriers"}

@@ -14,6 +14,8 @@ from sqlalchemy import text
 from typing_extensions import TypedDict
 
 from callstats import __version__
+from callstats.alerts.dispatcher import Dispatcher as WebhookDispatcher
+from callstats.alerts.routes import router as alerts_router
 from callstats.calls.endpoint import PATH as EVENTS_PATH
 from callstats.calls.endpoint import RecordEventsEndpoint
 from callstats.calls.group import GroupCommit
@@ -126,6 +128,8 @@ class CallstatsApp(Dispatcher):
         self.db = db
         self.stats_service = stats.service
         self.background = background
+        # The alert webhooks' outbox, delivered by a task of every served process (alerts/dispatcher.py).
+        self.webhooks = WebhookDispatcher(db, api.state.secret_box, settings, api.state.clock)
         self._tasks: list[asyncio.Task[None]] = []
         self._undo_deadline: Callable[[], None] = lambda: None
         # A served process (app_from_env, the demo) sets it: gone within that many seconds of a stop signal.
@@ -134,12 +138,13 @@ class CallstatsApp(Dispatcher):
     async def start(self) -> None:
         """What the lifespan does before serving: arm the exit deadline at a stop signal (when
         `exit_deadline_seconds` is set), start the change feed and the streams' stop hook, then the
-        background tasks."""
+        background tasks and the webhook dispatcher."""
         if self.exit_deadline_seconds:
             self._undo_deadline = exit_deadline_on_signal(self.exit_deadline_seconds)
         await self.api.state.feed.start()
         await self.api.state.streams.start()
         self._tasks = [asyncio.create_task(task(self.db)) for task in self.background]
+        self._tasks.append(asyncio.create_task(self.webhooks.run()))
 
     async def aclose(self) -> None:
         """Release everything, users before what they use: the background tasks, the open streams, the
@@ -191,7 +196,14 @@ def create_app(
     api.state.clock = clock
     api.state.secret_box = secret_box(settings)  # reads no file: the SQLite key file on first need
     install_error_handlers(api)
-    for router in (health_router, campaigns_router, timeseries_router, reports_router, carriers_router):
+    for router in (
+        health_router,
+        campaigns_router,
+        timeseries_router,
+        reports_router,
+        carriers_router,
+        alerts_router,
+    ):
         api.include_router(router)
     install_metrics(api, metrics)
     install_streaming(api, settings, database, metrics)

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     # Where every worker process writes its metric values (prometheus-client's multiprocess mode); the
     # library's own variable, read by it at import: `callstats serve --workers N` sets it per run.
     prometheus_multiproc_dir: str | None = Field(default=None, validation_alias="PROMETHEUS_MULTIPROC_DIR")
+    # Alert webhooks (docs/alerts.md): URLs of loopback, private or link-local hosts are refused unless set.
+    webhook_allow_private: bool = False
+    # The dispatcher looks for messages due this often, and evaluates the timed alerts (minutes since the
+    # last event, stalls) every alert_timer_seconds; a failed attempt is retried after about
+    # webhook_retry_base_seconds * 2^(attempts - 1) (with jitter, at most an hour) for 24 hours.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    alert_timer_seconds: float = Field(default=30.0, gt=0, le=86_400)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("database_url")
     @classmethod

@@ -10,10 +10,12 @@ the same steps, from the HTTP request on):
   (its key, in the transaction), the contacts the phones name, the campaigns' regions for
   national numbers;
 - load (one round trip per account): the rules, contacts, calls and stored event hashes the
-  events touch, read and locked set-wise in one order;
+  events touch, read and locked set-wise in one order, and the account's live webhook endpoints;
 - apply: each event through `lifecycle.apply` in memory, in order; `counters.moved` gathers the
   counter deltas; a rejected event changes nothing;
 - write (one round trip): events, contacts, calls and counter deltas, then any request's receipt;
+- alert (nothing for an account without webhook endpoints, read with the load): the messages the new
+  counters cause, written to the outbox in the same transaction (alerts/outbox.py);
 - answer: one `Written` per request (its result, or the error it answers with).
 """
 
@@ -25,6 +27,8 @@ from typing import Any, Literal, NamedTuple, Protocol
 from sqlalchemy import Connection
 
 from callstats.accounts.service import writer_accounts
+from callstats.alerts import queries as alert_queries
+from callstats.alerts.outbox import queue_alerts
 from callstats.calls import queries
 from callstats.calls.schemas import (
     CallEventIn,
@@ -99,6 +103,7 @@ class Batch:
     events: list[dict[str, Any]] = field(default_factory=list)
     deltas: dict[str, CounterDelta] = field(default_factory=dict)
     later_starts: set[str] = field(default_factory=set)  # campaigns where a call's start moved later
+    endpoints: list[dict[str, Any]] = field(default_factory=list)  # the account's live webhook endpoints
 
 
 class Resolved(NamedTuple):
@@ -194,6 +199,8 @@ def _transaction(conn: Connection, slot: int, parsed: Parsed) -> list[Written]:
         for request, outcome in zip(parsed.requests, written, strict=True):
             if request.receipt is not None:
                 request.receipt.write(conn, outcome)
+    for batch in batches.values():  # the alerts these counters cause, queued in this transaction
+        queue_alerts(conn, batch.account_id, batch.deltas, batch.endpoints, parsed.received_at)
     return written
 
 
@@ -295,6 +302,7 @@ def _load(
         contacts = queries.locked_contacts(conn, account_id, wanted)
         hashes = queries.stored_event_hashes(conn, account_id, {ev.event_id for ev in valid})
         calls = queries.locked_calls(conn, account_id, {ev.call_id for ev in valid})
+        endpoints = alert_queries.endpoints_sent(conn, account_id)
         batch = Batch(
             account_id=account_id,
             received_at=received_at,
@@ -302,6 +310,7 @@ def _load(
             contacts=contacts(),
             calls=calls(),
             stored_hashes=hashes(),
+            endpoints=endpoints(),
         )
     return batch, resolved
 

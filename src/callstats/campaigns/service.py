@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, RowMapping
 
+from callstats.alerts.outbox import counters_changed
 from callstats.bodies import nesting_depth
 from callstats.campaigns import queries
 from callstats.campaigns.schemas import (
@@ -221,6 +222,8 @@ def add_contacts(
         held = queries.insert_contacts(conn, values)
         inserted = len(values) - len(held)
         counters.write(conn, account_id, campaign_id, db.pick_slot(), moved(ContactsAdded(inserted)))
+        if inserted:  # a campaign completed is not any more; rates over the total move
+            counters_changed(conn, {account_id: [campaign_id]}, created)
         return held
 
     held = db.write(work)

@@ -430,3 +430,24 @@ def minutes(conn: Connection, campaign_id: str, first: int, end: int) -> list[tu
         (int(row.minute), {name: int(row._mapping[name] or 0) for name in SERIES_COLUMNS})
         for row in conn.execute(query)
     ]
+
+
+def alert_rows(conn: Connection, account_id: str, campaign_ids: list[str]) -> dict[str, RowMapping]:
+    """Campaign id -> what alert rules are evaluated on (core/alerts.Snapshot) and the stats object
+    is built from: every summed counter column, first_call_at (MIN), last_final_at and last_event_at
+    (MAX), the campaign's name and stall_after_minutes; one query for the account's campaigns among
+    `campaign_ids` (inside a write transaction it sees that transaction's own deltas)."""
+    cc = campaign_counters.c
+    query = (
+        select(
+            cc.campaign_id,
+            campaigns.c.name,
+            campaigns.c.stall_after_minutes,
+            *summed_columns(),
+            func.max(cc.last_event_at).label("last_event_at"),
+        )
+        .join(campaigns, campaigns.c.id == cc.campaign_id)
+        .where(cc.campaign_id.in_(campaign_ids), cc.account_id == account_id)
+        .group_by(cc.campaign_id, campaigns.c.name, campaigns.c.stall_after_minutes)
+    )
+    return {row["campaign_id"]: row for row in conn.execute(query).mappings()}

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -173,6 +174,92 @@ carrier_callbacks = Table(
     Index(
         "ix_carrier_callbacks_account_verdict", "account_id", "verdict", "connection_id", "received_at", "id"
     ),
+)
+
+# Alerting (issue 13, callstats/alerts/). A webhook endpoint of an account: its signing secret sealed
+# (sealing.py), the previous one kept signing until previous_until after a rotation; events is the
+# comma-separated list of event types it receives; campaign_id limits it to one campaign.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("events", String(200), nullable=False),
+    Column("campaign_id", String(36), nullable=True),
+    Column("format", String(8), nullable=False),
+    Column("secret_sealed", Text, nullable=False),
+    Column("previous_secret_sealed", Text, nullable=True),
+    Column("previous_until", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),
+    # the write path's one lookup per account and group: the account's live endpoints
+    Index("ix_webhook_endpoints_account_deleted", "account_id", "deleted_at"),
+)
+
+# A threshold rule: `metric op value` on a campaign's stats (every campaign of the account when
+# campaign_id is NULL), quiet until min_final_contacts contacts are final.
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
+    Column("campaign_id", String(36), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("metric", String(32), nullable=False),
+    Column("op", String(2), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("min_final_contacts", Integer, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger, nullable=True),
+    Index("ix_alert_rules_account_deleted", "account_id", "deleted_at"),
+)
+
+# What the edge-triggered evaluation remembers of one campaign: JSON {"rules": {rule id: triggered at
+# ms}, "completed": ms or null, "stalled": ms or null}. The row is also the lock that serializes two
+# transactions evaluating the same campaign (PostgreSQL: SELECT ... FOR UPDATE).
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("campaign_id", String(36), primary_key=True),
+    Column("account_id", String(36), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# The outbox: one row per message and endpoint, written in the transaction that moved the counters.
+# `id` is the Standard Webhooks webhook-id (the same on every attempt); `seq` orders sending.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("account_id", String(36), nullable=False),
+    Column("endpoint_id", String(36), nullable=False),
+    Column("campaign_id", String(36), nullable=True),
+    Column("event_type", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(10), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger, nullable=True),
+    Index("ix_webhook_outbox_due", "status", "next_attempt_at", "seq"),
+    Index("ix_webhook_outbox_account_created", "account_id", "created_at", "id"),
+)
+
+# Every delivery attempt: when, the answer's status code or the error, how long it took.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), nullable=False),
+    Column("account_id", String(36), nullable=False),
+    Column("attempted_at", BigInteger, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String(300), nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
 )
 
 # Per-campaign counters, split into slots so concurrent writers rarely share a row;

@@ -1,0 +1,1 @@
+"""Alerting: threshold rules and campaign events, delivered as signed webhooks (docs/alerts.md)."""
