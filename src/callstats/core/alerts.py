@@ -13,9 +13,10 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Final, Literal, get_args
 
+from callstats.core.rates import percent, round_half_up
 from callstats.core.status import MINUTE_MS, Progress, campaign_status
 
 Metric = Literal[
@@ -97,7 +98,7 @@ def metric_value(metric: str, snapshot: Snapshot, now_ms: int) -> float | None:
     contact, minutes since an event when none happened)."""
     final = snapshot.completed + snapshot.failed
     if metric == "success_rate":
-        return _percent(snapshot.completed, final)
+        return percent(snapshot.completed, final)
     if metric == "calls_failed":
         return float(snapshot.failed)
     if metric == "calls_completed":
@@ -105,22 +106,13 @@ def metric_value(metric: str, snapshot: Snapshot, now_ms: int) -> float | None:
     if metric == "calls_in_progress":
         return float(snapshot.in_progress)
     if metric == "completion_percent":
-        return _percent(final, snapshot.total)
+        return percent(final, snapshot.total)
     if metric == "voicemail_percent":
-        return _percent(snapshot.voicemail, snapshot.breakdown_total)
+        return percent(snapshot.voicemail, snapshot.breakdown_total)
     if metric == "minutes_since_last_event":
         last = snapshot.last_event_at
-        return _half_up(Decimal(now_ms - last) / MINUTE_MS) if last is not None else None
+        return float(round_half_up(Decimal(now_ms - last) / MINUTE_MS, 2)) if last is not None else None
     raise ValueError(f"unknown metric {metric!r}")
-
-
-def _percent(part: int, whole: int) -> float | None:
-    """100 * part / whole, half-up to 2 decimals as getCampaignStats shows rates; None when whole is 0."""
-    return _half_up(Decimal(100 * part) / Decimal(whole)) if whole else None
-
-
-def _half_up(value: Decimal) -> float:
-    return float(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def holds(rule: Rule, snapshot: Snapshot, now_ms: int) -> tuple[bool, float | None]:

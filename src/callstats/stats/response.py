@@ -8,12 +8,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any, get_args
 
 from callstats.core.counters import Counters
 from callstats.core.histogram import EDGES, ERROR_BOUND, percentile
 from callstats.core.outcomes import OUTCOMES
+from callstats.core.rates import percent, round_half_up
 from callstats.core.status import finished_at
 from callstats.stats.schemas import (
     AttemptsSection,
@@ -25,17 +26,10 @@ from callstats.stats.schemas import (
 )
 
 
-def round_half_up(value: Decimal, places: int) -> Decimal:
-    """Round half away from zero (values here are never negative) to `places` decimals."""
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-
-
 def success_rate(completed: int, failed: int) -> float:
     """100 * completed / (completed + failed), half-up to 2 decimals; 0 when none is final."""
-    final = completed + failed
-    if final == 0:
-        return 0.0
-    return float(round_half_up(Decimal(100 * completed) / Decimal(final), 2))
+    rate = percent(completed, completed + failed)
+    return 0.0 if rate is None else rate
 
 
 def average_duration(talk_seconds: int, answered_calls: int) -> int:
