@@ -113,6 +113,10 @@ def _serve(
     route: CarrierRoute | None,
 ) -> None:
     url = base_url(host, listener.getsockname()[1])
+    # Listening before the app starts: the banner is printed by a task of the app's lifespan, which
+    # can run before uvicorn listens on the socket (it does so after the lifespan's startup), and a
+    # request sent on reading the banner then waits in the backlog instead of being refused.
+    listener.listen(2048)  # uvicorn's default backlog
 
     async def announce(_db: Database) -> None:
         # Printed once the server runs, its stop signals handled: a stop that follows the banner is
